@@ -1,0 +1,61 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "loraplan/planner/dtype.h"
+
+namespace loraplan::planner {
+
+// Decoder-only transformer layouts that share the Llama skeleton and differ in details.
+enum class Family { kLlama, kMistral, kQwen2, kQwen3, kPhi3, kGemma2 };
+
+std::string_view family_name(Family f);  // the Hugging Face model_type: "llama", "phi3", ...
+
+// One plain description of a decoder-only transformer. Dimension letters used everywhere:
+// V vocab, C hidden, I intermediate, L layers, H query heads, Hkv key/value heads, D head dim.
+struct ModelDesc {
+  std::string name;    // profile name or the file it was read from
+  std::string hf_id;   // "microsoft/Phi-4-mini-instruct"; empty when unknown
+  Family family = Family::kLlama;
+
+  int64_t vocab = 0;         // V
+  int64_t hidden = 0;        // C
+  int64_t intermediate = 0;  // I, width of gate and of up (each)
+  int64_t layers = 0;        // L
+  int64_t heads = 0;         // H
+  int64_t kv_heads = 0;      // Hkv (grouped-query attention when < H)
+  int64_t head_dim = 0;      // D; may differ from C / H (Gemma-2, Qwen3, Llama-3.2-3B)
+
+  bool tied_embeddings = false;  // lm_head shares embed_tokens
+  bool qkv_bias = false;         // q, k, v projections carry a bias (Qwen2, attention_bias)
+  bool o_bias = false;           // o_proj carries a bias (Llama attention_bias)
+  bool mlp_bias = false;         // gate, up, down carry biases
+  bool lm_head_bias = false;
+  bool qk_norm = false;          // per-head RMSNorm on q and k, weight [D] (Qwen3)
+  bool fused_qkv = false;        // one qkv_proj [(H + 2 Hkv) D, C] (Phi-3)
+  bool fused_gate_up = false;    // one gate_up_proj [2 I, C] (Phi-3)
+  int norms_per_layer = 2;       // 4 for Gemma-2's sandwich norms
+
+  double partial_rotary_factor = 1.0;  // fraction of D that is rotated (Phi-4-mini: 0.75)
+  int64_t max_position_embeddings = 0;  // tokens; 0 when unknown
+  int64_t sliding_window = 0;           // tokens; 0 = full attention everywhere
+  double attn_logit_softcapping = 0;    // Gemma-2: tanh capping of scores; 0 = off
+  double final_logit_softcapping = 0;   // Gemma-2: tanh capping of logits; 0 = off
+  std::string hidden_act = "silu";
+  DType dtype = DType::kBF16;  // dtype of the stored weights (config torch_dtype)
+
+  // Facts that were inferred rather than read ("head_dim assumed 64: ..."), for the user.
+  std::vector<std::string> notes;
+
+  int64_t q_out() const { return heads * head_dim; }      // H D
+  int64_t kv_out() const { return kv_heads * head_dim; }  // Hkv D
+  int64_t rotary_dim() const;  // rotated dims per head
+};
+
+// Checks the invariants every consumer relies on; throws InputError naming `where` and the field.
+void validate(const ModelDesc& m, const std::string& where);
+
+}  // namespace loraplan::planner

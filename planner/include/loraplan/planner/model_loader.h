@@ -1,0 +1,21 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "loraplan/planner/model.h"
+
+namespace loraplan::planner {
+
+// Where model and GPU profiles live: $LORAPLAN_PROFILES if set, else the source tree's profiles/.
+std::string profile_dir();
+
+// Names of the profiles in profile_dir()/<kind> ("models" or "gpus"), sorted.
+std::vector<std::string> profile_names(const std::string& kind);
+
+// Resolves what a user passes to --model: a profile name ("phi-4-mini-instruct"), a
+// config.json, a model directory (config.json and/or *.safetensors), a .safetensors file, a
+// model.safetensors.index.json or an .onnx file. Throws InputError for anything else.
+ModelDesc load_model(const std::string& spec);
+
+}  // namespace loraplan::planner

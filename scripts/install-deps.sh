@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of loraplan from Debian's repositories.
+# Idempotent: packages already present are skipped by apt.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libtorch-dev libopenblas0-pthread
+  libonnx-dev libprotobuf-dev protobuf-compiler
+  libeigen3-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libgloo-dev
+  python3-torch python3-onnx python3-numpy
+  time
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
