@@ -1,1 +1,103 @@
-// placeholder
+#include "app.h"
+
+#include <CLI/CLI.hpp>
+#include <ostream>
+
+#include "loraplan/executor/backend.h"
+#include "loraplan/planner/errors.h"
+
+#ifndef LORAPLAN_VERSION
+#define LORAPLAN_VERSION "0.0.0"
+#endif
+
+namespace loraplan::cli {
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> table = {
+      {"inspect", "Show a model's architecture, parameters by role and dtype, and sizes",
+       define_inspect},
+      {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
+  };
+  return table;
+}
+
+void add_format_flag(CLI::App& sub, std::string& format, bool markdown) {
+  std::vector<std::string> formats = {"table", "json"};
+  if (markdown) formats.push_back("md");
+  sub.add_option("--format", format, "Output format")
+      ->check(CLI::IsMember(formats))
+      ->default_str(format);
+}
+
+namespace {
+
+std::string version_text() {
+  const executor::BackendInfo b = executor::backend_info();
+  std::string s = "loraplan " LORAPLAN_VERSION " (executor: ";
+  if (!b.available) return s + "built without LibTorch)";
+  return s + "LibTorch " + b.libtorch_version + (b.cuda_compiled ? ", CUDA)" : ", CPU)");
+}
+
+// CLI11's messages name the flag; keep them to one line.
+std::string one_line(std::string s) {
+  for (char& c : s) {
+    if (c == '\n') c = ' ';
+  }
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  CLI::App app("loraplan: will this LoRA/QLoRA fine-tuning run fit on this GPU, and what is the "
+               "fastest plan that fits?",
+               "loraplan");
+  app.require_subcommand(0, 1);
+  app.set_version_flag("--version", version_text());
+  app.footer("Exit codes: 0 ok, 1 the answer is no (does not fit, verification failed), 2 bad input.");
+
+  std::vector<std::pair<CLI::App*, Handler>> handlers;  // one per command-table row
+  for (const Command& c : commands()) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    handlers.emplace_back(sub, c.define(*sub));
+  }
+
+  // CLI11 parses argv in reverse order from a vector.
+  std::vector<std::string> reversed(args.rbegin(), args.rend());
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return kExitOk;
+  } catch (const CLI::CallForVersion&) {
+    out << version_text() << "\n";
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    err << "loraplan: error: " << one_line(e.what()) << " (see loraplan --help)\n";
+    return kExitBadInput;
+  }
+
+  for (auto& [sub, handler] : handlers) {
+    if (!sub->parsed()) continue;
+    try {
+      Io io{out, err};
+      return handler(io);
+    } catch (const InputError& e) {
+      err << "loraplan: error: " << one_line(e.what()) << "\n";
+      return kExitBadInput;
+    } catch (const std::exception& e) {
+      err << "loraplan: error: " << one_line(e.what()) << "\n";
+      return kExitInternal;
+    }
+  }
+  out << app.help();
+  return kExitOk;
+}
+
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  return run(args, out, err);
+}
+
+}  // namespace loraplan::cli

@@ -1,1 +1,48 @@
-// placeholder
+#include "loraplan/planner/model.h"
+
+#include <cmath>
+
+#include "loraplan/planner/errors.h"
+
+namespace loraplan::planner {
+
+std::string_view family_name(Family f) {
+  switch (f) {
+    case Family::kLlama: return "llama";
+    case Family::kMistral: return "mistral";
+    case Family::kQwen2: return "qwen2";
+    case Family::kQwen3: return "qwen3";
+    case Family::kPhi3: return "phi3";
+    case Family::kGemma2: return "gemma2";
+  }
+  return "?";
+}
+
+int64_t ModelDesc::rotary_dim() const {
+  // Phi-3 rounds down to an even number of rotated dims per head.
+  const auto rotated = static_cast<int64_t>(std::floor(head_dim * partial_rotary_factor));
+  return rotated - rotated % 2;
+}
+
+void validate(const ModelDesc& m, const std::string& where) {
+  auto fail = [&](const std::string& msg) { throw InputError(located(where, 0, msg)); };
+  auto positive = [&](const char* field, int64_t v) {
+    if (v <= 0) fail(std::string(field) + " must be positive, got " + std::to_string(v));
+  };
+  positive("vocab_size", m.vocab);
+  positive("hidden_size", m.hidden);
+  positive("intermediate_size", m.intermediate);
+  positive("num_hidden_layers", m.layers);
+  positive("num_attention_heads", m.heads);
+  positive("num_key_value_heads", m.kv_heads);
+  positive("head_dim", m.head_dim);
+  if (m.heads % m.kv_heads != 0) {
+    fail("num_attention_heads (" + std::to_string(m.heads) +
+         ") must be a multiple of num_key_value_heads (" + std::to_string(m.kv_heads) + ")");
+  }
+  if (!(m.partial_rotary_factor > 0 && m.partial_rotary_factor <= 1)) {
+    fail("partial_rotary_factor must be in (0, 1], got " + std::to_string(m.partial_rotary_factor));
+  }
+}
+
+}  // namespace loraplan::planner

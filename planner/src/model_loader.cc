@@ -1,1 +1,136 @@
-// placeholder
+#include "loraplan/planner/model_loader.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "loraplan/planner/errors.h"
+#include "loraplan/planner/readers.h"
+
+#ifndef LORAPLAN_PROFILE_DIR
+#define LORAPLAN_PROFILE_DIR "profiles"
+#endif
+
+namespace loraplan::planner {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A description from config.json, checked against the weights when there are any.
+ModelDesc with_weights(ModelDesc m, const std::vector<TensorRecord>& tensors, const std::string& where) {
+  if (!tensors.empty()) m.dtype = check_tensors_match(m, tensors, where);
+  return m;
+}
+
+std::vector<TensorRecord> read_weights(const fs::path& file) {
+  return file.extension() == ".onnx" ? read_onnx_tensors(file.string())
+                                     : read_safetensors_tensors(file.string());
+}
+
+// The weight file of a model directory: the sharded index, else one .safetensors, else one .onnx.
+std::vector<fs::path> weight_files(const fs::path& dir) {
+  if (fs::exists(dir / "model.safetensors.index.json")) return {dir / "model.safetensors.index.json"};
+  std::vector<fs::path> safetensors, onnx;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    if (e.path().extension() == ".safetensors") safetensors.push_back(e.path());
+    if (e.path().extension() == ".onnx") onnx.push_back(e.path());
+  }
+  std::sort(safetensors.begin(), safetensors.end());
+  std::sort(onnx.begin(), onnx.end());
+  return !safetensors.empty() ? safetensors : onnx.empty() ? onnx : std::vector<fs::path>{onnx[0]};
+}
+
+ModelDesc load_directory(const fs::path& dir) {
+  const fs::path config = dir / "config.json";
+  std::vector<TensorRecord> tensors;
+  for (const fs::path& f : weight_files(dir)) {
+    std::vector<TensorRecord> part = read_weights(f);
+    tensors.insert(tensors.end(), part.begin(), part.end());
+  }
+  if (fs::exists(config)) return with_weights(read_config_json(config.string()), tensors, dir.string());
+  if (tensors.empty()) {
+    throw InputError(located(dir.string(), 0, "no config.json, *.safetensors or *.onnx in this directory"));
+  }
+  return describe_from_tensors(tensors, dir.string());
+}
+
+// A weight file, described by the config.json beside it when there is one.
+ModelDesc load_weight_file(const fs::path& file) {
+  const std::vector<TensorRecord> tensors = read_weights(file);
+  const fs::path config = file.parent_path() / "config.json";
+  if (fs::exists(config)) return with_weights(read_config_json(config.string()), tensors, file.string());
+  return describe_from_tensors(tensors, file.string());
+}
+
+}  // namespace
+
+std::vector<std::string> closest_names(const std::string& name, std::vector<std::string> candidates) {
+  auto distance = [&](const std::string& other) {
+    // Levenshtein distance, one row at a time.
+    std::vector<size_t> row(other.size() + 1);
+    for (size_t j = 0; j <= other.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= name.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= other.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (name[i - 1] != other[j - 1])});
+        diag = up;
+      }
+    }
+    return row[other.size()];
+  };
+  std::stable_sort(candidates.begin(), candidates.end(), [&](const std::string& a, const std::string& b) {
+    return distance(a) < distance(b);
+  });
+  if (candidates.size() > 3) candidates.resize(3);
+  return candidates;
+}
+
+std::string profile_dir() {
+  const char* env = std::getenv("LORAPLAN_PROFILES");
+  return env && *env ? env : LORAPLAN_PROFILE_DIR;
+}
+
+std::vector<std::string> profile_names(const std::string& kind) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(fs::path(profile_dir()) / kind, ec)) {
+    if (e.path().extension() == ".json") names.push_back(e.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+std::string unknown_model_message(const std::string& name) {
+  std::string msg = "--model: \"" + name + "\" is neither a file nor a model profile; closest: ";
+  const std::vector<std::string> near = closest_names(name, profile_names("models"));
+  for (size_t i = 0; i < near.size(); ++i) msg += (i ? ", " : "") + near[i];
+  return msg + " (see loraplan profiles)";
+}
+
+}  // namespace
+
+ModelDesc load_model(const std::string& spec) {
+  const fs::path path(spec);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return load_directory(path);
+  if (fs::exists(path, ec)) {
+    const std::string ext = path.extension().string();
+    if (spec.ends_with(".index.json") || ext == ".safetensors" || ext == ".onnx") return load_weight_file(path);
+    if (ext == ".json") return read_config_json(spec);
+    throw InputError(located(spec, 0, "unknown model file type (expected config.json, .safetensors, model.safetensors.index.json or .onnx)"));
+  }
+  const fs::path profile = fs::path(profile_dir()) / "models" / (spec + ".json");
+  if (spec.find('/') == std::string::npos && fs::exists(profile)) {
+    ModelDesc m = read_config_json(profile.string());
+    m.name = spec;
+    return m;
+  }
+  throw InputError(unknown_model_message(spec));
+}
+
+}  // namespace loraplan::planner

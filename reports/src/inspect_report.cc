@@ -1,1 +1,124 @@
-// placeholder
+#include "loraplan/reports/inspect_report.h"
+
+#include "loraplan/planner/hardware.h"
+#include "loraplan/reports/table.h"
+
+namespace loraplan::reports {
+namespace {
+
+using planner::ModelDesc;
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string architecture_line(const ModelDesc& m) {
+  std::string s = std::string(planner::family_name(m.family)) + ": " + std::to_string(m.layers) +
+                  " layers, hidden " + std::to_string(m.hidden) + ", intermediate " +
+                  std::to_string(m.intermediate) + ", " + std::to_string(m.heads) + " heads (" +
+                  std::to_string(m.kv_heads) + " kv) x " + std::to_string(m.head_dim) +
+                  ", vocab " + std::to_string(m.vocab);
+  if (m.tied_embeddings) s += ", tied embeddings";
+  if (m.fused_qkv) s += ", fused qkv/gate_up";
+  if (m.partial_rotary_factor < 1) s += ", rotary " + std::to_string(m.rotary_dim()) + "/" + std::to_string(m.head_dim);
+  return s;
+}
+
+// Rows shared by the text and Markdown renderings.
+Table role_table(const InspectView& v) {
+  const planner::ModelSummary& s = v.summary;
+  Table t({{"parameters"}, {"count", Align::kRight}, {"share", Align::kRight}});
+  for (const auto& [role, n] : s.params_by_role) {
+    t.add_row({std::string(planner::role_name(role)), with_commas(n), percent(n, s.total_params)});
+  }
+  t.add_rule();
+  t.add_row({"total", with_commas(s.total_params), short_count(s.total_params)});
+  return t;
+}
+
+Table size_table(const InspectView& v) {
+  const planner::ModelSummary& s = v.summary;
+  Table t({{"weights"}, {"bytes", Align::kRight}});
+  for (const auto& [dtype, n] : s.params_by_dtype) {
+    t.add_row({"stored (" + std::string(planner::dtype_name(dtype)) + ")", planner::format_bytes(n * planner::dtype_bytes(dtype))});
+  }
+  t.add_row({"all bf16", planner::format_bytes(s.bf16_bytes)});
+  t.add_row({"nf4 + double quant (embeddings, norms, lm_head bf16)", planner::format_bytes(s.nf4_bytes)});
+  return t;
+}
+
+std::string lora_line(const planner::ModelSummary& s) {
+  return "LoRA r=" + std::to_string(s.lora_rank) + " on " + planner::lora_targets_text(s.lora_targets) +
+         ": " + with_commas(s.lora_params) + " trainable parameters (" +
+         percent(s.lora_params, s.total_params, 2) + " of the base)";
+}
+
+Table tensor_table(const InspectView& v) {
+  Table t({{"tensor"}, {"shape"}, {"dtype"}, {"role"}, {"params", Align::kRight}});
+  for (const planner::TensorSpec& s : v.tensors) {
+    t.add_row({s.name, shape_text(s.shape), std::string(planner::dtype_name(s.dtype)),
+               std::string(planner::role_name(s.role)), with_commas(s.numel())});
+  }
+  return t;
+}
+
+std::string title(const ModelDesc& m) {
+  return m.hf_id.empty() ? m.name : m.name + " (" + m.hf_id + ")";
+}
+
+}  // namespace
+
+std::string inspect_text(const InspectView& v) {
+  std::string out = title(v.model) + "\n  " + architecture_line(v.model) + "\n\n";
+  out += role_table(v).text() + "\n" + size_table(v).text();
+  if (v.summary.lora_rank > 0) out += "\n  " + lora_line(v.summary) + "\n";
+  for (const std::string& note : v.model.notes) out += "\n  note: " + note + "\n";
+  if (v.list_tensors) out += "\n" + tensor_table(v).text();
+  return out;
+}
+
+std::string inspect_markdown(const InspectView& v) {
+  std::string out = "# " + title(v.model) + "\n\n" + architecture_line(v.model) + "\n\n";
+  out += role_table(v).markdown() + "\n" + size_table(v).markdown();
+  if (v.summary.lora_rank > 0) out += "\n" + lora_line(v.summary) + "\n";
+  for (const std::string& note : v.model.notes) out += "\n> note: " + note + "\n";
+  if (v.list_tensors) out += "\n" + tensor_table(v).markdown();
+  return out;
+}
+
+nlohmann::json inspect_json(const InspectView& v) {
+  const ModelDesc& m = v.model;
+  const planner::ModelSummary& s = v.summary;
+  nlohmann::json j;
+  j["model"] = m.name;
+  j["hf_id"] = m.hf_id.empty() ? nlohmann::json() : nlohmann::json(m.hf_id);
+  j["architecture"] = {
+      {"family", planner::family_name(m.family)}, {"vocab_size", m.vocab},
+      {"hidden_size", m.hidden}, {"intermediate_size", m.intermediate},
+      {"num_hidden_layers", m.layers}, {"num_attention_heads", m.heads},
+      {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim},
+      {"tie_word_embeddings", m.tied_embeddings}, {"partial_rotary_factor", m.partial_rotary_factor},
+      {"dtype", planner::dtype_name(m.dtype)}};
+  j["total_params"] = s.total_params;
+  j["tensor_count"] = s.tensors;
+  for (const auto& [role, n] : s.params_by_role) j["params_by_role"][planner::role_name(role)] = n;
+  for (const auto& [dtype, n] : s.params_by_dtype) j["params_by_dtype"][planner::dtype_name(dtype)] = n;
+  j["bytes"] = {{"stored", s.stored_bytes}, {"bf16", s.bf16_bytes}, {"nf4_double_quant", s.nf4_bytes}};
+  if (s.lora_rank > 0) {
+    j["lora"] = {{"rank", s.lora_rank}, {"targets", planner::lora_targets_text(s.lora_targets)},
+                 {"trainable_params", s.lora_params}};
+  }
+  j["notes"] = m.notes;
+  if (v.list_tensors) {
+    j["tensors"] = nlohmann::json::array();
+    for (const planner::TensorSpec& t : v.tensors) {
+      j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", planner::dtype_name(t.dtype)},
+                              {"role", planner::role_name(t.role)}, {"layer", t.layer}});
+    }
+  }
+  return j;
+}
+
+}  // namespace loraplan::reports

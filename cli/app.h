@@ -1,0 +1,49 @@
+#pragma once
+
+#include <functional>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace loraplan::cli {
+
+// Exit codes; only run() turns outcomes into them.
+constexpr int kExitOk = 0;
+constexpr int kExitCheckFailed = 1;  // the command ran and its answer is "no" (verify, fits)
+constexpr int kExitBadInput = 2;     // a flag, file or profile is wrong
+constexpr int kExitInternal = 3;     // a bug or an environment failure
+
+struct Io {
+  std::ostream& out;
+  std::ostream& err;
+};
+
+// What a subcommand runs once its flags are parsed; returns the exit code.
+using Handler = std::function<int(Io&)>;
+
+// One row of the command table: declares the subcommand's flags on `sub` (binding them to
+// state the handler captures) and returns the handler.
+struct Command {
+  const char* name;
+  const char* help;
+  Handler (*define)(CLI::App& sub);
+};
+
+const std::vector<Command>& commands();
+
+// Runs the loraplan command line and returns the process exit code.
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// Flags shared by several subcommands.
+void add_format_flag(CLI::App& sub, std::string& format, bool markdown = true);
+void add_model_flag(CLI::App& sub, std::string& model);
+
+Handler define_inspect(CLI::App& sub);
+Handler define_profiles(CLI::App& sub);
+
+}  // namespace loraplan::cli
