@@ -29,6 +29,22 @@ void add_format_flag(CLI::App& sub, std::string& format, bool markdown) {
       ->default_str(format);
 }
 
+CLI::Validator positive_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || used == 0 || v <= 0) return "must be a positive integer, got \"" + text + "\"";
+        return "";
+      },
+      "N > 0");
+}
+
 namespace {
 
 std::string version_text() {

@@ -7,6 +7,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace loraplan::cli {
@@ -42,6 +43,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 // Flags shared by several subcommands.
 void add_format_flag(CLI::App& sub, std::string& format, bool markdown = true);
 void add_model_flag(CLI::App& sub, std::string& model);
+
+// Flag check with a readable message: "--lora-rank: must be a positive integer, got "0"".
+CLI::Validator positive_integer();
 
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);

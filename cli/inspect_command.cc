@@ -36,7 +36,7 @@ Handler define_inspect(CLI::App& sub) {
   add_model_flag(sub, f->model);
   add_format_flag(sub, f->format);
   sub.add_option("--lora-rank", f->lora_rank, "Also count trainable LoRA parameters at this rank")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_integer());
   sub.add_option("--lora-targets", f->lora_targets,
                  "LoRA targets: q,k,v,o,gate,up,down (any subset) or all-linear")
       ->default_str(f->lora_targets);

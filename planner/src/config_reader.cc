@@ -1,67 +1,13 @@
 // Hugging Face config.json -> ModelDesc. Defaults are those of each family's transformers
 // config class, so a minimal config reads the way transformers would read it.
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
-
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/readers.h"
 
 namespace loraplan::planner {
 namespace {
 
 using nlohmann::json;
-
-// Typed access to the fields of one config object; every error names the file, the line of
-// the field and the field.
-class ConfigFields {
- public:
-  ConfigFields(const json& j, const std::string& text, const std::string& where)
-      : j_(j), text_(text), where_(where) {}
-
-  bool has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-
-  [[noreturn]] void fail(const char* key, const std::string& msg) const {
-    std::string full = "\"" + std::string(key) + "\" " + msg;
-    if (has(key)) full += ", got " + j_.at(key).dump();
-    throw InputError(located(where_, json_key_line(text_, key), full));
-  }
-
-  int64_t positive_int(const char* key) const {
-    if (!has(key)) fail(key, "is missing (a positive integer)");
-    return positive_int_or(key, 0);
-  }
-
-  int64_t positive_int_or(const char* key, int64_t fallback) const {
-    if (!has(key)) return fallback;
-    const json& v = j_.at(key);
-    if (!v.is_number_integer() || v.get<int64_t>() <= 0) fail(key, "must be a positive integer");
-    return v.get<int64_t>();
-  }
-
-  bool bool_or(const char* key, bool fallback) const {
-    if (!has(key)) return fallback;
-    if (!j_.at(key).is_boolean()) fail(key, "must be true or false");
-    return j_.at(key).get<bool>();
-  }
-
-  double number_or(const char* key, double fallback) const {
-    if (!has(key)) return fallback;
-    if (!j_.at(key).is_number()) fail(key, "must be a number");
-    return j_.at(key).get<double>();
-  }
-
-  std::string string_or(const char* key, const std::string& fallback) const {
-    if (!has(key)) return fallback;
-    if (!j_.at(key).is_string()) fail(key, "must be a string");
-    return j_.at(key).get<std::string>();
-  }
-
- private:
-  const json& j_;
-  const std::string& text_;
-  const std::string& where_;
-};
 
 struct FamilyRow {
   std::string_view model_type;
@@ -78,13 +24,15 @@ constexpr FamilyRow kFamilies[] = {
     {"gemma2", "Gemma2ForCausalLM", Family::kGemma2},
 };
 
-Family read_family(const json& j, const ConfigFields& f) {
+constexpr const char* kSupported = "must be one of llama, mistral, qwen2, qwen3, phi3, gemma2";
+
+Family read_family(const json& j, const JsonFields& f) {
   if (f.has("model_type")) {
     const std::string type = f.string_or("model_type", "");
     for (const FamilyRow& r : kFamilies) {
       if (r.model_type == type) return r.family;
     }
-    f.fail("model_type", "is not supported (supported: llama, mistral, qwen2, qwen3, phi3, gemma2)");
+    f.fail("model_type", kSupported);
   }
   if (j.contains("architectures") && j["architectures"].is_array()) {
     for (const json& a : j["architectures"]) {
@@ -93,33 +41,25 @@ Family read_family(const json& j, const ConfigFields& f) {
       }
     }
   }
-  f.fail("model_type", "is missing (one of llama, mistral, qwen2, qwen3, phi3, gemma2)");
+  f.fail("model_type", kSupported);
 }
 
-DType read_dtype(const ConfigFields& f) {
+DType read_dtype(const JsonFields& f) {
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype". Without either,
   // transformers loads fp32.
   const char* key = f.has("dtype") ? "dtype" : "torch_dtype";
   if (!f.has(key)) return DType::kF32;
   const std::optional<DType> t = parse_dtype(f.string_or(key, ""));
-  if (!t) f.fail(key, "is not a known dtype (float32, float16, bfloat16)");
+  if (!t) f.fail(key, "must be a known dtype (float32, float16, bfloat16)");
   return *t;
 }
 
 }  // namespace
 
 ModelDesc parse_config_json(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    // nlohmann reports "[json.exception.parse_error.101] parse error at line 3, column 5: ...".
-    std::string what = e.what();
-    const size_t at = what.find("parse error");
-    throw InputError(located(where, 0, "malformed JSON: " + what.substr(at == std::string::npos ? 0 : at)));
-  }
+  const json j = parse_json(text, where);
   if (!j.is_object()) throw InputError(located(where, 0, "expected a JSON object"));
-  const ConfigFields f(j, text, where);
+  const JsonFields f(j, text, where);
 
   ModelDesc m;
   m.name = where;
@@ -163,11 +103,7 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
 }
 
 ModelDesc read_config_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(located(path, 0, "cannot open"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_config_json(text.str(), path);
+  return parse_config_json(read_text_file(path), path);
 }
 
 }  // namespace loraplan::planner

@@ -81,9 +81,14 @@ std::vector<std::string> closest_names(const std::string& name, std::vector<std:
     }
     return row[other.size()];
   };
-  std::stable_sort(candidates.begin(), candidates.end(), [&](const std::string& a, const std::string& b) {
-    return distance(a) < distance(b);
-  });
+  // Names that contain what was typed ("4090" -> "rtx-4090") come first, then by the distance
+  // to the whole name or to its start ("phi-5" is one edit from "phi-4-mini-instruct").
+  auto key = [&](const std::string& c) {
+    return std::pair{c.find(name) == std::string::npos,
+                     std::min(distance(c), distance(c.substr(0, name.size())))};
+  };
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [&](const std::string& a, const std::string& b) { return key(a) < key(b); });
   if (candidates.size() > 3) candidates.resize(3);
   return candidates;
 }

@@ -5,9 +5,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/readers.h"
 
 namespace loraplan::planner {
@@ -22,24 +22,6 @@ struct Range {
   uint64_t begin, end;  // bytes, relative to the data section
   const std::string* name;
 };
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(located(path, 0, "cannot open"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-json parse_json(const std::string& text, const std::string& path, const std::string& what) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    const std::string msg = e.what();
-    const size_t at = msg.find("parse error");
-    throw InputError(located(path, 0, "malformed JSON " + what + ": " + msg.substr(at == std::string::npos ? 0 : at)));
-  }
-}
 
 // One entry of the header: {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}.
 TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_bytes,
@@ -98,7 +80,7 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
   std::string header(header_len, '\0');
   in.read(header.data(), static_cast<std::streamsize>(header_len));
   if (!in) throw InputError(located(path, 0, "cannot read the header"));
-  const json j = parse_json(header, path, "header");
+  const json j = parse_json(header, path, "JSON header");
   if (!j.is_object()) throw InputError(located(path, 0, "header must be a JSON object"));
 
   const uint64_t data_bytes = size - 8 - header_len;
@@ -122,7 +104,7 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
 }
 
 std::vector<TensorRecord> read_index(const std::string& path) {
-  const json j = parse_json(read_text(path), path, "index");
+  const json j = parse_json(read_text_file(path), path, "JSON index");
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
     throw InputError(located(path, 0, "\"weight_map\" missing or not an object"));
   }

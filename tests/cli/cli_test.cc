@@ -1,1 +1,105 @@
-// placeholder
+// The loraplan command line, run in-process: exit codes, stdout and the one-line errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "app.h"
+#include "fixtures/model_files.h"
+#include "loraplan/planner/model_loader.h"
+
+namespace loraplan::cli {
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run_cli(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  const int code = run(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(Cli, InspectDefaultModelTable) {
+  const Result r = run_cli({"inspect"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("phi-4-mini-instruct (microsoft/Phi-4-mini-instruct)"), std::string::npos);
+  EXPECT_NE(r.out.find("total       3,836,021,760  3.84B"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InspectJsonHasExactTotal) {
+  const Result r = run_cli({"inspect", "--model", "smollm2-135m", "--format", "json", "--lora-rank", "16"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["total_params"].get<int64_t>(), 134515008);
+  EXPECT_EQ(j["architecture"]["num_key_value_heads"], 3);
+  // 30 layers x 16 x (q 1152 + k 768 + v 768 + o 1152 + gate 2112 + up 2112 + down 2112)
+  EXPECT_EQ(j["lora"]["trainable_params"].get<int64_t>(), 30 * 16 * 10176);
+  EXPECT_EQ(j["params_by_role"]["embedding"].get<int64_t>(), 49152 * 576);
+}
+
+TEST(Cli, InspectMarkdownAndTensorList) {
+  const Result r = run_cli({"inspect", "--model", "tiny-llama", "--format", "md", "--tensors"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("# tiny-llama\n"), std::string::npos);
+  EXPECT_NE(r.out.find("| model.layers.1.mlp.down_proj.weight | [64, 176] | fp32 | mlp | 11,264 |"),
+            std::string::npos) << r.out;
+}
+
+TEST(Cli, VersionAndHelp) {
+  const Result v = run_cli({"--version"});
+  EXPECT_EQ(v.code, 0);
+  EXPECT_EQ(v.out.rfind("loraplan 0.1.0 (executor: ", 0), 0u) << v.out;
+  const Result h = run_cli({"--help"});
+  EXPECT_EQ(h.code, 0);
+  for (const Command& c : commands()) EXPECT_NE(h.out.find(c.name), std::string::npos) << c.name;
+  const Result sub = run_cli({"inspect", "--help"});
+  EXPECT_EQ(sub.code, 0);
+  EXPECT_NE(sub.out.find("--lora-rank"), std::string::npos);
+}
+
+TEST(Cli, ProfilesListsModelsAndGpus) {
+  const Result r = run_cli({"profiles", "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["models"].size(), 22u);
+  EXPECT_EQ(j["gpus"].size(), 24u);
+}
+
+TEST(Cli, BadInputIsOneLineAndExitTwo) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("config.json"), "{\"model_type\": \"llama\",\n\"vocab_size\": }\n");
+  loraplan::testing::write_text(dir.file("weights.bin"), "x");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"inspect", "--model", "phi-5"},
+       "loraplan: error: --model: \"phi-5\" is neither a file nor a model profile; closest: "
+       "phi-3-mini-4k-instruct, phi-4-mini-instruct, gemma-2-2b (see loraplan profiles)\n"},
+      {{"inspect", "--model", dir.file("config.json")},
+       "loraplan: error: " + dir.file("config.json") +
+           ": malformed JSON: parse error at line 2, column 15: syntax error while parsing value - "
+           "unexpected '}'; expected '[', '{', or a literal\n"},
+      {{"inspect", "--model", dir.file("weights.bin")},
+       "loraplan: error: " + dir.file("weights.bin") +
+           ": unknown model file type (expected config.json, .safetensors, "
+           "model.safetensors.index.json or .onnx)\n"},
+      {{"inspect", "--lora-rank", "0"},
+       "loraplan: error: --lora-rank: must be a positive integer, got \"0\" (see loraplan --help)\n"},
+      {{"inspect", "--lora-rank", "8x"},
+       "loraplan: error: --lora-rank: must be a positive integer, got \"8x\" (see loraplan --help)\n"},
+      {{"inspect", "--format", "xml"},
+       "loraplan: error: --format: xml not in {table,json,md} (see loraplan --help)\n"},
+      {{"estimat"}, "loraplan: error: The following argument was not expected: estimat (see loraplan --help)\n"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args[0];
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, expected);
+  }
+}
+
+}  // namespace
+}  // namespace loraplan::cli

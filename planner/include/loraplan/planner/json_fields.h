@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace loraplan::planner {
+
+// The whole file as text. Throws InputError "path: cannot open: <reason>".
+std::string read_text_file(const std::string& path);
+
+// Parses JSON; throws InputError "where: malformed <what>: parse error at line L, column C: ...".
+nlohmann::json parse_json(const std::string& text, const std::string& where,
+                          const std::string& what = "JSON");
+
+// Typed access to the fields of one JSON object. Every error names the file, the line that holds
+// the field and the field: `config.json:6: "num_hidden_layers" must be a positive integer, got "32"`.
+// JSON null reads as absent. Holds references: the object, text and name must outlive it.
+class JsonFields {
+ public:
+  JsonFields(const nlohmann::json& object, const std::string& text, const std::string& where)
+      : object_(object), text_(text), where_(where) {}
+
+  bool has(const char* key) const;
+  [[noreturn]] void fail(const char* key, const std::string& requirement) const;
+
+  int64_t integer(const char* key, int64_t min, const char* requirement) const;  // required
+  int64_t positive_int(const char* key) const;                                  // required
+  int64_t positive_int_or(const char* key, int64_t fallback) const;
+  double number(const char* key, double min) const;  // required, >= min
+  double number_or(const char* key, double fallback) const;
+  bool boolean(const char* key) const;  // required
+  bool bool_or(const char* key, bool fallback) const;
+  std::string string(const char* key) const;  // required, non-empty
+  std::string string_or(const char* key, const std::string& fallback) const;
+  JsonFields object(const char* key) const;  // required nested object
+
+ private:
+  const nlohmann::json* find(const char* key) const;
+
+  const nlohmann::json& object_;
+  const std::string& text_;
+  const std::string& where_;
+};
+
+}  // namespace loraplan::planner
