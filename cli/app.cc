@@ -70,7 +70,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                "fastest plan that fits?",
                "loraplan");
   app.require_subcommand(0, 1);
-  app.set_version_flag("--version", version_text());
+  app.set_version_flag("--version", std::function<std::string()>(version_text));
   app.footer("Exit codes: 0 ok, 1 the answer is no (does not fit, verification failed), 2 bad input.");
 
   std::vector<std::pair<CLI::App*, Handler>> handlers;  // one per command-table row

@@ -1,21 +1,28 @@
-// Executor backend facts. Only the version header is included here: the heavy LibTorch headers
-// stay in the few translation units that train.
+// The LibTorch executor module (libloraplan_torch.so), loaded by the CLI on first use.
 #include <torch/version.h>
 
 #include "loraplan/executor/backend.h"
 
 namespace loraplan::executor {
+namespace {
 
-BackendInfo backend_info() {
-  BackendInfo info;
-  info.available = true;
-  info.libtorch_version = TORCH_VERSION;
+class TorchBackend final : public Backend {
+ public:
+  BackendInfo info() const override {
+    BackendInfo info;
+    info.available = true;
+    info.libtorch_version = TORCH_VERSION;
 #ifdef LORAPLAN_TORCH_CUDA
-  info.cuda_compiled = true;
+    info.cuda_compiled = true;
 #endif
-  return info;
-}
+    return info;
+  }
+};
 
-void require_backend(const std::string&) {}
-
+}  // namespace
 }  // namespace loraplan::executor
+
+extern "C" __attribute__((visibility("default"))) loraplan::executor::Backend*
+loraplan_create_torch_backend() {
+  return new loraplan::executor::TorchBackend();
+}
