@@ -14,6 +14,8 @@ namespace loraplan::cli {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"estimate", "Simulate one training step's memory and say whether it fits the GPU",
+       define_estimate},
       {"inspect", "Show a model's architecture, parameters by role and dtype, and sizes",
        define_inspect},
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},

@@ -47,6 +47,7 @@ void add_model_flag(CLI::App& sub, std::string& model);
 // Flag check with a readable message: "--lora-rank: must be a positive integer, got "0"".
 CLI::Validator positive_integer();
 
+Handler define_estimate(CLI::App& sub);
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);
 

@@ -22,8 +22,8 @@ struct Usage {
 };
 
 void PrintTo(const Usage& u, std::ostream* os) {
-  *os << "{allocated " << u.allocated << ", reserved " << u.reserved << ", segments "
-      << u.segments << "}";
+  *os << "{allocated " << u.allocated << ", reserved " << u.reserved << ", segments " << u.segments
+      << "}";
 }
 
 Usage usage(const CudaAllocatorModel& a) {
@@ -41,12 +41,12 @@ TEST(CudaAllocatorRounding, RoundSizeIsA512MultipleOfAtLeast512) {
 }
 
 TEST(CudaAllocatorRounding, AllocationSizeFollowsPoolAndSizeClass) {
-  EXPECT_EQ(CudaAllocatorModel::allocation_size(512), 2 * kMiB);              // small pool
-  EXPECT_EQ(CudaAllocatorModel::allocation_size(kMiB), 2 * kMiB);             // still small
-  EXPECT_EQ(CudaAllocatorModel::allocation_size(kMiB + 512), 20 * kMiB);      // large, < 10 MiB
+  EXPECT_EQ(CudaAllocatorModel::allocation_size(512), 2 * kMiB);          // small pool
+  EXPECT_EQ(CudaAllocatorModel::allocation_size(kMiB), 2 * kMiB);         // still small
+  EXPECT_EQ(CudaAllocatorModel::allocation_size(kMiB + 512), 20 * kMiB);  // large, < 10 MiB
   EXPECT_EQ(CudaAllocatorModel::allocation_size(10 * kMiB - 512), 20 * kMiB);
-  EXPECT_EQ(CudaAllocatorModel::allocation_size(10 * kMiB), 10 * kMiB);       // own segment
-  EXPECT_EQ(CudaAllocatorModel::allocation_size(10 * kMiB + 1), 12 * kMiB);   // 2 MiB multiple
+  EXPECT_EQ(CudaAllocatorModel::allocation_size(10 * kMiB), 10 * kMiB);      // own segment
+  EXPECT_EQ(CudaAllocatorModel::allocation_size(10 * kMiB + 1), 12 * kMiB);  // 2 MiB multiple
   EXPECT_EQ(CudaAllocatorModel::allocation_size(32 * kMiB), 32 * kMiB);
 }
 
@@ -64,7 +64,7 @@ TEST(CudaAllocatorWorkedExample, EightMiBRequestSplitsATwentyMiBSegment) {
 // 12 MiB segment while the remainder stays cached.
 TEST(CudaAllocatorWorkedExample, TwelveMiBDoesNotFitTheRemainder) {
   CudaAllocatorModel a;
-  ASSERT_TRUE(a.malloc(1, 8519680));   // +20 MiB segment -> reserved 20971520
+  ASSERT_TRUE(a.malloc(1, 8519680));    // +20 MiB segment -> reserved 20971520
   ASSERT_TRUE(a.malloc(2, 12 * kMiB));  // 12582912 > 12451840: +12 MiB -> reserved 33554432
   EXPECT_EQ(usage(a), (Usage{8519680 + 12582912, 33554432, 2}));
 }
@@ -89,7 +89,7 @@ TEST(CudaAllocatorWorkedExample, OneMiBGoesToTheSmallPoolAndSplits) {
 
 TEST(CudaAllocatorSplit, SmallPoolSplitsDownTo512Bytes) {
   CudaAllocatorModel a;
-  ASSERT_TRUE(a.malloc(1, kMiB));  // +2 MiB small segment, free 1048576
+  ASSERT_TRUE(a.malloc(1, kMiB));        // +2 MiB small segment, free 1048576
   ASSERT_TRUE(a.malloc(2, kMiB - 512));  // remaining 512 >= 512 -> split, free 512
   EXPECT_EQ(usage(a), (Usage{2096640, 2097152, 1}));
   ASSERT_TRUE(a.malloc(3, 100));  // rounds to 512 = the last free block
@@ -103,7 +103,7 @@ TEST(CudaAllocatorSplit, LargePoolHandsOutAWholeBlockWhenOneMiBOrLessRemains) {
   ASSERT_TRUE(a.malloc(1, 20447232));
   EXPECT_EQ(usage(a), (Usage{20971520, 20971520, 1}));
   EXPECT_EQ(a.stats().requested_bytes, 20447232);
-  a.free(1);  // -> allocated 0, the 20 MiB block cached
+  a.free(1);                            // -> allocated 0, the 20 MiB block cached
   ASSERT_TRUE(a.malloc(2, 19 * kMiB));  // remaining exactly 1 MiB: still whole
   EXPECT_EQ(usage(a), (Usage{20971520, 20971520, 1}));
   a.free(2);
@@ -113,7 +113,7 @@ TEST(CudaAllocatorSplit, LargePoolHandsOutAWholeBlockWhenOneMiBOrLessRemains) {
 
 TEST(CudaAllocatorSplit, WholeBlockHandOutAfterASplit) {
   CudaAllocatorModel a;
-  ASSERT_TRUE(a.malloc(1, 8519680));   // +20 MiB, free remainder 12451840
+  ASSERT_TRUE(a.malloc(1, 8519680));    // +20 MiB, free remainder 12451840
   ASSERT_TRUE(a.malloc(2, 11 * kMiB));  // 12451840 - 11534336 = 917504 <= 1 MiB: whole block
   EXPECT_EQ(usage(a), (Usage{20971520, 20971520, 1}));
   EXPECT_EQ(a.stats().requested_bytes, 8519680 + 11534336);

@@ -1,0 +1,77 @@
+#include "config_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include "app.h"
+#include "loraplan/planner/errors.h"
+#include "loraplan/planner/hardware.h"
+
+namespace loraplan::cli {
+
+void add_config_flags(CLI::App& sub, ConfigFlags& f) {
+  add_model_flag(sub, f.model);
+  sub.add_option("--seq-len", f.seq_len, "Tokens per sequence (T)")->check(positive_integer())->default_str(std::to_string(f.seq_len));
+  sub.add_option("--micro-batch", f.micro_batch, "Sequences per forward/backward (B)")->check(positive_integer())->default_str(std::to_string(f.micro_batch));
+  sub.add_option("--grad-accum", f.grad_accum, "Micro-batches per optimizer step")->check(positive_integer())->default_str(std::to_string(f.grad_accum));
+  sub.add_option("--weights", f.weights, "Frozen linear weights: nf4|fp4|int8|bf16|fp16|fp32")
+      ->check(CLI::IsMember({"nf4", "fp4", "int8", "bf16", "fp16", "fp32"}))->default_str(f.weights);
+  sub.add_option("--double-quant", f.double_quant, "NF4/FP4: quantize the absmax values again (8 bits, blocks of 256)")
+      ->check(CLI::IsMember({"on", "off"}))->default_str(f.double_quant);
+  sub.add_option("--compute-dtype", f.compute_dtype, "Activations and matmuls: bf16|fp16|fp32")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}))->default_str(f.compute_dtype);
+  sub.add_option("--lora-rank", f.lora_rank, "LoRA rank r")->check(positive_integer())->default_str(std::to_string(f.lora_rank));
+  sub.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (scaling alpha / r)")->default_str("32");
+  sub.add_option("--lora-dropout", f.lora_dropout, "LoRA dropout probability (0 keeps no masks)")->default_str("0.05");
+  sub.add_option("--lora-targets", f.lora_targets, "q,k,v,o,gate,up,down (any subset) or all-linear")->default_str(f.lora_targets);
+  sub.add_option("--optimizer", f.optimizer, "adamw|adamw-8bit|paged-adamw-8bit|sgd|sgd-momentum")
+      ->check(CLI::IsMember({"adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum"}))->default_str(f.optimizer);
+  sub.add_option("--checkpoint", f.checkpoint, "Gradient checkpointing: none|all|every:K|layers:0,3,5")->default_str(f.checkpoint);
+  sub.add_option("--offload", f.offload, "Layers whose frozen weights live in host memory: N (the first N)|layers:0,3|none")->default_str(f.offload);
+  sub.add_option("--attention", f.attention, "eager (keeps B*H*T*T probabilities) | efficient")
+      ->check(CLI::IsMember({"eager", "efficient"}))->default_str(f.attention);
+  sub.add_option("--loss", f.loss, "full (B*T*V logits) | chunked:TOKENS")->default_str(f.loss);
+  sub.add_option("--device", f.device, "cuda (default) | cpu (predicts the CPU executor: exact bytes, no context)")
+      ->check(CLI::IsMember({"cuda", "cpu"}));
+  sub.add_option("--gpu", f.gpu,
+                 "GPU profile (see loraplan profiles) or memory size: 6GB means a 6 GB card as sold "
+                 "(6144 MiB); 6GiB, 6144MiB and 12G work too. Implies --device cuda")
+      ->default_str("6GB");
+  sub.add_option("--budget", f.budget, "Memory budget (a size), overriding the GPU's memory; with --device cpu, the executor's limit");
+}
+
+planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m) {
+  using namespace planner;
+  TrainConfig c;
+  c.seq_len = f.seq_len;
+  c.micro_batch = f.micro_batch;
+  c.grad_accum = f.grad_accum;
+  c.weights.format = *parse_weight_format(f.weights);
+  c.weights.double_quant = f.double_quant == "on";
+  c.compute = *parse_dtype(f.compute_dtype);
+  c.lora_rank = f.lora_rank;
+  c.lora_alpha = f.lora_alpha;
+  c.lora_dropout = f.lora_dropout;
+  c.lora_targets = parse_lora_targets(f.lora_targets, m, "--lora-targets");
+  c.optimizer = *parse_optimizer(f.optimizer);
+  c.checkpointed = parse_checkpoint(f.checkpoint, m.layers, "--checkpoint");
+  c.offloaded = parse_offload(f.offload, m.layers, "--offload");
+  c.attention = f.attention == "eager" ? Attention::kEager : Attention::kEfficient;
+  c.loss_chunk = parse_loss(f.loss, "--loss");
+  c.device = f.device == "cpu" ? Device::kCpu : Device::kCuda;
+  if (c.device == Device::kCpu && c.compute == DType::kF16) {
+    throw InputError("--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu");
+  }
+  validate(c, m);
+  return c;
+}
+
+planner::DeviceModel resolve_device(const ConfigFlags& f) {
+  const int64_t budget = f.budget.empty() ? 0 : planner::parse_size(f.budget, "--budget");
+  if (f.device == "cpu") {
+    if (!f.gpu.empty()) throw InputError("--gpu: a GPU cannot be combined with --device cpu");
+    return planner::cpu_device(budget);
+  }
+  return planner::cuda_device(planner::resolve_gpu(f.gpu.empty() ? "6GB" : f.gpu), budget);
+}
+
+}  // namespace loraplan::cli

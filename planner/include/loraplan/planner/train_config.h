@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "loraplan/planner/dtype.h"
+#include "loraplan/planner/model.h"
+#include "loraplan/planner/weights.h"
+
+namespace loraplan::planner {
+
+enum class Optimizer { kAdamW, kAdamW8bit, kPagedAdamW8bit, kSgd, kSgdMomentum };
+enum class Attention { kEager, kEfficient };  // eager keeps B H T T probabilities for backward
+enum class Device { kCuda, kCpu };
+
+std::string_view optimizer_name(Optimizer o);  // "adamw", "adamw-8bit", ...
+std::optional<Optimizer> parse_optimizer(std::string_view name);
+std::string_view attention_name(Attention a);
+std::string_view device_name(Device d);
+
+// One training configuration: every knob that changes what a step allocates. The same struct
+// drives estimate, plan and train. Dimension letters as in ModelDesc; N = B T tokens.
+struct TrainConfig {
+  int64_t seq_len = 1024;    // T, tokens per sequence
+  int64_t micro_batch = 1;   // B, sequences per forward/backward
+  int64_t grad_accum = 8;    // micro-batches per optimizer step
+  QuantOptions weights;      // frozen linear weights (default NF4 + double quant)
+  DType compute = DType::kF16;  // activations and matmuls
+  int64_t lora_rank = 16;       // r
+  double lora_alpha = 32;
+  double lora_dropout = 0.05;   // 0 = no dropout masks
+  LoraTargets lora_targets;     // resolved for the model
+  Optimizer optimizer = Optimizer::kAdamW;
+  std::vector<bool> checkpointed;  // [L] layers whose activations are recomputed in backward
+  std::vector<bool> offloaded;     // [L] layers whose frozen weights live in host memory
+  Attention attention = Attention::kEfficient;
+  int64_t loss_chunk = 0;       // tokens per cross-entropy chunk; 0 = full B T V logits
+  Device device = Device::kCuda;
+
+  int64_t tokens() const { return micro_batch * seq_len; }  // N
+};
+
+// Parsers for the flags; each throws InputError "<flag>: ..." naming the bad value.
+// "none" | "all" | "every:K" (layers 0, K, 2K, ...) | "layers:0,3,5"
+std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::string_view flag);
+// "N" (the first N layers) | "layers:0,3,5" | "none"
+std::vector<bool> parse_offload(std::string_view text, int64_t layers, std::string_view flag);
+// "full" | "chunked:TOKENS"
+int64_t parse_loss(std::string_view text, std::string_view flag);
+
+// Compact text of a layer set, as the flags take it: "none", "all", "every:2", "layers:0,3".
+std::string layer_set_text(const std::vector<bool>& layers);
+
+// Checks values the flags cannot check one by one (rank > 0, dropout in [0, 1), ...).
+void validate(const TrainConfig& c, const ModelDesc& m);
+
+}  // namespace loraplan::planner

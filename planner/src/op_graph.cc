@@ -1,0 +1,230 @@
+#include "op_graph.h"
+
+#include <algorithm>
+
+namespace loraplan::planner {
+namespace {
+
+constexpr int64_t kQueryChunk = 128;  // efficient attention: query rows per score chunk
+
+bool quantized(WeightFormat f) {
+  return f == WeightFormat::kNf4 || f == WeightFormat::kFp4 || f == WeightFormat::kInt8;
+}
+
+DType format_dtype(WeightFormat f) {
+  return f == WeightFormat::kBf16 ? DType::kBF16 : f == WeightFormat::kFp16 ? DType::kF16 : DType::kF32;
+}
+
+// Builds one graph op by op; each helper returns the tensor it produced.
+class GraphBuilder {
+ public:
+  GraphBuilder(const ModelDesc& m, const TrainConfig& c) : m_(m), c_(c), d_(dims_of(m, c)) {}
+
+  OpGraph& graph() { return g_; }
+  const Dims& d() const { return d_; }
+
+  int input(const char* tag, int64_t bytes) { return g_.input = g_.tensor(tag, bytes); }
+
+  // RMSNorm over `rows` rows of `width`: keeps its input and 1/rms per row (fp32) for backward;
+  // computes in fp32, so fp32 copies of the input are transient.
+  int norm(const char* tag, const char* rstd_tag, int x, int64_t rows, int64_t width) {
+    const int y = g_.tensor(tag, rows * width * d_.a);                  // [rows, width]
+    const int rstd = g_.tensor(rstd_tag, rows * 4);                     // [rows] fp32
+    g_.ops.push_back({tag, {x}, {y, rstd}, {x, rstd}, {x}, rows * width * 4, 2 * rows * width * 4});
+    return y;
+  }
+
+  // A frozen linear [out, in], with a LoRA adapter when `module` is targeted.
+  //   base:  y = x W^T, W dequantized/cast into a transient for forward and again for backward
+  //   LoRA:  y += s B(A(dropout(x))); keeps x (or the dropped x and its mask) and u = A(..) [N, r]
+  int linear(const char* tag, Module module, int x, int64_t in, int64_t out) {
+    const int64_t N = d_.N, a = d_.a, r = d_.r;
+    const int64_t w = materialised_weight_bytes(c_, out, in);
+    const int y = g_.tensor(tag, N * out * a);  // [N, out]
+    OpDef op{tag, {x}, {y}, {}, {x}, w, w};
+    if (c_.lora_targets.contains(module)) {
+      int lora_in = x;
+      if (c_.lora_dropout > 0) {
+        const int mask = g_.tensor("lora.mask", N * in);     // [N, in] bool
+        lora_in = g_.tensor("lora.dropped", N * in * a);     // [N, in]
+        op.outputs.insert(op.outputs.end(), {mask, lora_in});
+        op.saved.push_back(mask);
+      }
+      const int u = g_.tensor("lora.u", N * r * a);          // [N, r]
+      op.outputs.push_back(u);
+      op.saved.insert(op.saved.end(), {lora_in, u});
+      if (a != 4) {
+        // Adapters are fp32; the matmuls use compute-dtype copies, which autograd keeps.
+        const int casts = g_.tensor("lora.cast", (r * in + out * r) * a);  // A [r, in] + B [out, r]
+        op.outputs.push_back(casts);
+        op.saved.push_back(casts);
+      }
+      op.fwd_workspace = std::max(w, N * out * a);            // B(u) before it is added
+      op.bwd_workspace = std::max(w, N * (in + r) * a);       // grad through A and u
+      op.adapter_grad_bytes[0] = r * in * 4;                  // grad A [r, in] fp32
+      op.adapter_grad_bytes[1] = out * r * 4;                 // grad B [out, r] fp32
+    }
+    g_.ops.push_back(op);
+    return y;
+  }
+
+  // Elementwise op whose backward needs `saved` (e.g. SiLU keeps its input).
+  int elementwise(const char* tag, std::vector<int> inputs, std::vector<int> saved, int64_t bytes,
+                  int64_t bwd_workspace = 0) {
+    const int y = g_.tensor(tag, bytes);
+    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, 0, bwd_workspace});
+    return y;
+  }
+
+  // x + y: backward hands the same gradient to both inputs.
+  int residual(const char* tag, int x, int y) {
+    const int out = g_.tensor(tag, d_.N * d_.C * d_.a);  // [N, C]
+    OpDef op{tag, {x, y}, {out}, {}, {x, y}};
+    op.pass_through_grad = true;
+    g_.ops.push_back(op);
+    return out;
+  }
+
+  // Rotary embedding: q cos + rotate_half(q) sin; backward needs only cos and sin.
+  int rope(const char* tag, int q, int64_t bytes) {
+    return elementwise(tag, {q}, {}, bytes, bytes);
+  }
+
+  int attention(int q, int k, int v) {
+    const Dims& d = d_;
+    const int64_t HD = d.H * d.D, scores = d.B * d.H * d.T * d.T;
+    const bool gqa = d.Hkv < d.H;
+    if (c_.attention == Attention::kEfficient) {
+      // Query chunks of scores and probabilities (fp32), recomputed in backward; K and V are
+      // expanded to H heads for the chunk matmuls (GQA) and dropped after.
+      const int o = g_.tensor("attn.out", d.N * HD * d.a);            // [N, H D]
+      const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);      // [B, H, T] fp32
+      const int64_t chunk = 2 * d.B * d.H * std::min(d.T, kQueryChunk) * d.T * 4;
+      const int64_t expanded = gqa ? 2 * d.N * HD * d.a : 0;
+      g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v},
+                        chunk + expanded, chunk + expanded + d.N * HD * d.a});
+      return o;
+    }
+    // Eager: S = Q K^T (fp32 softmax), P kept for backward, O = P V.
+    int kr = k, vr = v;
+    if (gqa) {
+      kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
+      vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a);
+    }
+    int s = g_.tensor("attn.scores", scores * d.a);  // [B, H, T, T]
+    g_.ops.push_back({"attn.scores", {q, kr}, {s}, {q, kr}, {q, kr}});
+    if (m_.attn_logit_softcapping > 0) {
+      // tanh(S / cap) * cap: tanh keeps its output.
+      const int capped = g_.tensor("attn.softcap", scores * d.a);
+      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, scores * d.a, scores * d.a});
+      s = capped;
+    }
+    const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]
+    g_.ops.push_back({"attn.softmax", {s}, {p}, {p}, {s}, 2 * scores * 4, 2 * scores * 4});
+    const int o = g_.tensor("attn.out", d.N * HD * d.a);
+    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}});
+    return o;
+  }
+
+ private:
+  const ModelDesc& m_;
+  const TrainConfig& c_;
+  const Dims d_;
+  OpGraph g_;
+};
+
+}  // namespace
+
+Dims dims_of(const ModelDesc& m, const TrainConfig& c) {
+  return {c.micro_batch, c.seq_len, c.tokens(), m.hidden, m.intermediate, m.heads, m.kv_heads,
+          m.head_dim, m.vocab, c.lora_rank, dtype_bytes(c.compute)};
+}
+
+int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in) {
+  const bool cast = quantized(c.weights.format) || format_dtype(c.weights.format) != c.compute;
+  return cast ? out * in * dtype_bytes(c.compute) : 0;
+}
+
+OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c) {
+  GraphBuilder b(m, c);
+  const Dims& d = b.d();
+  const int64_t N = d.N, C = d.C, I = d.I, a = d.a, HD = d.H * d.D, KD = d.Hkv * d.D;
+  const bool gemma = m.norms_per_layer == 4;
+
+  // Attention half.
+  const int x = b.input("layer.in", N * C * a);                        // [N, C]
+  const int h1 = b.norm("attn.norm", "attn.norm.rstd", x, N, C);      // [N, C]
+  int q, k, v;
+  if (m.fused_qkv) {
+    const int qkv = b.linear("attn.qkv", Module::kQkv, h1, C, HD + 2 * KD);  // [N, (H+2Hkv) D]
+    q = k = v = qkv;  // views
+  } else {
+    q = b.linear("attn.q", Module::kQ, h1, C, HD);   // [N, H D]
+    k = b.linear("attn.k", Module::kK, h1, C, KD);   // [N, Hkv D]
+    v = b.linear("attn.v", Module::kV, h1, C, KD);   // [N, Hkv D]
+  }
+  if (m.qk_norm) {
+    q = b.norm("attn.q_norm", "attn.q_norm.rstd", q, N * d.H, d.D);
+    k = b.norm("attn.k_norm", "attn.k_norm.rstd", k, N * d.Hkv, d.D);
+  }
+  const int qr = b.rope("attn.q_rot", q, N * HD * a);   // [N, H D]
+  const int kr = b.rope("attn.k_rot", k, N * KD * a);   // [N, Hkv D]
+  const int o = b.attention(qr, kr, v);                 // [N, H D]
+  int attn = b.linear("attn.o", Module::kO, o, HD, C);  // [N, C]
+  if (gemma) attn = b.norm("attn.post_norm", "attn.post_norm.rstd", attn, N, C);
+  const int x2 = b.residual("attn.residual", x, attn);  // [N, C]
+
+  // MLP half.
+  const int h2 = b.norm(gemma ? "mlp.pre_norm" : "mlp.norm", "mlp.norm.rstd", x2, N, C);
+  int gate, up;
+  if (m.fused_gate_up) {
+    gate = up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I], halves are views
+  } else {
+    gate = b.linear("mlp.gate", Module::kGate, h2, C, I);  // [N, I]
+    up = b.linear("mlp.up", Module::kUp, h2, C, I);        // [N, I]
+  }
+  const int act = b.elementwise("mlp.act", {gate}, {gate}, N * I * a);        // silu/gelu(gate)
+  const int prod = b.elementwise("mlp.prod", {act, up}, {act, up}, N * I * a);  // act * up
+  int down = b.linear("mlp.down", Module::kDown, prod, I, C);                   // [N, C]
+  if (gemma) down = b.norm("mlp.post_norm", "mlp.post_norm.rstd", down, N, C);
+  b.graph().output = b.residual("mlp.residual", x2, down);                     // [N, C]
+  return std::move(b.graph());
+}
+
+OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
+  GraphBuilder b(m, c);
+  const Dims& d = b.d();
+  const int64_t N = d.N, C = d.C, V = d.V, a = d.a;
+  OpGraph& g = b.graph();
+  const int x = b.input("head.in", N * C * a);
+  const int h = b.norm("head.norm", "head.norm.rstd", x, N, C);
+  const int loss = g.tensor("loss", 4, Category::kLogits);
+  if (c.loss_chunk > 0) {
+    // Chunked: logits of k tokens at a time (compute dtype + fp32 + log-probs), recomputed in
+    // backward; only the normed hidden state is kept.
+    const int64_t k = std::min(c.loss_chunk, N);
+    const int64_t chunk = k * V * (a + 4 + 4);
+    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk + k * V * 4});
+  } else {
+    // Full: logits [N, V] in the compute dtype, their fp32 copy, log-softmax kept for backward.
+    const int logits = g.tensor("logits", N * V * a, Category::kLogits);
+    g.ops.push_back({"lm_head", {h}, {logits}, {}, {h}});
+    int z = logits;
+    if (m.final_logit_softcapping > 0) {
+      z = g.tensor("logits.softcap", N * V * a, Category::kLogits);  // tanh keeps its output
+      g.ops.push_back({"logits.softcap", {logits}, {z}, {z}, {logits}, N * V * a, N * V * a});
+    }
+    int z32 = z;
+    if (a != 4) {
+      z32 = g.tensor("logits.fp32", N * V * 4, Category::kLogits);
+      g.ops.push_back({"logits.float", {z}, {z32}, {}, {z}});
+    }
+    const int logp = g.tensor("log_softmax", N * V * 4, Category::kLogits);
+    g.ops.push_back({"log_softmax", {z32}, {logp}, {logp}, {z32}});
+    g.ops.push_back({"nll_loss", {logp}, {loss}, {}, {logp}});
+  }
+  g.output = loss;
+  return std::move(g);
+}
+
+}  // namespace loraplan::planner

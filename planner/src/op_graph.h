@@ -1,0 +1,61 @@
+#pragma once
+// One decoder layer (or the output head) as a small dataflow graph: which tensors each op
+// produces, which it keeps for backward, which inputs receive gradients, and its transient
+// workspace. The schedule builder runs these graphs forward, backward and (for checkpointed
+// layers) forward again, and turns them into alloc/free events. This is the activation table of
+// the planner: a plan knob changes rows here, never the replay.
+
+#include <cstdint>
+#include <vector>
+
+#include "loraplan/planner/schedule.h"
+
+namespace loraplan::planner {
+
+struct TensorDef {
+  const char* tag;  // "attn.q", "mlp.act"
+  int64_t bytes = 0;
+  Category category = Category::kActivations;
+};
+
+struct OpDef {
+  const char* tag;
+  std::vector<int> inputs;       // tensors read in forward
+  std::vector<int> outputs;      // tensors this op allocates
+  std::vector<int> saved;        // tensors held for this op's backward
+  std::vector<int> grad_inputs;  // inputs that receive a gradient contribution
+  int64_t fwd_workspace = 0;     // transient bytes while the op runs forward
+  int64_t bwd_workspace = 0;     // transient bytes while its backward runs
+  int64_t adapter_grad_bytes[2] = {0, 0};  // LoRA A and B gradients (fp32); 0 if none
+  bool pass_through_grad = false;  // backward hands its output gradient to every grad input
+                                   // without allocating (residual add)
+};
+
+struct OpGraph {
+  std::vector<TensorDef> tensors;
+  std::vector<OpDef> ops;
+  int input = -1;   // tensor provided by the caller (already live)
+  int output = -1;  // tensor handed to the next graph
+
+  int tensor(const char* tag, int64_t bytes, Category category = Category::kActivations) {
+    tensors.push_back({tag, bytes, category});
+    return static_cast<int>(tensors.size()) - 1;
+  }
+};
+
+// Sizes shared by the graph builders. Letters as in ModelDesc; N = B T tokens.
+struct Dims {
+  int64_t B, T, N, C, I, H, Hkv, D, V, r;
+  int64_t a;  // bytes per element of the compute dtype
+};
+Dims dims_of(const ModelDesc& m, const TrainConfig& c);
+
+// Bytes of the frozen weight used by one linear's matmul when it must be materialised in the
+// compute dtype (dequantized or cast); 0 when the stored weight is used as is.
+int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in);
+
+OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c);
+// Final norm, output head and cross-entropy (full or chunked); input: last hidden state.
+OpGraph head_graph(const ModelDesc& m, const TrainConfig& c);
+
+}  // namespace loraplan::planner

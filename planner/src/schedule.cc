@@ -1,0 +1,342 @@
+// One optimizer step as alloc/free events: the op graphs of op_graph.cc run forward, backward and
+// (for checkpointed layers) forward again, micro-batch by micro-batch, with reference counts
+// standing in for autograd's saved tensors.
+#include "loraplan/planner/schedule.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "loraplan/planner/inventory.h"
+#include "op_graph.h"
+
+namespace loraplan::planner {
+
+std::string_view category_name(Category c) {
+  constexpr std::string_view kNames[kCategoryCount] = {
+      "weights", "adapters", "optimizer", "gradients", "activations",
+      "batch",   "logits",   "workspace", "offload_staging"};
+  return kNames[static_cast<int>(c)];
+}
+
+std::string Buffer::name() const {
+  std::string s;
+  if (micro_batch >= 0) s += "mb" + std::to_string(micro_batch) + " ";
+  if (layer >= 0) s += "L" + std::to_string(layer) + " ";
+  return s + tag;
+}
+
+namespace {
+
+constexpr int kNone = -1;
+
+// Emits events and keeps a reference count per live buffer: one for the producer's hold until
+// its last forward use, one for every op that saves it for backward.
+class StepBuilder {
+ public:
+  explicit StepBuilder(Schedule& s) : s_(s) {}
+
+  void phase(const std::string& name) {
+    auto [it, added] = phase_index_.try_emplace(name, static_cast<int32_t>(s_.phases.size()));
+    if (added) s_.phases.push_back(name);
+    phase_ = it->second;
+  }
+
+  int32_t alloc(const char* tag, int layer, int mb, int64_t bytes, Category category) {
+    const auto id = static_cast<int32_t>(s_.buffers.size());
+    s_.buffers.push_back({tag, layer, mb, bytes, category});
+    s_.events.push_back({true, id, phase_});
+    refs_.push_back(1);
+    return id;
+  }
+
+  void hold(int32_t id) { ++refs_[id]; }
+
+  void drop(int32_t id) {
+    if (--refs_[id] == 0) s_.events.push_back({false, id, phase_});
+  }
+
+  // A transient: allocated and freed at once (a workspace, an accumulated gradient contribution).
+  void transient(const char* tag, int layer, int mb, int64_t bytes, Category category) {
+    if (bytes > 0) drop(alloc(tag, layer, mb, bytes, category));
+  }
+
+ private:
+  Schedule& s_;
+  std::vector<int32_t> refs_;
+  std::unordered_map<std::string, int32_t> phase_index_;
+  int32_t phase_ = 0;
+};
+
+// One run of an op graph (one layer of one micro-batch): tensor -> buffer, tensor -> gradient.
+struct GraphRun {
+  const OpGraph* g;
+  int layer, mb;
+  std::vector<int32_t> buf, grad;
+
+  GraphRun(const OpGraph& graph, int l, int m)
+      : g(&graph), layer(l), mb(m), buf(graph.tensors.size(), kNone), grad(graph.tensors.size(), kNone) {}
+};
+
+void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save) {
+  const OpGraph& g = *run.g;
+  std::vector<int> last_use(g.tensors.size(), -1);
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    for (int t : g.ops[i].inputs) last_use[t] = static_cast<int>(i);
+    for (int t : g.ops[i].outputs) last_use[t] = std::max(last_use[t], static_cast<int>(i));
+  }
+  run.buf[g.input] = input;
+  for (size_t i = 0; i < g.ops.size(); ++i) {
+    const OpDef& op = g.ops[i];
+    for (int t : op.outputs) {
+      const TensorDef& td = g.tensors[t];
+      run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+    }
+    sb.transient(op.tag, run.layer, run.mb, op.fwd_workspace, Category::kWorkspace);
+    if (save) {
+      for (int t : op.saved) sb.hold(run.buf[t]);
+    }
+    auto release = [&](int t) {
+      if (last_use[t] == static_cast<int>(i) && t != g.output && t != g.input && run.buf[t] != kNone) {
+        sb.drop(run.buf[t]);
+        last_use[t] = -2;  // released once, even when listed twice (fused views)
+      }
+    };
+    for (int t : op.inputs) release(t);
+    for (int t : op.outputs) release(t);
+  }
+}
+
+struct GradState {
+  std::vector<int32_t> adapter_grads;  // persistent buffers of the first micro-batch
+  bool first_micro_batch = true;
+};
+
+// Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
+// input (kNone when the input needs none). Gradient buffers are shared by reference count when
+// an op hands its output gradient on unchanged.
+int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, bool input_needs_grad,
+                 GradState& gs) {
+  const OpGraph& g = *run.g;
+  run.grad[g.output] = grad_out;
+  for (size_t i = g.ops.size(); i-- > 0;) {
+    const OpDef& op = g.ops[i];
+    const bool reached = std::any_of(op.outputs.begin(), op.outputs.end(),
+                                     [&](int t) { return run.grad[t] != kNone; });
+    if (reached) {
+      sb.transient(op.tag, run.layer, run.mb, op.bwd_workspace, Category::kWorkspace);
+      int32_t given = kNone;
+      for (int t : op.outputs) {
+        if (run.grad[t] != kNone) given = run.grad[t];
+      }
+      for (int t : op.grad_inputs) {
+        if (t == g.input && !input_needs_grad) continue;
+        const TensorDef& td = g.tensors[t];
+        if (run.grad[t] != kNone) {
+          sb.transient("grad", run.layer, run.mb, td.bytes, td.category);  // accumulated in place
+        } else if (op.pass_through_grad) {
+          run.grad[t] = given;
+          sb.hold(given);
+        } else {
+          run.grad[t] = sb.alloc("grad", run.layer, run.mb, td.bytes, td.category);
+        }
+      }
+      for (int64_t bytes : op.adapter_grad_bytes) {
+        if (bytes == 0) continue;
+        if (gs.first_micro_batch) {
+          gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
+        } else {
+          sb.transient("grad:lora", run.layer, run.mb, bytes, Category::kGradients);
+        }
+      }
+      for (int t : op.outputs) {
+        if (run.grad[t] != kNone) {
+          sb.drop(run.grad[t]);
+          // Fused views share one tensor id: the gradient is consumed once.
+          for (int u : op.outputs) {
+            if (u != t && run.grad[u] == run.grad[t]) run.grad[u] = kNone;
+          }
+          run.grad[t] = kNone;
+        }
+      }
+    }
+    for (int t : op.saved) sb.drop(run.buf[t]);
+  }
+  return input_needs_grad ? run.grad[g.input] : kNone;
+}
+
+// Device buffers of one frozen linear weight [out, in] in the configured format.
+void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, const QuantOptions& q,
+                         Category category, std::vector<int32_t>* keep) {
+  auto add = [&](const char* tag, int64_t bytes) {
+    const int32_t id = sb.alloc(tag, layer, -1, bytes, category);
+    if (keep) keep->push_back(id);
+  };
+  const int64_t n = out * in;
+  switch (q.format) {
+    case WeightFormat::kNf4:
+    case WeightFormat::kFp4: {
+      const int64_t blocks = (n + q.block - 1) / q.block;
+      add("weight.nf4_codes", (n + 1) / 2);  // uint8 [(n+1)/2]
+      add("weight.code_map", 16 * 4);        // fp32 [16]
+      if (q.double_quant) {
+        add("weight.absmax_u8", blocks);                    // uint8 [blocks]
+        add("weight.absmax2", 4 * ((blocks + 255) / 256));  // fp32 [blocks / 256]
+        add("weight.code_map2", 256 * 4);                   // fp32 [256]
+        add("weight.absmax_offset", 4);                     // fp32 scalar
+      } else {
+        add("weight.absmax", 4 * blocks);  // fp32 [blocks]
+      }
+      return;
+    }
+    case WeightFormat::kInt8:
+      add("weight.int8", n);     // int8 [out, in]
+      add("weight.scb", 4 * out);  // fp32 [out]
+      return;
+    default: add("weight", linear_weight_bytes(out, in, q));
+  }
+}
+
+int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
+  switch (o) {
+    case Optimizer::kAdamW: return 8 * n;  // exp_avg, exp_avg_sq fp32
+    case Optimizer::kAdamW8bit:
+    case Optimizer::kPagedAdamW8bit:
+      // bitsandbytes >= 0.44: uint8 states + fp32 absmax per 256; small tensors stay fp32.
+      return n < 4096 ? 8 * n : 2 * n + 2 * 4 * ((n + 255) / 256);
+    case Optimizer::kSgd: return 0;
+    case Optimizer::kSgdMomentum: return 4 * n;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes) {
+  Schedule s;
+  StepBuilder sb(s);
+  const Dims d = dims_of(m, c);
+  const std::vector<TensorSpec> tensors = inventory(m);
+
+  // Resident state: weights, adapters, optimizer state.
+  sb.phase("setup");
+  std::vector<std::vector<const TensorSpec*>> layer_linears(m.layers);
+  int64_t max_adapter = 0;
+  for (const TensorSpec& t : tensors) {
+    const bool linear = t.is_linear_weight() && t.module != Module::kLmHead;
+    if (linear) layer_linears[t.layer].push_back(&t);
+    if (linear && c.offloaded[t.layer]) {
+      s.host_bytes += linear_weight_bytes(t.shape[0], t.shape[1], c.weights);
+    } else if (linear) {
+      alloc_linear_weight(sb, t.layer, t.shape[0], t.shape[1], c.weights, Category::kWeights, nullptr);
+    } else {
+      // Embeddings, norms, biases and lm_head stay in the compute dtype.
+      sb.alloc("weight", t.layer, -1, t.numel() * d.a, Category::kWeights);
+    }
+    if (linear && c.lora_targets.contains(t.module)) {
+      for (int64_t n : {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A [r, in], B [out, r]
+        sb.alloc("lora", t.layer, -1, 4 * n, Category::kAdapters);
+        const int64_t state = optimizer_state_bytes(c.optimizer, n);
+        if (c.optimizer == Optimizer::kPagedAdamW8bit) {
+          s.host_optimizer_bytes += state;
+        } else if (state > 0) {
+          sb.alloc("optimizer", t.layer, -1, state, Category::kOptimizer);
+        }
+        max_adapter = std::max(max_adapter, n);
+      }
+    }
+  }
+  if (gemm_workspace_bytes > 0) sb.alloc("cublas_workspace", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+
+  const OpGraph layer = decoder_layer_graph(m, c);
+  const OpGraph head = head_graph(m, c);
+  auto stage = [&](int l) {
+    std::vector<int32_t> staged;
+    if (c.offloaded[l]) {
+      for (const TensorSpec* t : layer_linears[l]) {
+        alloc_linear_weight(sb, l, t->shape[0], t->shape[1], c.weights, Category::kOffloadStaging, &staged);
+      }
+    }
+    return staged;
+  };
+  auto unstage = [&](const std::vector<int32_t>& staged) {
+    for (int32_t id : staged) sb.drop(id);
+  };
+
+  GradState gs;
+  s.simulated_micro_batches = static_cast<int32_t>(std::min<int64_t>(c.grad_accum, 2));
+  for (int mb = 0; mb < s.simulated_micro_batches; ++mb) {
+    gs.first_micro_batch = mb == 0;
+    sb.phase("batch");
+    const int32_t ids = sb.alloc("input_ids", -1, mb, d.N * 8, Category::kBatch);  // int64 [B, T]
+    const int32_t labels = sb.alloc("labels", -1, mb, d.N * 8, Category::kBatch);   // int64 [B, T]
+
+    sb.phase("embed");
+    int32_t x = sb.alloc("embed.out", -1, mb, d.N * d.C * d.a, Category::kActivations);  // [N, C]
+    if (m.family == Family::kGemma2) {  // h * sqrt(C): a scaled copy
+      const int32_t scaled = sb.alloc("embed.scaled", -1, mb, d.N * d.C * d.a, Category::kActivations);
+      sb.drop(x);
+      x = scaled;
+    }
+    // cos and sin [T, rotary dim], shared by every layer's rotary embedding.
+    const int32_t rope = sb.alloc("rope.cos_sin", -1, mb, 2 * d.T * m.rotary_dim() * d.a, Category::kActivations);
+    int32_t mask = kNone;
+    if (c.attention == Attention::kEager) {
+      mask = sb.alloc("attn.causal_mask", -1, mb, d.T * d.T * d.a, Category::kActivations);  // [T, T]
+    }
+
+    std::vector<GraphRun> runs;
+    runs.reserve(m.layers);
+    for (int l = 0; l < m.layers; ++l) {
+      sb.phase("fwd L" + std::to_string(l));
+      const std::vector<int32_t> staged = stage(l);
+      runs.emplace_back(layer, l, mb);
+      if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
+      forward(sb, runs.back(), x, !c.checkpointed[l]);
+      sb.drop(x);
+      unstage(staged);
+      x = runs.back().buf[layer.output];
+    }
+
+    sb.phase("loss");
+    GraphRun head_run(head, -1, mb);
+    forward(sb, head_run, x, true);
+    sb.drop(x);
+    const int32_t loss = head_run.buf[head.output];
+    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), true, gs);
+    sb.drop(loss);
+
+    for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
+      sb.phase("bwd L" + std::to_string(l));
+      const std::vector<int32_t> staged = stage(l);
+      GraphRun& run = runs[l];
+      int32_t recomputed = kNone;
+      if (c.checkpointed[l]) {
+        const int32_t input = run.buf[layer.input];
+        run = GraphRun(layer, l, mb);
+        forward(sb, run, input, true);
+        recomputed = run.buf[layer.output];
+      }
+      // Layer 0's input is the frozen embedding's output: no gradient flows into it.
+      g = backward(sb, run, g, l > 0, gs);
+      if (recomputed != kNone) {
+        sb.drop(recomputed);
+        sb.drop(run.buf[layer.input]);  // the checkpoint's hold
+      }
+      unstage(staged);
+    }
+    sb.drop(rope);
+    if (mask != kNone) sb.drop(mask);
+    sb.drop(ids);
+    sb.drop(labels);
+  }
+
+  // Optimizer update: per-tensor temporaries (AdamW: sqrt(v) and its quotient), then the
+  // gradients are released (zero_grad with set_to_none).
+  sb.phase("optim");
+  const int64_t update = c.optimizer == Optimizer::kSgd ? 0 : c.optimizer == Optimizer::kSgdMomentum ? 4 : 8;
+  sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
+  for (int32_t id : gs.adapter_grads) sb.drop(id);
+  return s;
+}
+
+}  // namespace loraplan::planner

@@ -1,0 +1,139 @@
+#include "loraplan/planner/train_config.h"
+
+#include <charconv>
+
+#include "loraplan/planner/errors.h"
+
+namespace loraplan::planner {
+namespace {
+
+struct OptimizerRow {
+  Optimizer optimizer;
+  std::string_view name;
+};
+constexpr OptimizerRow kOptimizers[] = {
+    {Optimizer::kAdamW, "adamw"},
+    {Optimizer::kAdamW8bit, "adamw-8bit"},
+    {Optimizer::kPagedAdamW8bit, "paged-adamw-8bit"},
+    {Optimizer::kSgd, "sgd"},
+    {Optimizer::kSgdMomentum, "sgd-momentum"},
+};
+
+[[noreturn]] void bad(std::string_view flag, const std::string& msg) {
+  throw InputError(std::string(flag) + ": " + msg);
+}
+
+int64_t parse_int(std::string_view text, std::string_view flag, std::string_view whole) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    bad(flag, "\"" + std::string(whole) + "\": \"" + std::string(text) + "\" is not an integer");
+  }
+  return v;
+}
+
+// "0,3,5" -> layers 0, 3 and 5 set.
+std::vector<bool> parse_layer_list(std::string_view list, int64_t layers, std::string_view flag,
+                                   std::string_view whole) {
+  std::vector<bool> set(layers, false);
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const int64_t l = parse_int(list.substr(start, comma - start), flag, whole);
+    if (l < 0 || l >= layers) {
+      bad(flag, "layer " + std::to_string(l) + " does not exist (the model has layers 0.." +
+                    std::to_string(layers - 1) + ")");
+    }
+    set[l] = true;
+    start = comma + 1;
+  }
+  return set;
+}
+
+}  // namespace
+
+std::string_view optimizer_name(Optimizer o) {
+  for (const OptimizerRow& r : kOptimizers) {
+    if (r.optimizer == o) return r.name;
+  }
+  return "?";
+}
+
+std::optional<Optimizer> parse_optimizer(std::string_view name) {
+  for (const OptimizerRow& r : kOptimizers) {
+    if (r.name == name) return r.optimizer;
+  }
+  return std::nullopt;
+}
+
+std::string_view attention_name(Attention a) { return a == Attention::kEager ? "eager" : "efficient"; }
+std::string_view device_name(Device d) { return d == Device::kCuda ? "cuda" : "cpu"; }
+
+std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::string_view flag) {
+  if (text == "none") return std::vector<bool>(layers, false);
+  if (text == "all") return std::vector<bool>(layers, true);
+  if (text.starts_with("every:")) {
+    const int64_t k = parse_int(text.substr(6), flag, text);
+    if (k <= 0) bad(flag, "\"" + std::string(text) + "\": K in every:K must be positive");
+    std::vector<bool> set(layers, false);
+    for (int64_t l = 0; l < layers; l += k) set[l] = true;
+    return set;
+  }
+  if (text.starts_with("layers:")) return parse_layer_list(text.substr(7), layers, flag, text);
+  bad(flag, "\"" + std::string(text) + "\" is not none, all, every:K or layers:0,3,5");
+}
+
+std::vector<bool> parse_offload(std::string_view text, int64_t layers, std::string_view flag) {
+  if (text == "none") return std::vector<bool>(layers, false);
+  if (text.starts_with("layers:")) return parse_layer_list(text.substr(7), layers, flag, text);
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0]))) {
+    bad(flag, "\"" + std::string(text) + "\" is not a layer count N, layers:0,3,5 or none");
+  }
+  const int64_t n = parse_int(text, flag, text);
+  if (n > layers) {
+    bad(flag, "cannot offload " + std::to_string(n) + " layers, the model has " + std::to_string(layers));
+  }
+  std::vector<bool> set(layers, false);
+  for (int64_t l = 0; l < n; ++l) set[l] = true;
+  return set;
+}
+
+int64_t parse_loss(std::string_view text, std::string_view flag) {
+  if (text == "full") return 0;
+  if (text.starts_with("chunked:")) {
+    const int64_t n = parse_int(text.substr(8), flag, text);
+    if (n <= 0) bad(flag, "\"" + std::string(text) + "\": the chunk must be at least one token");
+    return n;
+  }
+  bad(flag, "\"" + std::string(text) + "\" is not full or chunked:TOKENS");
+}
+
+std::string layer_set_text(const std::vector<bool>& layers) {
+  int64_t count = 0;
+  for (bool b : layers) count += b;
+  if (count == 0) return "none";
+  if (count == static_cast<int64_t>(layers.size())) return "all";
+  std::string s = "layers:";
+  for (size_t l = 0; l < layers.size(); ++l) {
+    if (layers[l]) s += (s.size() > 7 ? "," : "") + std::to_string(l);
+  }
+  return s;
+}
+
+void validate(const TrainConfig& c, const ModelDesc& m) {
+  if (c.seq_len <= 0) bad("--seq-len", "must be a positive integer, got " + std::to_string(c.seq_len));
+  if (c.micro_batch <= 0) bad("--micro-batch", "must be a positive integer, got " + std::to_string(c.micro_batch));
+  if (c.grad_accum <= 0) bad("--grad-accum", "must be a positive integer, got " + std::to_string(c.grad_accum));
+  if (c.lora_rank <= 0) bad("--lora-rank", "must be a positive integer, got " + std::to_string(c.lora_rank));
+  if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) bad("--lora-dropout", "must be in [0, 1), got " + std::to_string(c.lora_dropout));
+  if (!(c.lora_alpha > 0)) bad("--lora-alpha", "must be positive, got " + std::to_string(c.lora_alpha));
+  if (c.lora_targets.modules.empty()) bad("--lora-targets", "no target modules");
+  if (static_cast<int64_t>(c.checkpointed.size()) != m.layers || static_cast<int64_t>(c.offloaded.size()) != m.layers) {
+    throw std::logic_error("layer sets not resolved for the model");
+  }
+  if (c.compute != DType::kBF16 && c.compute != DType::kF16 && c.compute != DType::kF32) {
+    bad("--compute-dtype", "must be bf16, fp16 or fp32, got " + std::string(dtype_name(c.compute)));
+  }
+}
+
+}  // namespace loraplan::planner
