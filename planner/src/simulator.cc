@@ -99,64 +99,146 @@ Estimate estimate(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d
   return e;
 }
 
+namespace {
+
+// One change to a configuration, in the order of what it costs in speed or quality.
+struct Fix {
+  std::string flags;  // as the user would type it
+  std::string why;
+  std::function<bool(const TrainConfig&)> applies;
+  std::function<void(TrainConfig&)> apply;
+};
+
+// Loss chunk: the most tokens (a power of two, 64 or more) whose logits stay within 256 MiB.
+int64_t suggested_loss_chunk(const ModelDesc& m, const TrainConfig& c) {
+  const int64_t per_token = m.vocab * (dtype_bytes(c.compute) + 8);  // logits, fp32 copy, log-probs
+  int64_t k = 64;
+  while (2 * k * per_token <= (int64_t{256} << 20) && 2 * k <= c.tokens()) k *= 2;
+  return k;
+}
+
+std::vector<Fix> fixes_by_cost(const ModelDesc& m, const TrainConfig& c) {
+  const int64_t L = m.layers;
+  const int64_t chunk = suggested_loss_chunk(m, c);
+  std::vector<Fix> f = {
+      {"--loss chunked:" + std::to_string(chunk), "never hold all B*T*V logits",
+       [](const TrainConfig& t) { return t.loss_chunk == 0; }, [chunk](TrainConfig& t) { t.loss_chunk = chunk; }},
+      {"--attention efficient", "no B*H*T*T probabilities kept",
+       [](const TrainConfig& t) { return t.attention == Attention::kEager; },
+       [](TrainConfig& t) { t.attention = Attention::kEfficient; }},
+      {"--optimizer adamw-8bit", "8-bit optimizer states",
+       [](const TrainConfig& t) { return t.optimizer == Optimizer::kAdamW; },
+       [](TrainConfig& t) { t.optimizer = Optimizer::kAdamW8bit; }},
+      {"--checkpoint all", "recompute activations in backward",
+       [L](const TrainConfig& t) { return std::count(t.checkpointed.begin(), t.checkpointed.end(), true) < L; },
+       [L](TrainConfig& t) { t.checkpointed.assign(L, true); }},
+      {"--weights nf4", "4-bit frozen weights",
+       [](const TrainConfig& t) { return t.weights.format != WeightFormat::kNf4 && t.weights.format != WeightFormat::kFp4; },
+       [](TrainConfig& t) { t.weights = {}; }},
+  };
+  // Smaller micro-batches, same effective batch.
+  for (int64_t b = c.micro_batch / 2; b >= 1; b /= 2) {
+    const int64_t accum = c.grad_accum * c.micro_batch / b;
+    f.push_back({"--micro-batch " + std::to_string(b) + " --grad-accum " + std::to_string(accum),
+                 "same effective batch, fewer activations at once",
+                 [b](const TrainConfig& t) { return t.micro_batch > b; },
+                 [b, accum](TrainConfig& t) {
+                   t.micro_batch = b;
+                   t.grad_accum = accum;
+                 }});
+  }
+  return f;
+}
+
+// The fewest offloaded layers (the first n) under which `c` fits, or 0 if none does. The peak
+// does not rise as more layers are offloaded, so a bisection finds it.
+int64_t layers_to_offload(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d) {
+  auto fits_with = [&](int64_t n) {
+    TrainConfig t = c;
+    for (int64_t l = 0; l < n; ++l) t.offloaded[l] = true;
+    return estimate(m, t, d).fits;
+  };
+  if (!fits_with(m.layers)) return 0;
+  int64_t lo = 1, hi = m.layers;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (fits_with(mid)) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+
+}  // namespace
+
 std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d,
                                       size_t max_count) {
   std::vector<Suggestion> out;
-  auto try_change = [&](const std::string& change, const std::string& why,
-                        const std::function<void(TrainConfig&)>& edit) {
-    if (out.size() >= max_count) return false;
-    TrainConfig t = c;
-    edit(t);
+  auto fits = [&](const TrainConfig& t, const std::string& flags, const std::string& why) {
     const Estimate e = estimate(m, t, d);
-    if (e.fits) out.push_back({change, why, e.peak_bytes});
+    if (e.fits && out.size() < max_count) out.push_back({flags, why, e.peak_bytes});
     return e.fits;
   };
-  const int64_t L = m.layers;
-  if (c.loss_chunk == 0) {
-    try_change("--loss chunked:1024", "never materialise all B*T*V logits", [](TrainConfig& t) { t.loss_chunk = 1024; });
+  const std::vector<Fix> fixes = fixes_by_cost(m, c);
+  // Single changes first.
+  for (const Fix& f : fixes) {
+    if (!f.applies(c)) continue;
+    TrainConfig t = c;
+    f.apply(t);
+    if (fits(t, f.flags, f.why) && f.flags.starts_with("--micro-batch")) break;  // the largest that fits
   }
-  if (c.attention == Attention::kEager) {
-    try_change("--attention efficient", "no B*H*T*T probabilities kept", [](TrainConfig& t) { t.attention = Attention::kEfficient; });
+  // Then the cheap changes together, in order, until the step fits (offloading layers when they
+  // are not enough), dropping those the rest does not need.
+  struct Combo {
+    TrainConfig config;
+    int64_t offload = -1;  // layers to offload; -1: does not fit at all
+  };
+  auto evaluate = [&](const std::vector<const Fix*>& picked) {
+    Combo k{c};
+    for (const Fix* f : picked) {
+      if (f->applies(k.config)) f->apply(k.config);
+    }
+    k.offload = estimate(m, k.config, d).fits ? 0 : layers_to_offload(m, k.config, d);
+    if (k.offload == 0 && !estimate(m, k.config, d).fits) k.offload = -1;
+    for (int64_t l = 0; l < std::max<int64_t>(k.offload, 0); ++l) k.config.offloaded[l] = true;
+    return k;
+  };
+  std::vector<const Fix*> chosen;
+  for (const Fix& f : fixes) {
+    if (!f.applies(evaluate(chosen).config)) continue;
+    chosen.push_back(&f);
+    TrainConfig t = evaluate(chosen).config;
+    if (estimate(m, t, d).fits && std::none_of(t.offloaded.begin(), t.offloaded.end(), [](bool b) { return b; })) break;
   }
-  if (c.optimizer == Optimizer::kAdamW) {
-    try_change("--optimizer adamw-8bit", "8-bit optimizer states", [](TrainConfig& t) { t.optimizer = Optimizer::kAdamW8bit; });
-  }
-  if (std::count(c.checkpointed.begin(), c.checkpointed.end(), true) < L) {
-    try_change("--checkpoint all", "recompute activations in backward",
-               [L](TrainConfig& t) { t.checkpointed.assign(L, true); });
-  }
-  if (c.weights.format != WeightFormat::kNf4 && c.weights.format != WeightFormat::kFp4) {
-    try_change("--weights nf4", "4-bit frozen weights", [](TrainConfig& t) { t.weights = {}; });
-  }
-  for (int64_t b = c.micro_batch / 2; b >= 1; b /= 2) {
-    const int64_t accum = c.grad_accum * c.micro_batch / b;
-    if (try_change("--micro-batch " + std::to_string(b) + " --grad-accum " + std::to_string(accum),
-                   "same effective batch, fewer activations at once", [&](TrainConfig& t) {
-                     t.micro_batch = b;
-                     t.grad_accum = accum;
-                   })) {
-      break;
+  Combo best = evaluate(chosen);
+  for (size_t i = chosen.size(); i-- > 0 && best.offload >= 0;) {
+    std::vector<const Fix*> without;
+    for (size_t j = 0; j < chosen.size(); ++j) {
+      if (j != i) without.push_back(chosen[j]);
+    }
+    const Combo k = evaluate(without);
+    if (k.offload >= 0 && k.offload <= best.offload) {
+      chosen = without;
+      best = k;
     }
   }
-  // Fewest offloaded layers that fit (the peak does not rise with more offloaded layers).
-  if (out.size() < max_count) {
-    auto offload = [&](int64_t n) {
-      TrainConfig t = c;
-      for (int64_t l = 0; l < n; ++l) t.offloaded[l] = true;
-      return t;
-    };
-    int64_t lo = 1, hi = L;
-    if (estimate(m, offload(hi), d).fits) {
-      while (lo < hi) {
-        const int64_t mid = (lo + hi) / 2;
-        if (estimate(m, offload(mid), d).fits) hi = mid; else lo = mid + 1;
-      }
-      try_change("--offload " + std::to_string(lo), "frozen weights of " + std::to_string(lo) + " layers in host memory",
-                 [&](TrainConfig& t) { t = offload(lo); });
+  const TrainConfig& t = best.config;
+  std::string flags;
+  for (const Fix* f : chosen) flags += (flags.empty() ? "" : " ") + f->flags;
+  if (best.offload > 0) flags += (flags.empty() ? "" : " ") + std::string("--offload ") + std::to_string(best.offload);
+  const bool combined_is_new = std::none_of(out.begin(), out.end(), [&](const Suggestion& s) { return s.change == flags; });
+  if (combined_is_new && !flags.empty() && best.offload >= 0) fits(t, flags, "these changes together");
+  if (out.empty()) {
+    if (const int64_t n = layers_to_offload(m, c, d); n > 0) {
+      TrainConfig o = c;
+      for (int64_t l = 0; l < n; ++l) o.offloaded[l] = true;
+      fits(o, "--offload " + std::to_string(n), "frozen weights of " + std::to_string(n) + " layers in host memory");
     }
   }
-  for (int64_t T = c.seq_len / 2; T >= 64; T /= 2) {
-    if (try_change("--seq-len " + std::to_string(T), "shorter sequences", [T](TrainConfig& t) { t.seq_len = T; })) break;
+  if (out.empty()) {
+    for (int64_t T = c.seq_len / 2; T >= 64; T /= 2) {
+      TrainConfig shorter = c;
+      shorter.seq_len = T;
+      if (fits(shorter, "--seq-len " + std::to_string(T), "shorter sequences")) break;
+    }
   }
   return out;
 }

@@ -101,5 +101,70 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
   }
 }
 
+TEST(Cli, EstimateDefaultCaseJson) {
+  const Result r = run_cli({"estimate", "--format", "json"});
+  ASSERT_TRUE(r.code == 0 || r.code == 1) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["model"], "phi-4-mini-instruct");
+  EXPECT_EQ(j["budget_bytes"].get<int64_t>(), 6442450944);  // 6GB = 6144 MiB
+  EXPECT_EQ(j["config"]["weights"], "nf4");
+  EXPECT_EQ(j["config"]["checkpoint"], "all");
+  EXPECT_EQ(j["config"]["compute_dtype"], "fp16");
+  EXPECT_EQ(j["fits"].get<bool>(), r.code == 0);
+  int64_t sum = 0;
+  for (const auto& [key, bytes] : j["breakdown"].items()) sum += bytes.get<int64_t>();
+  EXPECT_EQ(sum, j["peak_bytes"].get<int64_t>());
+  EXPECT_EQ(j["breakdown"]["cuda_context"].get<int64_t>(), 314572800);
+  EXPECT_EQ(j["phases"].size(), 1u + 1 + 1 + 32 + 1 + 32 + 1);  // setup batch embed fwd loss bwd optim
+  EXPECT_EQ(j["phases"][3]["name"], "fwd L0");
+}
+
+TEST(Cli, EstimateCpuHasNoBudgetUnlessGiven) {
+  const Result r = run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu", "--compute-dtype", "fp32",
+                            "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["budget_bytes"].is_null());
+  EXPECT_TRUE(j["gpu"].is_null());
+  EXPECT_EQ(j["peak_bytes"], j["lower_bound_bytes"]);
+}
+
+TEST(Cli, EstimateThatDoesNotFitExitsOneWithFixes) {
+  const Result r = run_cli({"estimate", "--model", "llama-3.1-8b", "--gpu", "rtx-4060", "--checkpoint", "none",
+                            "--seq-len", "2048", "--micro-batch", "2"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.out.find("DOES NOT FIT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("changes that make it fit:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--checkpoint all"), std::string::npos) << r.out;
+}
+
+TEST(Cli, EstimateBadFlags) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--lora-rank", "0"}, "--lora-rank: must be a positive integer, got \"0\" (see loraplan --help)"},
+      {{"--seq-len", "-1"}, "--seq-len: must be a positive integer, got \"-1\" (see loraplan --help)"},
+      {{"--checkpoint", "every:0"}, "--checkpoint: \"every:0\": K in every:K must be positive"},
+      {{"--checkpoint", "layers:0,32"}, "--checkpoint: layer 32 does not exist (the model has layers 0..31)"},
+      {{"--compute-dtype", "fp8"}, "--compute-dtype: fp8 not in {bf16,fp16,fp32} (see loraplan --help)"},
+      {{"--weights", "nf3"}, "--weights: nf3 not in {nf4,fp4,int8,bf16,fp16,fp32} (see loraplan --help)"},
+      {{"--gpu", "0GB"}, "--gpu: size must be positive, got \"0GB\""},
+      {{"--gpu", "6XB"}, "--gpu: \"6XB\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
+      {{"--budget", "lots"}, "--budget: \"lots\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
+      {{"--lora-dropout", "1.5"}, "--lora-dropout: must be in [0, 1), got 1.500000"},
+      {{"--device", "cpu", "--compute-dtype", "fp16"},
+       "--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu"},
+      {{"--lora-targets", "q,gate_up"},
+       "--lora-targets: target \"gate_up\" needs a fused layout (phi3); this model has separate projections"},
+  };
+  for (const auto& [flags, expected] : cases) {
+    std::vector<std::string> args = {"estimate"};
+    if (flags[0] == "--lora-targets") args.insert(args.end(), {"--model", "llama-3.2-1b"});
+    args.insert(args.end(), flags.begin(), flags.end());
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << flags[0];
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(r.err, "loraplan: error: " + expected + "\n");
+  }
+}
+
 }  // namespace
 }  // namespace loraplan::cli
