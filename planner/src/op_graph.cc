@@ -200,11 +200,13 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
   const int h = b.norm("head.norm", "head.norm.rstd", x, N, C);
   const int loss = g.tensor("loss", 4, Category::kLogits);
   if (c.loss_chunk > 0) {
-    // Chunked: logits of k tokens at a time (compute dtype + fp32 + log-probs), recomputed in
-    // backward; only the normed hidden state is kept.
+    // Chunked: k tokens at a time, recomputed in backward; only the normed hidden state is kept.
+    // A chunk holds its logits in the compute dtype and one fp32 buffer, in which log-softmax
+    // (forward) or softmax minus the one-hot targets (backward) is computed in place; backward
+    // casts that gradient back to the compute dtype for the matmul into grad h.
     const int64_t k = std::min(c.loss_chunk, N);
-    const int64_t chunk = k * V * (a + 4 + 4);
-    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk + k * V * 4});
+    const int64_t chunk = k * V * (a + 4);
+    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk});
   } else {
     // Full: logits [N, V] in the compute dtype, their fp32 copy, log-softmax kept for backward.
     const int logits = g.tensor("logits", N * V * a, Category::kLogits);
