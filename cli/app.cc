@@ -19,6 +19,8 @@ const std::vector<Command>& commands() {
       {"inspect", "Show a model's architecture, parameters by role and dtype, and sizes",
        define_inspect},
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
+      {"train", "Train with the LibTorch executor as configured and measure memory per phase",
+       define_train},
   };
   return table;
 }

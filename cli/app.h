@@ -50,5 +50,6 @@ CLI::Validator positive_integer();
 Handler define_estimate(CLI::App& sub);
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);
+Handler define_train(CLI::App& sub);
 
 }  // namespace loraplan::cli

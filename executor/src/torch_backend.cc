@@ -1,7 +1,11 @@
 // The LibTorch executor module (libloraplan_torch.so), loaded by the CLI on first use.
+#include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <stdexcept>
+
 #include "loraplan/executor/backend.h"
+#include "trainer.h"
 
 namespace loraplan::executor {
 namespace {
@@ -16,6 +20,16 @@ class TorchBackend final : public Backend {
     info.cuda_compiled = true;
 #endif
     return info;
+  }
+
+  RunReport train(const TrainRequest& request) override {
+    try {
+      return run_training(request);
+    } catch (const c10::Error& e) {
+      // One line, without LibTorch's C++ backtrace.
+      const std::string what = e.what_without_backtrace();
+      throw std::runtime_error("training failed: " + what.substr(0, what.find('\n')));
+    }
   }
 };
 

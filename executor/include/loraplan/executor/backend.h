@@ -1,6 +1,11 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
+
+#include "loraplan/planner/model.h"
+#include "loraplan/planner/train_config.h"
 
 namespace loraplan::executor {
 
@@ -12,6 +17,49 @@ struct BackendInfo {
   std::string module_path;       // the module that was loaded
 };
 
+// One training run as `loraplan train` asks for it. Plain types only: the CLI never sees LibTorch.
+struct TrainRequest {
+  planner::ModelDesc model;
+  planner::TrainConfig config;
+  std::string data_path;      // pre-tokenized JSONL ({"input_ids": [...]}); empty: synthetic
+  int64_t steps = 50;         // optimizer steps
+  double lr = 2e-4;           // peak learning rate
+  int64_t warmup_steps = 0;   // linear warmup, then cosine decay to 10% of lr
+  double max_grad_norm = 1.0;  // 0 = no clipping
+  double weight_decay = 0.0;
+  uint64_t seed = 0;          // weights, adapters, dropout and data order
+  int64_t budget_bytes = 0;   // the tracking allocator's limit; 0 = none
+  int threads = 1;            // intra-op threads
+  std::string out_dir;        // where the adapter is written; empty: not written
+};
+
+struct PhaseMeasure {
+  std::string name;        // "fwd L3", "loss", "bwd L3", "optim", ...
+  int64_t peak_bytes = 0;  // most live tensor bytes within the phase (max over micro-batches)
+};
+
+struct StepMeasure {
+  int64_t step = 0;          // 1-based optimizer step
+  double loss = 0;           // mean over the step's micro-batches
+  double tokens_per_s = 0;
+  int64_t peak_bytes = 0;    // most live bytes during the step
+  double lr = 0;
+};
+
+// What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA).
+struct RunReport {
+  std::string device;            // "cpu" or "cuda"
+  int64_t peak_bytes = 0;        // most live bytes over the measured steps
+  int64_t resident_bytes = 0;    // live bytes between steps
+  std::vector<PhaseMeasure> phases;  // in order of first occurrence, as the planner names them
+  std::vector<StepMeasure> steps;
+  std::string libtorch_version;
+  int threads = 1;
+  bool out_of_memory = false;    // the budget was exceeded (the run stopped there)
+  std::string error;             // what ran out of memory, when it did
+  std::vector<std::string> files;  // files written (adapter, config)
+};
+
 // The executor behind an interface: the LibTorch implementation lives in a module
 // (libloraplan_torch.so) loaded on first use, so planner commands never pay LibTorch's start-up
 // (~0.7 s and ~160 MB here); tests can provide a fake.
@@ -19,6 +67,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual BackendInfo info() const = 0;
+  // Trains as the request says. Throws std::runtime_error on failures other than out of memory.
+  virtual RunReport train(const TrainRequest& request) = 0;
 };
 
 // The LibTorch backend, loaded on first call; nullptr when the module is absent. The module is

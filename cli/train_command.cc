@@ -1,0 +1,133 @@
+// loraplan train: run the configuration with the LibTorch executor and measure its memory.
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <ostream>
+
+#include "app.h"
+#include "config_flags.h"
+#include "loraplan/executor/backend.h"
+#include "loraplan/planner/errors.h"
+#include "loraplan/planner/hardware.h"
+#include "loraplan/planner/model_loader.h"
+#include "loraplan/reports/estimate_report.h"
+#include "loraplan/reports/table.h"
+
+namespace loraplan::cli {
+
+namespace {
+
+struct TrainFlags {
+  ConfigFlags config;
+  std::string data;
+  bool synthetic = false;
+  int64_t steps = 50;
+  std::string out;
+  double lr = 2e-4;
+  int64_t warmup_steps = 0;
+  uint64_t seed = 0;
+  int threads = 1;
+  double max_grad_norm = 1.0;
+};
+
+nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q) {
+  nlohmann::json j;
+  j["model"] = q.model.name;
+  j["config"] = reports::config_json(q.config);
+  j["training"] = {{"steps", q.steps}, {"lr", q.lr}, {"warmup_steps", q.warmup_steps}, {"seed", q.seed},
+                   {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
+                   {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
+                   {"weights", "random (seeded)"}};
+  j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
+  j["measured"] = {{"peak_bytes", r.peak_bytes}, {"resident_bytes", r.resident_bytes}};
+  j["measured"]["phases"] = nlohmann::json::array();
+  for (const executor::PhaseMeasure& p : r.phases) {
+    j["measured"]["phases"].push_back({{"name", p.name}, {"peak_bytes", p.peak_bytes}});
+  }
+  j["steps"] = nlohmann::json::array();
+  for (const executor::StepMeasure& s : r.steps) {
+    j["steps"].push_back({{"step", s.step}, {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
+                          {"peak_bytes", s.peak_bytes}, {"lr", s.lr}});
+  }
+  j["out_of_memory"] = r.out_of_memory;
+  j["error"] = r.error.empty() ? nlohmann::json() : nlohmann::json(r.error);
+  j["files"] = r.files;
+  return j;
+}
+
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) throw std::runtime_error("writing " + path + ": failed");
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+Handler define_train(CLI::App& sub) {
+  auto f = std::make_shared<TrainFlags>();
+  f->config.model = "tiny-llama";
+  f->config.compute_dtype = "fp32";
+  f->config.device = "cpu";
+  add_config_flags(sub, f->config);
+  auto* data = sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
+  sub.add_flag("--synthetic", f->synthetic, "Train on a small fixed set of random sequences (the default)")
+      ->excludes(data);
+  sub.add_option("--steps", f->steps, "Optimizer steps")->check(positive_integer())->default_str("50");
+  sub.add_option("--out", f->out, "Directory for report.json and the adapter (PEFT format)")->required();
+  sub.add_option("--lr", f->lr, "Peak learning rate")->default_str("2e-4");
+  sub.add_option("--warmup-steps", f->warmup_steps, "Linear warmup steps before the cosine decay")->default_str("0");
+  sub.add_option("--seed", f->seed, "Seed of weights, adapters, dropout and data order")->default_str("0");
+  sub.add_option("--threads", f->threads, "Intra-op threads")->default_str("1");
+  sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")->default_str("1.0");
+  return [f](Io& io) {
+    executor::Backend& backend = executor::require_backend("train");
+    executor::TrainRequest q;
+    q.model = planner::load_model(f->config.model);
+    q.config = resolve_config(f->config, q.model);
+    if (std::find(q.config.offloaded.begin(), q.config.offloaded.end(), true) != q.config.offloaded.end()) {
+      throw InputError("--offload: the executor does not offload layers yet; plan with it, train without it");
+    }
+    q.data_path = f->data;
+    q.steps = f->steps;
+    q.lr = f->lr;
+    q.warmup_steps = f->warmup_steps;
+    q.seed = f->seed;
+    q.threads = f->threads;
+    q.max_grad_norm = f->max_grad_norm;
+    q.budget_bytes = f->config.budget.empty() ? 0 : planner::parse_size(f->config.budget, "--budget");
+    q.out_dir = f->out;
+    if (!f->data.empty() && !std::filesystem::is_regular_file(f->data)) {
+      throw InputError("--data: " + f->data + ": no such file");
+    }
+    std::filesystem::create_directories(f->out);
+    executor::RunReport r;
+    try {
+      r = backend.train(q);
+    } catch (const std::invalid_argument& e) {
+      throw InputError(e.what());
+    }
+    write_atomic(f->out + "/report.json", report_json(r, q).dump(2) + "\n");
+    for (const executor::StepMeasure& s : r.steps) {
+      if (s.step == 1 || s.step % 10 == 0 || s.step == static_cast<int64_t>(r.steps.size())) {
+        char line[160];
+        std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n",
+                      static_cast<long long>(s.step), s.loss, s.tokens_per_s, planner::format_bytes(s.peak_bytes).c_str());
+        io.out << line;
+      }
+    }
+    io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " (" << reports::with_commas(r.peak_bytes)
+           << " bytes); report: " << f->out << "/report.json\n";
+    if (r.out_of_memory) {
+      io.out << "OUT OF MEMORY: " << r.error << "\n";
+      return kExitCheckFailed;
+    }
+    return kExitOk;
+  };
+}
+
+}  // namespace loraplan::cli

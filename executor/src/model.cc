@@ -1,0 +1,518 @@
+#include "model.h"
+
+#include <cmath>
+
+namespace loraplan::executor {
+namespace {
+
+using torch::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kQueryChunk = 128;  // efficient attention: query rows per score chunk
+constexpr double kNormEps = 1e-6;
+
+at::ScalarType scalar_type(planner::DType t) {
+  switch (t) {
+    case planner::DType::kBF16: return at::kBFloat16;
+    case planner::DType::kF16: return at::kHalf;
+    default: return at::kFloat;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frozen linear (+ LoRA). Forward: the weight is dequantized into a transient, used, dropped; the
+// LoRA term is added in place (addmm_). Keeps x (or the dropped x and its mask), u = A x and the
+// compute-dtype copies of A and B. Backward dequantizes again for grad x.
+struct LinearFn : torch::autograd::Function<LinearFn> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor A, Tensor B, int64_t layer_ptr) {
+    const auto* L = reinterpret_cast<const FrozenLinear*>(layer_ptr);
+    ctx->saved_data["layer"] = layer_ptr;
+    Tensor y;
+    {
+      const Tensor w = L->weight.dequantize(L->compute);  // [out, in]
+      y = at::linear(x, w, L->bias.defined() ? L->bias : Tensor());
+    }
+    if (!L->lora) return y;
+    const LoraAdapter& lora = *L->lora;
+    Tensor lora_in = x, mask;
+    if (lora.dropout > 0) {
+      mask = at::empty_like(x, x.options().dtype(at::kBool)).bernoulli_(1.0 - lora.dropout);
+      lora_in = at::mul(x, mask).mul_(1.0 / (1.0 - lora.dropout));
+    }
+    const Tensor a = A.scalar_type() == L->compute ? A : A.to(L->compute);  // [r, in]
+    const Tensor b = B.scalar_type() == L->compute ? B : B.to(L->compute);  // [out, r]
+    const Tensor u = at::linear(lora_in, a);                                 // [..., r]
+    const int64_t out = y.size(-1), r = u.size(-1);
+    y.view({-1, out}).addmm_(u.reshape({-1, r}), b.t(), 1.0, lora.scale);
+    ctx->save_for_backward({lora_in, mask, u, a, b});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* L = reinterpret_cast<const FrozenLinear*>(ctx->saved_data["layer"].toInt());
+    const Tensor& g = grads[0];  // [..., out]
+    Tensor grad_x;
+    if (ctx->needs_input_grad(0)) {
+      const Tensor w = L->weight.dequantize(L->compute);
+      grad_x = at::matmul(g, w);  // [..., in]
+    }
+    if (!L->lora) return {grad_x, Tensor(), Tensor(), Tensor()};
+    const LoraAdapter& lora = *L->lora;
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &lora_in = saved[0], &mask = saved[1], &u = saved[2], &a = saved[3], &b = saved[4];
+    const int64_t out = g.size(-1), r = u.size(-1), in = lora_in.size(-1);
+    const Tensor g2 = g.reshape({-1, out});
+    Tensor grad_u = at::mm(g2, b).mul_(lora.scale);                                  // [N, r]
+    Tensor grad_b = at::mm(g2.t(), u.reshape({-1, r})).mul_(lora.scale).to(at::kFloat);  // [out, r]
+    Tensor grad_a = at::mm(grad_u.t(), lora_in.reshape({-1, in})).to(at::kFloat);        // [r, in]
+    if (grad_x.defined()) {
+      if (mask.defined()) {
+        Tensor gd = at::mm(grad_u, a);  // [N, in]
+        gd.mul_(mask.reshape({-1, in})).mul_(1.0 / (1.0 - lora.dropout));
+        grad_x.view({-1, in}).add_(gd);
+      } else {
+        grad_x.view({-1, in}).addmm_(grad_u, a);
+      }
+    }
+    return {grad_x, grad_a, grad_b, Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// RMSNorm over the last dimension, computed in fp32. Keeps x and 1/rms [rows] (fp32).
+// `gemma`: the weight is applied as (1 + w), before the cast back.
+struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool gemma) {
+    const Tensor x32 = x.to(at::kFloat);  // x itself when x is fp32
+    Tensor rstd = x32.square().mean(-1, true).add_(kNormEps).rsqrt_();  // [..., 1]
+    Tensor y32 = x32.is_same(x) ? at::mul(x32, rstd) : x32.mul_(rstd);
+    Tensor y;
+    if (gemma) {
+      y32.mul_(weight.to(at::kFloat) + 1.0);  // Gemma: scale by (1 + w) before the cast
+      y = y32.to(x.scalar_type());
+    } else {
+      y = y32.to(x.scalar_type()).mul_(weight);
+    }
+    ctx->saved_data["gemma"] = gemma;
+    ctx->save_for_backward({x, rstd, weight});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const Tensor &x = s[0], &rstd = s[1], &weight = s[2];
+    const bool gemma = ctx->saved_data["gemma"].toBool();
+    const Tensor w32 = gemma ? weight.to(at::kFloat) + 1.0 : weight.to(at::kFloat);
+    Tensor gw = at::mul(grads[0].to(at::kFloat), w32);          // g * w
+    Tensor xhat = at::mul(x.to(at::kFloat), rstd);               // x / rms
+    const Tensor dot = at::mul(gw, xhat).mean(-1, true);         // mean(g w xhat)
+    gw.sub_(xhat.mul_(dot)).mul_(rstd);
+    return {gw.to(x.scalar_type()), Tensor(), Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Rotary embedding on the first `rot` dims of each head, in place on a fresh output; backward
+// is the inverse rotation. Keeps nothing (cos and sin are the model's).
+Tensor rotate(const Tensor& q, const Tensor& cos, const Tensor& sin, double sign) {
+  // q [B, T, heads, D]; cos/sin [T, rot/2].
+  const int64_t half = cos.size(-1);
+  Tensor out = q.clone();
+  const Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [T, 1, rot/2]
+  const Tensor x1 = q.narrow(-1, 0, half), x2 = q.narrow(-1, half, half);
+  Tensor o1 = out.narrow(-1, 0, half), o2 = out.narrow(-1, half, half);
+  o1.mul_(c).addcmul_(x2, s, -sign);
+  o2.mul_(c).addcmul_(x1, s, sign);
+  return out;
+}
+
+struct RopeFn : torch::autograd::Function<RopeFn> {
+  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor cos, Tensor sin) {
+    ctx->save_for_backward({cos, sin});
+    return rotate(q, cos, sin, 1.0);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    return {rotate(grads[0], s[0], s[1], -1.0), Tensor(), Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Attention without a B H T T tensor: queries in chunks of kQueryChunk, softmax in fp32 in place,
+// recomputed in backward from the saved log-sum-exp. Keeps q, k, v, the output and lse.
+Tensor expand_kv(const Tensor& k, int64_t heads) {  // [B, T, Hkv, D] -> [B, H, T, D]
+  const int64_t rep = heads / k.size(2);
+  Tensor t = k.transpose(1, 2);
+  return rep == 1 ? t : t.repeat_interleave(rep, 1);
+}
+
+struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
+  // q [B, T, H, D], k/v [B, T, Hkv, D] -> [B, T, H, D]
+  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale, double softcap) {
+    const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
+    Tensor out = at::empty({B, T, H, D}, q.options());
+    Tensor lse = at::empty({B, H, T}, q.options().dtype(at::kFloat));
+    {
+      const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
+      const Tensor qt = q.transpose(1, 2);                        // [B, H, T, D] view
+      for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
+        const int64_t c = std::min(kQueryChunk, T - t0);
+        Tensor s = at::matmul(qt.narrow(2, t0, c), kr.transpose(2, 3)).to(at::kFloat);  // [B, H, c, T]
+        s.mul_(scale);
+        if (softcap > 0) s.div_(softcap).tanh_().mul_(softcap);
+        s.masked_fill_(at::ones({c, T}, q.options().dtype(at::kBool)).triu_(t0 + 1), -INFINITY);
+        const Tensor m = std::get<0>(s.max(-1, true));
+        s.sub_(m).exp_();
+        const Tensor sum = s.sum(-1, true);
+        s.div_(sum);
+        lse.narrow(2, t0, c).copy_((m + sum.log()).squeeze(-1));
+        const Tensor o = at::matmul(s.to(q.scalar_type()), vr);  // [B, H, c, D]
+        out.narrow(1, t0, c).copy_(o.transpose(1, 2));
+      }
+    }
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["softcap"] = softcap;
+    ctx->save_for_backward({q, k, v, out, lse});
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const Tensor &q = s[0], &k = s[1], &v = s[2], &out = s[3], &lse = s[4];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const double softcap = ctx->saved_data["softcap"].toDouble();
+    const int64_t B = q.size(0), T = q.size(1), H = q.size(2), Hkv = k.size(2);
+    const Tensor go = grads[0].transpose(1, 2);  // [B, H, T, D]
+    const Tensor delta = at::mul(go.to(at::kFloat), out.transpose(1, 2).to(at::kFloat)).sum(-1);  // [B, H, T]
+    const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);
+    Tensor gq = at::empty_like(q);                                      // [B, T, H, D]
+    Tensor gk = at::zeros({B, H, T, q.size(3)}, q.options());            // per query head
+    Tensor gv = at::zeros({B, H, T, q.size(3)}, q.options());
+    const Tensor qt = q.transpose(1, 2);
+    for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
+      const int64_t c = std::min(kQueryChunk, T - t0);
+      const Tensor qc = qt.narrow(2, t0, c);
+      Tensor p = at::matmul(qc, kr.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores
+      Tensor capped;
+      if (softcap > 0) {
+        p.div_(softcap).tanh_();
+        capped = p.clone();  // tanh(s / cap), for the capping's derivative
+        p.mul_(softcap);
+      }
+      p.masked_fill_(at::ones({c, T}, q.options().dtype(at::kBool)).triu_(t0 + 1), -INFINITY);
+      p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();                  // probabilities
+      const Tensor goc = go.narrow(2, t0, c);
+      gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
+      Tensor ds = at::matmul(goc, vr.transpose(2, 3)).to(at::kFloat);      // dP
+      ds.sub_(delta.narrow(2, t0, c).unsqueeze(-1)).mul_(p);                // dS = P (dP - delta)
+      if (softcap > 0) ds.mul_(1 - capped.square_());
+      ds.mul_(scale);
+      const Tensor dsa = ds.to(q.scalar_type());
+      gq.narrow(1, t0, c).copy_(at::matmul(dsa, kr).transpose(1, 2));
+      gk.add_(at::matmul(dsa.transpose(2, 3), qc));
+    }
+    auto fold = [&](const Tensor& g) {  // [B, H, T, D] -> [B, T, Hkv, D], summing the group
+      const Tensor t = g.transpose(1, 2);
+      return H == Hkv ? t.contiguous() : t.reshape({B, T, Hkv, H / Hkv, q.size(3)}).sum(3);
+    };
+    return {gq, fold(gk), fold(gv), Tensor(), Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Output head and cross-entropy. Full: logits [N, V] in the compute dtype, converted to fp32 and
+// turned into log-probabilities in place (kept). Chunked: k tokens at a time, recomputed in
+// backward, keeping nothing but h. Loss = mean over labels != -100.
+struct LossFn : torch::autograd::Function<LossFn> {
+  static Tensor forward(AutogradContext* ctx, Tensor h, Tensor w, Tensor labels, int64_t chunk, double softcap) {
+    const int64_t N = h.size(0);
+    const Tensor valid = labels.ne(-100);
+    const double count = std::max<int64_t>(1, valid.sum().item<int64_t>());
+    const int64_t k = chunk > 0 ? std::min(chunk, N) : N;
+    double total = 0;
+    Tensor logp_full, capped_full;
+    for (int64_t t0 = 0; t0 < N; t0 += k) {
+      const int64_t n = std::min(k, N - t0);
+      Tensor z = at::linear(h.narrow(0, t0, n), w).to(at::kFloat);  // [n, V] fp32
+      if (softcap > 0) {
+        z.div_(softcap).tanh_();
+        if (chunk == 0) capped_full = z.clone();  // tanh(z / cap), for backward
+        z.mul_(softcap);
+      }
+      z.sub_(z.logsumexp(-1, true));  // log-probabilities, in place
+      const Tensor lab = labels.narrow(0, t0, n), ok = valid.narrow(0, t0, n);
+      total -= z.gather(1, lab.clamp_min(0).unsqueeze(1)).squeeze(1).masked_fill(ok.logical_not(), 0).sum().item<double>();
+      if (chunk == 0) logp_full = z;
+    }
+    ctx->saved_data["chunk"] = chunk;
+    ctx->saved_data["softcap"] = softcap;
+    ctx->saved_data["count"] = count;
+    ctx->save_for_backward({chunk > 0 ? h : Tensor(), w, labels, logp_full, capped_full});
+    return at::scalar_tensor(total / count, h.options().dtype(at::kFloat));
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list s = ctx->get_saved_variables();
+    const Tensor &h = s[0], &w = s[1], &labels = s[2];
+    Tensor logp = s[3];
+    const int64_t chunk = ctx->saved_data["chunk"].toInt();
+    const double softcap = ctx->saved_data["softcap"].toDouble();
+    const double factor = grads[0].item<double>() / ctx->saved_data["count"].toDouble();
+    const int64_t N = labels.size(0), C = w.size(1);
+    const int64_t k = chunk > 0 ? std::min(chunk, N) : N;
+    Tensor gh = at::empty({N, C}, w.options());
+    for (int64_t t0 = 0; t0 < N; t0 += k) {
+      const int64_t n = std::min(k, N - t0);
+      Tensor p;  // softmax, fp32 [n, V]
+      Tensor capped;
+      if (chunk > 0) {
+        p = at::linear(h.narrow(0, t0, n), w).to(at::kFloat);
+        if (softcap > 0) {
+          p.div_(softcap).tanh_();
+          capped = p.clone();
+          p.mul_(softcap);
+        }
+        p.sub_(p.logsumexp(-1, true)).exp_();
+      } else {
+        p = logp.exp_();  // the saved log-probabilities are not needed again
+        capped = s[4];
+      }
+      const Tensor lab = labels.narrow(0, t0, n);
+      const Tensor ok = lab.ne(-100);
+      p.scatter_add_(1, lab.clamp_min(0).unsqueeze(1), at::full({n, 1}, -1.0, p.options()));
+      p.mul_(ok.unsqueeze(1)).mul_(factor);
+      if (softcap > 0) p.mul_(1 - capped.square_());
+      gh.narrow(0, t0, n).copy_(at::mm(p.to(w.scalar_type()), w));
+    }
+    return {gh, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Gradient checkpointing: the layer runs without keeping anything but its input; backward runs it
+// again with grad and differentiates it with respect to its input and its adapters explicitly
+// (autograd::grad), so adapter gradients arrive even when the input needs none.
+struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
+  // `params` are inputs only so that autograd routes the adapters' gradients through here.
+  static Tensor forward(AutogradContext* ctx, Tensor x, at::TensorList /*params*/, int64_t model_ptr, int64_t layer) {
+    const auto* model = reinterpret_cast<const Model*>(model_ptr);
+    ctx->saved_data["model"] = model_ptr;
+    ctx->saved_data["layer"] = layer;
+    ctx->saved_data["x_grad"] = x.requires_grad();
+    ctx->save_for_backward({x});
+    torch::NoGradGuard no_grad;
+    return model->layer_forward(model->layers()[layer], x);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* model = reinterpret_cast<const Model*>(ctx->saved_data["model"].toInt());
+    const DecoderLayer& layer = model->layers()[ctx->saved_data["layer"].toInt()];
+    const bool x_grad = ctx->saved_data["x_grad"].toBool();
+    Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(x_grad);
+    const std::vector<Tensor> params = layer.trainable();
+    std::vector<Tensor> inputs = params;
+    if (x_grad) inputs.insert(inputs.begin(), x);
+    variable_list g;
+    {
+      torch::AutoGradMode enable(true);
+      Tensor out = model->layer_forward(layer, x);
+      g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+                                /*allow_unused=*/true);
+    }
+    variable_list result;
+    result.push_back(x_grad ? g[0] : Tensor());
+    for (size_t i = 0; i < params.size(); ++i) result.push_back(g[i + (x_grad ? 1 : 0)]);
+    result.push_back(Tensor());
+    result.push_back(Tensor());
+    return result;
+  }
+};
+
+}  // namespace
+
+Tensor FrozenLinear::forward(const Tensor& x) const {
+  if (!lora) return LinearFn::apply(x, Tensor(), Tensor(), reinterpret_cast<int64_t>(this));
+  return LinearFn::apply(x, lora->A, lora->B, reinterpret_cast<int64_t>(this));
+}
+
+std::vector<Tensor> DecoderLayer::trainable() const {
+  std::vector<Tensor> out;
+  for (const auto* group : {&attn, &mlp}) {
+    for (const FrozenLinear& l : *group) {
+      if (l.lora) out.insert(out.end(), {l.lora->A, l.lora->B});
+    }
+  }
+  return out;
+}
+
+Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed)
+    : m_(m), c_(c), compute_(scalar_type(c.compute)) {
+  torch::manual_seed(seed);
+  const double std_dev = 0.02;
+  auto init = [&](int64_t out, int64_t in) { return torch::randn({out, in}) * std_dev; };  // fp32
+  embed_ = init(m.vocab, m.hidden).to(compute_);
+  lm_head_ = m.tied_embeddings ? embed_ : init(m.vocab, m.hidden).to(compute_);
+  final_norm_ = (m.family == planner::Family::kGemma2 ? torch::zeros({m.hidden}) : torch::ones({m.hidden})).to(compute_);
+
+  auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in, bool bias) {
+    FrozenLinear f;
+    f.name = "model.layers." + std::to_string(l) + "." + path;
+    f.compute = compute_;
+    f.weight = quantize(init(out, in), c.weights);
+    if (bias) f.bias = (torch::randn({out}) * std_dev).to(compute_);
+    if (c.lora_targets.contains(module)) {
+      LoraAdapter a;
+      // PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
+      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+      a.A = (torch::rand({c.lora_rank, in}) * 2 - 1).mul_(bound).requires_grad_(true);
+      a.B = torch::zeros({out, c.lora_rank}).requires_grad_(true);
+      a.scale = c.lora_alpha / static_cast<double>(c.lora_rank);
+      a.dropout = c.lora_dropout;
+      f.lora = a;
+    }
+    return f;
+  };
+  const int64_t C = m.hidden, I = m.intermediate, HD = m.q_out(), KD = m.kv_out();
+  auto norm = [&](int64_t width) {
+    return (m.family == planner::Family::kGemma2 ? torch::zeros({width}) : torch::ones({width})).to(compute_);
+  };
+  using planner::Module;
+  for (int l = 0; l < m.layers; ++l) {
+    DecoderLayer d;
+    d.index = l;
+    d.input_norm = norm(C);
+    d.post_attn_norm = norm(C);
+    if (m.norms_per_layer == 4) {
+      d.pre_ff_norm = norm(C);
+      d.post_ff_norm = norm(C);
+    }
+    if (m.qk_norm) {
+      d.q_norm = norm(m.head_dim);
+      d.k_norm = norm(m.head_dim);
+    }
+    if (m.fused_qkv) {
+      d.attn.push_back(linear(l, "self_attn.qkv_proj", Module::kQkv, HD + 2 * KD, C, m.qkv_bias));
+    } else {
+      d.attn.push_back(linear(l, "self_attn.q_proj", Module::kQ, HD, C, m.qkv_bias));
+      d.attn.push_back(linear(l, "self_attn.k_proj", Module::kK, KD, C, m.qkv_bias));
+      d.attn.push_back(linear(l, "self_attn.v_proj", Module::kV, KD, C, m.qkv_bias));
+    }
+    d.attn.push_back(linear(l, "self_attn.o_proj", Module::kO, C, HD, m.o_bias));
+    if (m.fused_gate_up) {
+      d.mlp.push_back(linear(l, "mlp.gate_up_proj", Module::kGateUp, 2 * I, C, m.mlp_bias));
+    } else {
+      d.mlp.push_back(linear(l, "mlp.gate_proj", Module::kGate, I, C, m.mlp_bias));
+      d.mlp.push_back(linear(l, "mlp.up_proj", Module::kUp, I, C, m.mlp_bias));
+    }
+    d.mlp.push_back(linear(l, "mlp.down_proj", Module::kDown, C, I, m.mlp_bias));
+    layers_.push_back(std::move(d));
+  }
+
+  // Rotary tables for positions 0..T-1 (rope_theta 10000), and the causal mask for eager attention.
+  const int64_t half = m.rotary_dim() / 2;
+  const Tensor inv = torch::pow(10000.0, -torch::arange(0, half, torch::kFloat) * 2.0 / static_cast<double>(m.rotary_dim()));
+  const Tensor angles = torch::outer(torch::arange(c.seq_len, torch::kFloat), inv);  // [T, half]
+  cos_ = angles.cos().to(compute_);
+  sin_ = angles.sin().to(compute_);
+  if (c.attention == planner::Attention::kEager) {
+    causal_ = torch::ones({c.seq_len, c.seq_len}, torch::kBool).triu_(1);
+  }
+}
+
+Tensor Model::embed(const Tensor& ids) const {
+  Tensor x = embed_.index_select(0, ids.reshape(-1)).view({ids.size(0), ids.size(1), m_.hidden});
+  if (m_.family == planner::Family::kGemma2) {
+    // Gemma scales by sqrt(C) rounded to the activation dtype.
+    const double normalizer = torch::scalar_tensor(std::sqrt(static_cast<double>(m_.hidden)), compute_).item<double>();
+    x = x * normalizer;
+  }
+  return x;
+}
+
+Tensor Model::layer(int l, const Tensor& x) const {
+  if (!c_.checkpointed[l]) return layer_forward(layers_[l], x);
+  const std::vector<Tensor> params = layers_[l].trainable();
+  return CheckpointFn::apply(x, at::TensorList(params), reinterpret_cast<int64_t>(this), static_cast<int64_t>(l));
+}
+
+Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
+  const planner::ModelDesc& m = m_;
+  const bool gemma = m.family == planner::Family::kGemma2;
+  const int64_t B = x.size(0), T = x.size(1), H = m.heads, Hkv = m.kv_heads, D = m.head_dim;
+  const int64_t HD = H * D, KD = Hkv * D;
+
+  // Attention half.
+  const Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma);
+  Tensor q, k, v;
+  size_t next = 0;
+  if (m.fused_qkv) {
+    const Tensor qkv = d.attn[next++].forward(h1);  // [B, T, (H + 2 Hkv) D]
+    q = qkv.narrow(-1, 0, HD);
+    k = qkv.narrow(-1, HD, KD);
+    v = qkv.narrow(-1, HD + KD, KD);
+  } else {
+    q = d.attn[next++].forward(h1);
+    k = d.attn[next++].forward(h1);
+    v = d.attn[next++].forward(h1);
+  }
+  q = q.reshape({B, T, H, D});
+  k = k.reshape({B, T, Hkv, D});
+  v = v.reshape({B, T, Hkv, D});
+  if (m.qk_norm) {
+    q = RmsNormFn::apply(q, d.q_norm, false);
+    k = RmsNormFn::apply(k, d.k_norm, false);
+  }
+  q = RopeFn::apply(q, cos_, sin_);
+  k = RopeFn::apply(k, cos_, sin_);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  Tensor o;
+  if (c_.attention == planner::Attention::kEfficient) {
+    o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping);
+  } else {
+    const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
+    Tensor s = at::matmul(q.transpose(1, 2), kr.transpose(2, 3));
+    s.mul_(scale);
+    if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
+    s.masked_fill_(causal_, -INFINITY);
+    const Tensor p = at::softmax(s, -1);
+    o = at::matmul(p, vr).transpose(1, 2);  // [B, T, H, D]
+  }
+  Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
+  if (gemma) attn = RmsNormFn::apply(attn, d.post_attn_norm, true);
+  const Tensor x2 = x + attn;
+
+  // MLP half.
+  const Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma);
+  Tensor gate, up;
+  if (m.fused_gate_up) {
+    const Tensor gu = d.mlp[0].forward(h2);
+    gate = gu.narrow(-1, 0, m.intermediate);
+    up = gu.narrow(-1, m.intermediate, m.intermediate);
+  } else {
+    gate = d.mlp[0].forward(h2);
+    up = d.mlp[1].forward(h2);
+  }
+  const Tensor act = gemma ? at::gelu(gate, "tanh") : at::silu(gate);
+  Tensor down = d.mlp.back().forward(act * up);
+  if (gemma) down = RmsNormFn::apply(down, d.post_ff_norm, true);
+  return x2 + down;
+}
+
+Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
+  const bool gemma = m_.family == planner::Family::kGemma2;
+  const Tensor h = RmsNormFn::apply(x, final_norm_, gemma);
+  return LossFn::apply(h.reshape({-1, m_.hidden}), lm_head_, labels.reshape(-1), c_.loss_chunk,
+                       m_.final_logit_softcapping);
+}
+
+std::vector<Tensor> Model::trainable() const {
+  std::vector<Tensor> out;
+  for (const DecoderLayer& d : layers_) {
+    const std::vector<Tensor> t = d.trainable();
+    out.insert(out.end(), t.begin(), t.end());
+  }
+  return out;
+}
+
+}  // namespace loraplan::executor

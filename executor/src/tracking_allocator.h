@@ -1,0 +1,50 @@
+#pragma once
+// The CPU memory counter: a c10 allocator that counts every tensor byte LibTorch allocates on the
+// CPU, keeps the peak overall and per phase, and can enforce a budget (an allocation past it
+// throws c10::OutOfMemoryError, as a GPU would). BLAS workspaces are not tensor allocations and
+// are not seen.
+
+#include <c10/core/Allocator.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "loraplan/executor/backend.h"
+
+namespace loraplan::executor {
+
+class TrackingAllocator final : public c10::Allocator {
+ public:
+  // The process-wide instance, installed as LibTorch's CPU allocator on first use.
+  static TrackingAllocator& install();
+
+  c10::DataPtr allocate(size_t bytes) const override;
+  c10::DeleterFnPtr raw_deleter() const override;
+
+  void set_budget(int64_t bytes);       // 0 = none
+  void set_phase(const std::string& name);  // later allocations count toward this phase
+  void reset_peak();                    // peak := live
+  void clear_phases();
+
+  int64_t live_bytes() const;
+  int64_t peak_bytes() const;
+  std::vector<PhaseMeasure> phases() const;  // in order of first occurrence
+
+ private:
+  TrackingAllocator() = default;
+  static void release(void* ptr);
+
+  mutable std::mutex mu_;
+  mutable std::unordered_map<void*, size_t> sizes_;  // pointer -> bytes
+  mutable int64_t live_ = 0;
+  mutable int64_t peak_ = 0;
+  int64_t budget_ = 0;
+  int phase_ = -1;
+  mutable std::vector<PhaseMeasure> phases_;
+  std::unordered_map<std::string, int> phase_index_;
+};
+
+}  // namespace loraplan::executor

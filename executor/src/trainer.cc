@@ -1,0 +1,311 @@
+#include "trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+
+#include "model.h"
+#include "tracking_allocator.h"
+
+namespace loraplan::executor {
+namespace {
+
+using torch::Tensor;
+
+// One sequence: T input ids and T labels (the next token; -100 where there is none).
+struct Example {
+  std::vector<int64_t> ids, labels;
+};
+
+Example make_example(const std::vector<int64_t>& tokens, int64_t T) {
+  Example e{std::vector<int64_t>(T, 0), std::vector<int64_t>(T, -100)};
+  const int64_t n = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
+  for (int64_t t = 0; t < n; ++t) e.ids[t] = tokens[t];
+  for (int64_t t = 0; t + 1 < n; ++t) e.labels[t] = tokens[t + 1];
+  return e;
+}
+
+std::vector<Example> read_jsonl(const std::string& path, int64_t vocab, int64_t T) {
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot open");
+  std::vector<Example> out;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(number) + ": ";
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error&) {
+      throw std::invalid_argument(where + "not a JSON object");
+    }
+    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array()) {
+      throw std::invalid_argument(where + "expected {\"input_ids\": [...]}");
+    }
+    std::vector<int64_t> tokens;
+    for (const nlohmann::json& t : j["input_ids"]) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
+        throw std::invalid_argument(where + "token " + t.dump() + " is not in [0, " + std::to_string(vocab) + ")");
+      }
+      tokens.push_back(t.get<int64_t>());
+    }
+    if (tokens.size() < 2) throw std::invalid_argument(where + "a sequence needs at least 2 tokens");
+    out.push_back(make_example(tokens, T));
+  }
+  if (out.empty()) throw std::invalid_argument(path + ": no sequences");
+  return out;
+}
+
+// A small fixed set of random sequences, repeated: a model can learn it, so the loss falls.
+std::vector<Example> synthetic(int64_t vocab, int64_t T, uint64_t seed) {
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_int_distribution<int64_t> token(0, vocab - 1);
+  std::vector<Example> out;
+  for (int i = 0; i < 16; ++i) {
+    std::vector<int64_t> tokens(T + 1);
+    for (int64_t& t : tokens) t = token(rng);
+    out.push_back(make_example(tokens, T));
+  }
+  return out;
+}
+
+double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
+  if (step < r.warmup_steps) return r.lr * static_cast<double>(step + 1) / static_cast<double>(r.warmup_steps);
+  const double span = std::max<int64_t>(1, r.steps - r.warmup_steps);
+  const double progress = static_cast<double>(step - r.warmup_steps) / span;
+  return r.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine to 10%
+}
+
+// AdamW and SGD with their state allocated up front (the planner's steady state).
+class Optimizer {
+ public:
+  Optimizer(planner::Optimizer kind, std::vector<Tensor> params) : kind_(kind), params_(std::move(params)) {
+    for (const Tensor& p : params_) {
+      if (kind_ == planner::Optimizer::kSgd) continue;
+      m_.push_back(torch::zeros_like(p));
+      if (kind_ != planner::Optimizer::kSgdMomentum) v_.push_back(torch::zeros_like(p));
+    }
+  }
+
+  void clip(double max_norm) {
+    if (max_norm <= 0) return;
+    double total = 0;
+    for (const Tensor& p : params_) {
+      if (p.grad().defined()) total += std::pow(p.grad().norm().item<double>(), 2);
+    }
+    total = std::sqrt(total);
+    if (total > max_norm) {
+      for (const Tensor& p : params_) {
+        if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (total + 1e-6));
+      }
+    }
+  }
+
+  void step(double lr, double weight_decay) {
+    torch::NoGradGuard no_grad;
+    ++t_;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const double bc1 = 1 - std::pow(b1, t_), bc2 = 1 - std::pow(b2, t_);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Tensor p = params_[i];
+      const Tensor g = p.grad();
+      if (!g.defined()) continue;
+      switch (kind_) {
+        case planner::Optimizer::kSgd: p.add_(g, -lr); break;
+        case planner::Optimizer::kSgdMomentum:
+          m_[i].mul_(0.9).add_(g);
+          p.add_(m_[i], -lr);
+          break;
+        default: {
+          if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
+          m_[i].mul_(b1).add_(g, 1 - b1);
+          v_[i].mul_(b2).addcmul_(g, g, 1 - b2);
+          const Tensor denom = (v_[i].sqrt() / std::sqrt(bc2)).add_(eps);
+          p.addcdiv_(m_[i], denom, -lr / bc1);
+        }
+      }
+    }
+  }
+
+  void zero_grad() {
+    for (Tensor& p : params_) p.mutable_grad().reset();  // set_to_none
+  }
+
+ private:
+  planner::Optimizer kind_;
+  std::vector<Tensor> params_, m_, v_;
+  int64_t t_ = 0;
+};
+
+// PEFT's on-disk format: adapter_model.safetensors (fp32, names without the adapter name) and
+// adapter_config.json. Each file is written to a temporary name and renamed.
+std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r) {
+  namespace fs = std::filesystem;
+  fs::create_directories(r.out_dir);
+  nlohmann::ordered_json header;
+  header["__metadata__"] = {{"format", "pt"}};
+  std::vector<Tensor> data;
+  int64_t offset = 0;
+  std::vector<std::string> modules;
+  for (const DecoderLayer& d : model.layers()) {
+    for (const auto* group : {&d.attn, &d.mlp}) {
+      for (const FrozenLinear& l : *group) {
+        if (!l.lora) continue;
+        const std::string module = l.name.substr(l.name.rfind('.') + 1);
+        if (std::find(modules.begin(), modules.end(), module) == modules.end()) modules.push_back(module);
+        for (const auto& [suffix, t] : {std::pair{"lora_A", l.lora->A}, std::pair{"lora_B", l.lora->B}}) {
+          const Tensor c = t.detach().to(torch::kFloat).contiguous();
+          const int64_t bytes = c.numel() * 4;
+          header["base_model.model." + l.name + "." + suffix + ".weight"] = {
+              {"dtype", "F32"}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+          offset += bytes;
+          data.push_back(c);
+        }
+      }
+    }
+  }
+  const std::string text = header.dump();
+  const fs::path st = fs::path(r.out_dir) / "adapter_model.safetensors";
+  {
+    std::ofstream out(st.string() + ".tmp", std::ios::binary);
+    const uint64_t n = text.size();
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+    out << text;
+    for (const Tensor& c : data) out.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
+    if (!out) throw std::runtime_error("writing " + st.string() + ": failed");
+  }
+  fs::rename(st.string() + ".tmp", st);
+  const planner::TrainConfig& c = r.config;
+  nlohmann::ordered_json cfg = {
+      {"alpha_pattern", nlohmann::json::object()},
+      {"base_model_name_or_path", r.model.hf_id.empty() ? r.model.name : r.model.hf_id},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"inference_mode", true},
+      {"init_lora_weights", true},
+      {"layers_pattern", nullptr},
+      {"layers_to_transform", nullptr},
+      {"lora_alpha", c.lora_alpha},
+      {"lora_dropout", c.lora_dropout},
+      {"modules_to_save", nullptr},
+      {"peft_type", "LORA"},
+      {"r", c.lora_rank},
+      {"rank_pattern", nlohmann::json::object()},
+      {"revision", nullptr},
+      {"target_modules", modules},
+      {"task_type", "CAUSAL_LM"},
+      {"use_dora", false},
+      {"use_rslora", false},
+  };
+  const fs::path cj = fs::path(r.out_dir) / "adapter_config.json";
+  {
+    std::ofstream out(cj.string() + ".tmp");
+    out << cfg.dump(2) << "\n";
+    if (!out) throw std::runtime_error("writing " + cj.string() + ": failed");
+  }
+  fs::rename(cj.string() + ".tmp", cj);
+  return {st.string(), cj.string()};
+}
+
+Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>& order, size_t& cursor,
+                    int64_t B, int64_t T, bool labels) {
+  Tensor t = torch::empty({B, T}, torch::kLong);
+  int64_t* p = t.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Example& e = data[order[(cursor + b) % order.size()]];
+    std::copy_n((labels ? e.labels : e.ids).begin(), T, p + b * T);
+  }
+  return t;
+}
+
+}  // namespace
+
+RunReport run_training(const TrainRequest& r) {
+  const planner::ModelDesc& m = r.model;
+  const planner::TrainConfig& c = r.config;
+  if (c.device == planner::Device::kCuda) {
+    throw std::invalid_argument("--device cuda: this executor runs on the CPU (its LibTorch has no CUDA)");
+  }
+  TrackingAllocator& mem = TrackingAllocator::install();
+  at::set_num_threads(r.threads);
+  mem.set_budget(0);
+  RunReport report;
+  report.device = "cpu";
+  report.threads = r.threads;
+  report.libtorch_version = TORCH_VERSION;
+
+  const std::vector<Example> data = r.data_path.empty() ? synthetic(m.vocab, c.seq_len, r.seed)
+                                                         : read_jsonl(r.data_path, m.vocab, c.seq_len);
+  Model model(m, c, r.seed);
+  Optimizer opt(c.optimizer, model.trainable());
+  std::vector<size_t> order(data.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(r.seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t cursor = 0;
+
+  mem.clear_phases();
+  mem.reset_peak();
+  mem.set_budget(r.budget_bytes);
+  const int64_t B = c.micro_batch, T = c.seq_len;
+  try {
+    for (int64_t step = 0; step < r.steps; ++step) {
+      mem.reset_peak();
+      const auto start = std::chrono::steady_clock::now();
+      const double lr = learning_rate(r, step);
+      double loss_sum = 0;
+      for (int64_t mb = 0; mb < c.grad_accum; ++mb) {
+        mem.set_phase("batch");
+        const Tensor ids = batch_tensor(data, order, cursor, B, T, false);
+        const Tensor labels = batch_tensor(data, order, cursor, B, T, true);
+        cursor += static_cast<size_t>(B);
+        mem.set_phase("embed");
+        Tensor x = model.embed(ids);
+        for (int l = 0; l < m.layers; ++l) {
+          mem.set_phase("fwd L" + std::to_string(l));
+          x = model.layer(l, x);
+          if (x.requires_grad()) {
+            x.register_hook([&mem, l](const Tensor&) { mem.set_phase("bwd L" + std::to_string(l)); });
+          }
+        }
+        mem.set_phase("loss");
+        Tensor loss = model.loss(x, labels);
+        x = Tensor();
+        loss_sum += loss.item<double>();
+        (loss / static_cast<double>(c.grad_accum)).backward();
+      }
+      mem.set_phase("optim");
+      opt.clip(r.max_grad_norm);
+      opt.step(lr, r.weight_decay);
+      opt.zero_grad();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      StepMeasure s;
+      s.step = step + 1;
+      s.loss = loss_sum / static_cast<double>(c.grad_accum);
+      s.tokens_per_s = static_cast<double>(B * T * c.grad_accum) / seconds;
+      s.peak_bytes = mem.peak_bytes();
+      s.lr = lr;
+      report.steps.push_back(s);
+      report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
+    }
+  } catch (const c10::OutOfMemoryError& e) {
+    report.out_of_memory = true;
+    const std::string what = e.what_without_backtrace();
+    report.error = what.substr(0, what.find('\n'));
+    report.peak_bytes = std::max(report.peak_bytes, mem.peak_bytes());
+  }
+  mem.set_budget(0);
+  report.phases = mem.phases();
+  report.resident_bytes = mem.live_bytes();
+  if (!r.out_dir.empty() && !report.out_of_memory) report.files = save_adapter(model, r);
+  return report;
+}
+
+}  // namespace loraplan::executor
