@@ -1,0 +1,262 @@
+// The LibTorch executor: quantization, the custom autograd functions, checkpointing, the
+// tracking allocator, training, the adapter files, and one prediction held against measurement.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "fixtures/model_files.h"
+#include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/readers.h"
+#include "loraplan/planner/simulator.h"
+#include "model.h"
+#include "quant.h"
+#include "tracking_allocator.h"
+#include "trainer.h"
+
+namespace loraplan::executor {
+namespace {
+
+using planner::QuantOptions;
+using planner::WeightFormat;
+using torch::Tensor;
+
+planner::TrainConfig tiny_config(const planner::ModelDesc& m) {
+  planner::TrainConfig c;
+  c.seq_len = 32;
+  c.micro_batch = 2;
+  c.grad_accum = 1;
+  c.compute = planner::DType::kF32;
+  c.lora_rank = 8;
+  c.lora_dropout = 0;
+  c.lora_targets = planner::parse_lora_targets("all-linear", m, "--lora-targets");
+  c.checkpointed.assign(m.layers, false);
+  c.offloaded.assign(m.layers, false);
+  c.device = planner::Device::kCpu;
+  return c;
+}
+
+TEST(Quant, Nf4PacksHighNibbleFirstAndRoundTripsLevels) {
+  // Two elements at the extreme levels: code 15 (1.0) in the high nibble, code 0 (-1.0) low.
+  const QuantizedWeight q = quantize(torch::tensor({{1.0f, -1.0f}}), {.format = WeightFormat::kNf4, .double_quant = false});
+  ASSERT_EQ(q.data.numel(), 1);
+  EXPECT_EQ(q.data.item<uint8_t>(), 0xF0);
+  // Values exactly on NF4 levels times the block absmax come back exactly.
+  const Tensor levels = nf4_code().view({1, 16}) * 3.0f;
+  const QuantizedWeight l = quantize(levels, {.format = WeightFormat::kNf4, .double_quant = false});
+  EXPECT_TRUE(torch::equal(l.dequantize(at::kFloat), levels));
+}
+
+TEST(Quant, Nf4ErrorBound) {
+  torch::manual_seed(1);
+  const Tensor w = torch::randn({64, 96});
+  for (bool dq : {false, true}) {
+    const QuantizedWeight q = quantize(w, {.format = WeightFormat::kNf4, .double_quant = dq});
+    const Tensor err = (q.dequantize(at::kFloat) - w).abs().view({-1, 64});
+    const Tensor absmax = w.abs().view({-1, 64}).amax(1, true);
+    // Half the widest gap between NF4 levels (-1 to -0.6961928) of the block's absmax; double
+    // quantization adds the 8-bit error of the absmax itself.
+    const double bound = (1 - 0.6961928009986877) / 2 * (dq ? 1.02 : 1.0);
+    EXPECT_TRUE((err <= absmax * bound + 1e-6).all().item<bool>()) << "dq " << dq;
+    EXPECT_LT((err.mean() / w.abs().mean()).item<double>(), 0.12) << "dq " << dq;
+  }
+}
+
+TEST(Quant, BytesMatchThePlanner) {
+  const Tensor w = torch::randn({256, 320});
+  for (WeightFormat f : {WeightFormat::kNf4, WeightFormat::kFp4, WeightFormat::kInt8, WeightFormat::kBf16,
+                         WeightFormat::kFp16, WeightFormat::kFp32}) {
+    for (bool dq : {false, true}) {
+      const QuantOptions o{.format = f, .double_quant = dq};
+      EXPECT_EQ(quantize(w, o).bytes(), planner::linear_weight_bytes(256, 320, o))
+          << planner::weight_format_name(f) << " dq " << dq;
+    }
+  }
+  // ~4.127 bits per parameter with double quantization on a large weight.
+  EXPECT_NEAR(8.0 * planner::linear_weight_bytes(4096, 4096, {}) / (4096.0 * 4096.0), 4.127, 0.001);
+}
+
+TEST(Quant, Int8RowScales) {
+  const Tensor w = torch::tensor({{0.5f, -1.0f}, {2.0f, 1.0f}});
+  const QuantizedWeight q = quantize(w, {.format = WeightFormat::kInt8});
+  EXPECT_TRUE(torch::equal(q.data, torch::tensor({{64, -127}, {127, 64}}, torch::kChar)));
+  EXPECT_TRUE(torch::allclose(q.dequantize(at::kFloat), w, 0, 0.01));
+}
+
+TEST(FrozenLinear, GradientsEqualTheDequantizedDenseLayer) {
+  torch::manual_seed(2);
+  FrozenLinear l;
+  l.compute = at::kFloat;
+  l.weight = quantize(torch::randn({48, 40}), {.format = WeightFormat::kNf4});
+  l.lora = LoraAdapter{torch::randn({4, 40}).requires_grad_(true), torch::randn({48, 4}).requires_grad_(true), 2.0, 0.0};
+  const Tensor x = torch::randn({3, 5, 40}).requires_grad_(true);
+  const Tensor y = l.forward(x);
+  const Tensor g = torch::randn_like(y);
+  y.backward(g);
+
+  const Tensor w = l.weight.dequantize(at::kFloat);
+  const Tensor x2 = x.detach().clone().requires_grad_(true);
+  const Tensor A = l.lora->A.detach().clone().requires_grad_(true), B = l.lora->B.detach().clone().requires_grad_(true);
+  const Tensor ref = torch::matmul(x2, w.t()) + 2.0 * torch::matmul(torch::matmul(x2, A.t()), B.t());
+  ref.backward(g);
+  EXPECT_TRUE(torch::allclose(y, ref, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(l.lora->A.grad(), A.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(l.lora->B.grad(), B.grad(), 1e-4, 1e-5));
+}
+
+// One micro-batch forward and backward; returns the loss and every adapter gradient.
+std::pair<double, std::vector<Tensor>> step(const planner::ModelDesc& m, const planner::TrainConfig& c) {
+  Model model(m, c, 7);
+  // Non-zero B so that every adapter contributes to the output and to the gradients.
+  for (const Tensor& p : model.trainable()) {
+    torch::NoGradGuard g;
+    if (p.abs().sum().item<double>() == 0) p.normal_(0, 0.02);
+  }
+  torch::manual_seed(3);
+  const Tensor ids = torch::randint(m.vocab, {c.micro_batch, c.seq_len});
+  const Tensor labels = torch::randint(m.vocab, {c.micro_batch, c.seq_len});
+  Tensor x = model.embed(ids);
+  for (int l = 0; l < m.layers; ++l) x = model.layer(l, x);
+  const Tensor loss = model.loss(x, labels);
+  loss.backward();
+  std::vector<Tensor> grads;
+  for (const Tensor& p : model.trainable()) grads.push_back(p.grad().clone());
+  return {loss.item<double>(), grads};
+}
+
+class Layouts : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Layouts, CheckpointedGradientsAreBitwiseEqual) {
+  const planner::ModelDesc m = planner::load_model(GetParam());
+  planner::TrainConfig plain = tiny_config(m), ckpt = tiny_config(m);
+  ckpt.checkpointed.assign(m.layers, true);
+  const auto [loss_a, a] = step(m, plain);
+  const auto [loss_b, b] = step(m, ckpt);
+  EXPECT_EQ(loss_a, loss_b);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(a[i].defined() && b[i].defined()) << i;
+    EXPECT_TRUE(torch::equal(a[i], b[i])) << "gradient " << i;
+  }
+}
+
+TEST_P(Layouts, EfficientAttentionAndChunkedLossMatchEagerAndFull) {
+  const planner::ModelDesc m = planner::load_model(GetParam());
+  planner::TrainConfig base = tiny_config(m), other = tiny_config(m);
+  base.attention = planner::Attention::kEager;
+  other.attention = planner::Attention::kEfficient;
+  other.loss_chunk = 24;  // not a divisor of N = 64
+  const auto [loss_a, a] = step(m, base);
+  const auto [loss_b, b] = step(m, other);
+  EXPECT_NEAR(loss_a, loss_b, 1e-5);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-6)) << "gradient " << i << " max diff "
+                                                           << (a[i] - b[i]).abs().max().item<double>();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Tiny, Layouts,
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           return n;
+                         });
+
+TEST(TrackingAllocator, CountsBytesPhasesAndBudget) {
+  TrackingAllocator& mem = TrackingAllocator::install();
+  mem.clear_phases();
+  const int64_t before = mem.live_bytes();
+  mem.set_phase("a");
+  {
+    const Tensor t = torch::empty({1000}, torch::kFloat);  // +4000
+    EXPECT_EQ(mem.live_bytes(), before + 4000);
+    mem.set_budget(before + 4000 + 1000);
+    EXPECT_THROW(torch::empty({1000}, torch::kFloat), c10::OutOfMemoryError);  // +4000 > budget
+    mem.set_budget(0);
+  }
+  EXPECT_EQ(mem.live_bytes(), before);
+  const std::vector<PhaseMeasure> phases = mem.phases();
+  ASSERT_EQ(phases.size(), 1u);
+  EXPECT_EQ(phases[0].name, "a");
+  EXPECT_EQ(phases[0].peak_bytes, before + 4000);
+}
+
+TEST(Training, LossFallsMeasurementRepeatsAndAdapterIsPeftShaped) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  loraplan::testing::TempDir dir;
+  TrainRequest r;
+  r.model = m;
+  r.config = tiny_config(m);
+  r.config.checkpointed.assign(m.layers, true);
+  r.config.lora_rank = 16;
+  r.config.micro_batch = 4;
+  r.steps = 50;
+  r.lr = 1e-2;
+  r.out_dir = dir.path();
+  const RunReport a = run_training(r);
+  ASSERT_EQ(a.steps.size(), 50u);
+  auto mean_loss = [&](size_t from) {
+    double sum = 0;
+    for (size_t i = from; i < from + 5; ++i) sum += a.steps[i].loss;
+    return sum / 5;
+  };
+  // Random frozen weights, 16 sequences to learn: the first five steps start near ln(256) = 5.55.
+  EXPECT_LT(mean_loss(45), mean_loss(0) - 0.4) << mean_loss(0) << " -> " << mean_loss(45);
+  r.out_dir.clear();
+  const RunReport b = run_training(r);
+  EXPECT_EQ(a.peak_bytes, b.peak_bytes);
+  ASSERT_EQ(a.phases.size(), b.phases.size());
+  for (size_t i = 0; i < a.phases.size(); ++i) EXPECT_EQ(a.phases[i].peak_bytes, b.phases[i].peak_bytes);
+
+  const std::vector<planner::TensorRecord> t = planner::read_safetensors_tensors(dir.file("adapter_model.safetensors"));
+  ASSERT_EQ(t.size(), 2u * 7 * 2);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const planner::TensorRecord& x : t) {
+    shapes[x.name] = x.shape;
+    EXPECT_EQ(x.dtype, planner::DType::kF32) << x.name;
+  }
+  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"], (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"], (std::vector<int64_t>{32, 16}));
+  EXPECT_EQ(shapes["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"], (std::vector<int64_t>{16, 176}));
+  std::ifstream cfg(dir.file("adapter_config.json"));
+  const nlohmann::json j = nlohmann::json::parse(cfg);
+  EXPECT_EQ(j["peft_type"], "LORA");
+  EXPECT_EQ(j["r"], 16);
+  EXPECT_EQ(j["target_modules"].size(), 7u);
+}
+
+TEST(Training, BudgetStopsTheRunWithOutOfMemory) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  TrainRequest r;
+  r.model = m;
+  r.config = tiny_config(m);
+  r.steps = 2;
+  r.budget_bytes = 200000;  // below the resident weights and adapters
+  const RunReport rep = run_training(r);
+  EXPECT_TRUE(rep.out_of_memory);
+  EXPECT_NE(rep.error.find("out of memory: tried to allocate"), std::string::npos) << rep.error;
+}
+
+TEST(Accuracy, PredictedPeakWithinOnePercent) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  TrainRequest r;
+  r.model = m;
+  r.config = tiny_config(m);
+  r.config.checkpointed.assign(m.layers, true);
+  r.config.micro_batch = 4;
+  r.config.lora_rank = 16;
+  r.steps = 2;
+  const RunReport measured = run_training(r);
+  const planner::Estimate predicted = planner::estimate(m, r.config, planner::cpu_device(0));
+  const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
+                       static_cast<double>(measured.peak_bytes);
+  EXPECT_LT(error, 0.01) << "predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
+}
+
+}  // namespace
+}  // namespace loraplan::executor
