@@ -25,7 +25,10 @@ at::ScalarType scalar_type(planner::DType t) {
 // LoRA term is added in place (addmm_). Keeps x (or the dropped x and its mask), u = A x and the
 // compute-dtype copies of A and B. Backward dequantizes again for grad x.
 struct LinearFn : torch::autograd::Function<LinearFn> {
-  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor A, Tensor B, int64_t layer_ptr) {
+  // A and B are passed (when there is an adapter) so that autograd routes their gradients here;
+  // nullopt otherwise, since autograd cannot take undefined tensors as inputs.
+  static Tensor forward(AutogradContext* ctx, Tensor x, c10::optional<Tensor> A_in, c10::optional<Tensor> B_in,
+                        int64_t layer_ptr) {
     const auto* L = reinterpret_cast<const FrozenLinear*>(layer_ptr);
     ctx->saved_data["layer"] = layer_ptr;
     Tensor y;
@@ -40,6 +43,8 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
       mask = at::empty_like(x, x.options().dtype(at::kBool)).bernoulli_(1.0 - lora.dropout);
       lora_in = at::mul(x, mask).mul_(1.0 / (1.0 - lora.dropout));
     }
+    const Tensor& A = *A_in;
+    const Tensor& B = *B_in;
     const Tensor a = A.scalar_type() == L->compute ? A : A.to(L->compute);  // [r, in]
     const Tensor b = B.scalar_type() == L->compute ? B : B.to(L->compute);  // [out, r]
     const Tensor u = at::linear(lora_in, a);                                 // [..., r]
@@ -141,10 +146,11 @@ struct RopeFn : torch::autograd::Function<RopeFn> {
 // ---------------------------------------------------------------------------------------------
 // Attention without a B H T T tensor: queries in chunks of kQueryChunk, softmax in fp32 in place,
 // recomputed in backward from the saved log-sum-exp. Keeps q, k, v, the output and lse.
-Tensor expand_kv(const Tensor& k, int64_t heads) {  // [B, T, Hkv, D] -> [B, H, T, D]
+// [B, T, Hkv, D] -> contiguous [B, H, T, D], each key/value head repeated for its query group.
+Tensor expand_kv(const Tensor& k, int64_t heads) {
   const int64_t rep = heads / k.size(2);
-  Tensor t = k.transpose(1, 2);
-  return rep == 1 ? t : t.repeat_interleave(rep, 1);
+  const Tensor t = k.transpose(1, 2);
+  return rep == 1 ? t.contiguous() : t.repeat_interleave(rep, 1);
 }
 
 struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
@@ -155,7 +161,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     Tensor lse = at::empty({B, H, T}, q.options().dtype(at::kFloat));
     {
       const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
-      const Tensor qt = q.transpose(1, 2);                        // [B, H, T, D] view
+      const Tensor qt = q.transpose(1, 2).contiguous();          // [B, H, T, D]
       for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
         const int64_t c = std::min(kQueryChunk, T - t0);
         Tensor s = at::matmul(qt.narrow(2, t0, c), kr.transpose(2, 3)).to(at::kFloat);  // [B, H, c, T]
@@ -183,16 +189,18 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     const double scale = ctx->saved_data["scale"].toDouble();
     const double softcap = ctx->saved_data["softcap"].toDouble();
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), Hkv = k.size(2);
-    const Tensor go = grads[0].transpose(1, 2);  // [B, H, T, D]
-    const Tensor delta = at::mul(go.to(at::kFloat), out.transpose(1, 2).to(at::kFloat)).sum(-1);  // [B, H, T]
+    const Tensor go = grads[0].transpose(1, 2).contiguous();  // [B, H, T, D]
     const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);
     Tensor gq = at::empty_like(q);                                      // [B, T, H, D]
     Tensor gk = at::zeros({B, H, T, q.size(3)}, q.options());            // per query head
     Tensor gv = at::zeros({B, H, T, q.size(3)}, q.options());
-    const Tensor qt = q.transpose(1, 2);
+    const Tensor qt = q.transpose(1, 2).contiguous();
+    const Tensor ot = out.transpose(1, 2);
     for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
       const int64_t c = std::min(kQueryChunk, T - t0);
       const Tensor qc = qt.narrow(2, t0, c);
+      // delta = rowsum(dO * O) for this chunk, [B, H, c]
+      const Tensor delta = at::mul(go.narrow(2, t0, c), ot.narrow(2, t0, c)).to(at::kFloat).sum(-1);
       Tensor p = at::matmul(qc, kr.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores
       Tensor capped;
       if (softcap > 0) {
@@ -205,7 +213,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       const Tensor goc = go.narrow(2, t0, c);
       gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
       Tensor ds = at::matmul(goc, vr.transpose(2, 3)).to(at::kFloat);      // dP
-      ds.sub_(delta.narrow(2, t0, c).unsqueeze(-1)).mul_(p);                // dS = P (dP - delta)
+      ds.sub_(delta.unsqueeze(-1)).mul_(p);                                 // dS = P (dP - delta)
       if (softcap > 0) ds.mul_(1 - capped.square_());
       ds.mul_(scale);
       const Tensor dsa = ds.to(q.scalar_type());
@@ -224,6 +232,12 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
 // Output head and cross-entropy. Full: logits [N, V] in the compute dtype, converted to fp32 and
 // turned into log-probabilities in place (kept). Chunked: k tokens at a time, recomputed in
 // backward, keeping nothing but h. Loss = mean over labels != -100.
+// log(sum(exp(z))) over the last dimension, [n, 1], with one temporary the size of z.
+Tensor log_sum_exp(const Tensor& z) {
+  const Tensor m = std::get<0>(z.max(-1, true));
+  return (z - m).exp_().sum(-1, true).log_().add_(m);
+}
+
 struct LossFn : torch::autograd::Function<LossFn> {
   static Tensor forward(AutogradContext* ctx, Tensor h, Tensor w, Tensor labels, int64_t chunk, double softcap) {
     const int64_t N = h.size(0);
@@ -240,7 +254,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
         if (chunk == 0) capped_full = z.clone();  // tanh(z / cap), for backward
         z.mul_(softcap);
       }
-      z.sub_(z.logsumexp(-1, true));  // log-probabilities, in place
+      z.sub_(log_sum_exp(z));  // log-probabilities, in place
       const Tensor lab = labels.narrow(0, t0, n), ok = valid.narrow(0, t0, n);
       total -= z.gather(1, lab.clamp_min(0).unsqueeze(1)).squeeze(1).masked_fill(ok.logical_not(), 0).sum().item<double>();
       if (chunk == 0) logp_full = z;
@@ -273,7 +287,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
           capped = p.clone();
           p.mul_(softcap);
         }
-        p.sub_(p.logsumexp(-1, true)).exp_();
+        p.sub_(log_sum_exp(p)).exp_();
       } else {
         p = logp.exp_();  // the saved log-probabilities are not needed again
         capped = s[4];
@@ -332,8 +346,9 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
 }  // namespace
 
 Tensor FrozenLinear::forward(const Tensor& x) const {
-  if (!lora) return LinearFn::apply(x, Tensor(), Tensor(), reinterpret_cast<int64_t>(this));
-  return LinearFn::apply(x, lora->A, lora->B, reinterpret_cast<int64_t>(this));
+  if (!lora) return LinearFn::apply(x, c10::nullopt, c10::nullopt, reinterpret_cast<int64_t>(this));
+  return LinearFn::apply(x, c10::optional<Tensor>(lora->A), c10::optional<Tensor>(lora->B),
+                         reinterpret_cast<int64_t>(this));
 }
 
 std::vector<Tensor> DecoderLayer::trainable() const {

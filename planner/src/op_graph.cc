@@ -30,7 +30,10 @@ class GraphBuilder {
   int norm(const char* tag, const char* rstd_tag, int x, int64_t rows, int64_t width) {
     const int y = g_.tensor(tag, rows * width * d_.a);                  // [rows, width]
     const int rstd = g_.tensor(rstd_tag, rows * 4);                     // [rows] fp32
-    g_.ops.push_back({tag, {x}, {y, rstd}, {x, rstd}, {x}, rows * width * 4, 2 * rows * width * 4});
+    // Forward: the fp32 copy of x (none when x is fp32) and its square; backward: g w, x / rms and
+    // their product, all fp32.
+    const int64_t fp32 = rows * width * 4;
+    g_.ops.push_back({tag, {x}, {y, rstd}, {x, rstd}, {x}, (d_.a == 4 ? 1 : 2) * fp32, 3 * fp32});
     return y;
   }
 
@@ -41,7 +44,8 @@ class GraphBuilder {
     const int64_t N = d_.N, a = d_.a, r = d_.r;
     const int64_t w = materialised_weight_bytes(c_, out, in);
     const int y = g_.tensor(tag, N * out * a);  // [N, out]
-    OpDef op{tag, {x}, {y}, {}, {x}, w, w};
+    // Backward dequantizes only to pass a gradient to x; a frozen input needs none.
+    OpDef op{tag, {x}, {y}, {}, {x}, w, w, 0};
     if (c_.lora_targets.contains(module)) {
       int lora_in = x;
       if (c_.lora_dropout > 0) {
@@ -59,8 +63,10 @@ class GraphBuilder {
         op.outputs.push_back(casts);
         op.saved.push_back(casts);
       }
-      op.fwd_workspace = std::max(w, N * out * a);            // B(u) before it is added
-      op.bwd_workspace = std::max(w, N * (in + r) * a);       // grad through A and u
+      // B u is added into y in place; backward: grad u [N, r] and, with dropout, the gradient
+      // through the dropped input [N, in] before it is masked into grad x.
+      op.bwd_workspace = std::max(w, N * r * a + (c_.lora_dropout > 0 ? N * in * a : 0));
+      op.bwd_workspace_frozen_input = N * r * a;
       op.adapter_grad_bytes[0] = r * in * 4;                  // grad A [r, in] fp32
       op.adapter_grad_bytes[1] = out * r * 4;                 // grad B [out, r] fp32
     }
@@ -85,44 +91,48 @@ class GraphBuilder {
     return out;
   }
 
-  // Rotary embedding: q cos + rotate_half(q) sin; backward needs only cos and sin.
-  int rope(const char* tag, int q, int64_t bytes) {
-    return elementwise(tag, {q}, {}, bytes, bytes);
-  }
+  // Rotary embedding: q cos + rotate_half(q) sin into a fresh output; backward (the inverse
+  // rotation) needs only cos and sin.
+  int rope(const char* tag, int q, int64_t bytes) { return elementwise(tag, {q}, {}, bytes); }
+
+  // A slice of a fused projection copied into its own tensor (reshape of a narrow view); its
+  // backward scatters the gradient into a zeroed full-size tensor.
+  int split(const char* tag, int fused, int64_t bytes) { return elementwise(tag, {fused}, {}, bytes); }
 
   int attention(int q, int k, int v) {
     const Dims& d = d_;
     const int64_t HD = d.H * d.D, scores = d.B * d.H * d.T * d.T;
-    const bool gqa = d.Hkv < d.H;
+    // Q, K and V are laid out [B, H, T, D] (contiguous copies; K and V expanded to H heads).
+    const int64_t layout = 3 * d.N * HD * d.a;
     if (c_.attention == Attention::kEfficient) {
-      // Query chunks of scores and probabilities (fp32), recomputed in backward; K and V are
-      // expanded to H heads for the chunk matmuls (GQA) and dropped after.
+      // Query chunks: scores in fp32, softmax in place, probabilities cast for the matmul with V;
+      // recomputed in backward from the saved log-sum-exp.
       const int o = g_.tensor("attn.out", d.N * HD * d.a);            // [N, H D]
       const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);      // [B, H, T] fp32
-      const int64_t chunk = 2 * d.B * d.H * std::min(d.T, kQueryChunk) * d.T * 4;
-      const int64_t expanded = gqa ? 2 * d.N * HD * d.a : 0;
-      g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v},
-                        chunk + expanded, chunk + expanded + d.N * HD * d.a});
+      const int64_t c = std::min(d.T, kQueryChunk);
+      const int64_t chunk = d.B * d.H * c * (d.T * (4 + d.a) + d.D * d.a);
+      // Backward adds the output gradient's layout, the K/V gradient accumulators and one
+      // [B, H, T, D] matmul result, and per chunk the probabilities and dS (fp32 and cast).
+      const int64_t bwd = layout + 4 * d.N * HD * d.a + d.B * d.H * c * d.T * 2 * (4 + d.a);
+      g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
       return o;
     }
-    // Eager: S = Q K^T (fp32 softmax), P kept for backward, O = P V.
-    int kr = k, vr = v;
-    if (gqa) {
-      kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
-      vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a);
-    }
+    // Eager: S = Q K^T, P = softmax(S) kept for backward, O = P V.
+    const int kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
+    const int vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a);
+    const int qt = elementwise("attn.q_t", {q}, {}, d.N * HD * d.a);    // [B, H, T, D] copy
     int s = g_.tensor("attn.scores", scores * d.a);  // [B, H, T, T]
-    g_.ops.push_back({"attn.scores", {q, kr}, {s}, {q, kr}, {q, kr}});
+    g_.ops.push_back({"attn.scores", {qt, kr}, {s}, {qt, kr}, {qt, kr}});
     if (m_.attn_logit_softcapping > 0) {
       // tanh(S / cap) * cap: tanh keeps its output.
       const int capped = g_.tensor("attn.softcap", scores * d.a);
-      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, scores * d.a, scores * d.a});
+      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, 2 * scores * d.a, scores * d.a});
       s = capped;
     }
     const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]
-    g_.ops.push_back({"attn.softmax", {s}, {p}, {p}, {s}, 2 * scores * 4, 2 * scores * 4});
-    const int o = g_.tensor("attn.out", d.N * HD * d.a);
-    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}});
+    g_.ops.push_back({"attn.softmax", {s}, {p}, {p}, {s}});
+    const int o = g_.tensor("attn.out", d.N * HD * d.a);  // [N, H D], from the [B, H, T, D] result
+    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, d.N * HD * d.a, d.N * HD * d.a});
     return o;
   }
 
@@ -157,7 +167,9 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c) {
   int q, k, v;
   if (m.fused_qkv) {
     const int qkv = b.linear("attn.qkv", Module::kQkv, h1, C, HD + 2 * KD);  // [N, (H+2Hkv) D]
-    q = k = v = qkv;  // views
+    q = b.split("attn.q", qkv, N * HD * a);
+    k = b.split("attn.k", qkv, N * KD * a);
+    v = b.split("attn.v", qkv, N * KD * a);
   } else {
     q = b.linear("attn.q", Module::kQ, h1, C, HD);   // [N, H D]
     k = b.linear("attn.k", Module::kK, h1, C, KD);   // [N, Hkv D]
@@ -201,29 +213,23 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
   const int loss = g.tensor("loss", 4, Category::kLogits);
   if (c.loss_chunk > 0) {
     // Chunked: k tokens at a time, recomputed in backward; only the normed hidden state is kept.
-    // A chunk holds its logits in the compute dtype and one fp32 buffer, in which log-softmax
-    // (forward) or softmax minus the one-hot targets (backward) is computed in place; backward
-    // casts that gradient back to the compute dtype for the matmul into grad h.
+    // A chunk holds its fp32 logits and the fp32 temporary of log-sum-exp (the compute-dtype
+    // logits before their conversion are smaller); backward adds the cast gradient's matmul.
     const int64_t k = std::min(c.loss_chunk, N);
-    const int64_t chunk = k * V * (a + 4);
-    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk});
+    const int64_t chunk = 8 * k * V;
+    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk + k * C * a});
   } else {
-    // Full: logits [N, V] in the compute dtype, their fp32 copy, log-softmax kept for backward.
-    const int logits = g.tensor("logits", N * V * a, Category::kLogits);
-    g.ops.push_back({"lm_head", {h}, {logits}, {}, {h}});
-    int z = logits;
-    if (m.final_logit_softcapping > 0) {
-      z = g.tensor("logits.softcap", N * V * a, Category::kLogits);  // tanh keeps its output
-      g.ops.push_back({"logits.softcap", {logits}, {z}, {z}, {logits}, N * V * a, N * V * a});
-    }
-    int z32 = z;
-    if (a != 4) {
-      z32 = g.tensor("logits.fp32", N * V * 4, Category::kLogits);
-      g.ops.push_back({"logits.float", {z}, {z32}, {}, {z}});
-    }
+    // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
+    // soft-capping keeps tanh(z / cap) too. Backward turns the saved log-probabilities into the
+    // gradient in place, casts it to the compute dtype and multiplies into grad h.
     const int logp = g.tensor("log_softmax", N * V * 4, Category::kLogits);
-    g.ops.push_back({"log_softmax", {z32}, {logp}, {logp}, {z32}});
-    g.ops.push_back({"nll_loss", {logp}, {loss}, {}, {logp}});
+    OpDef op{"loss.full", {h}, {logp, loss}, {logp}, {h}, std::max<int64_t>(a, 4) * N * V, a * N * V + N * C * a};
+    if (m.final_logit_softcapping > 0) {
+      const int capped = g.tensor("logits.softcap", N * V * 4, Category::kLogits);
+      op.outputs.push_back(capped);
+      op.saved.push_back(capped);
+    }
+    g.ops.push_back(op);
   }
   g.output = loss;
   return std::move(g);

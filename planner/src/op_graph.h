@@ -26,6 +26,7 @@ struct OpDef {
   std::vector<int> grad_inputs;  // inputs that receive a gradient contribution
   int64_t fwd_workspace = 0;     // transient bytes while the op runs forward
   int64_t bwd_workspace = 0;     // transient bytes while its backward runs
+  int64_t bwd_workspace_frozen_input = -1;  // ... when its input needs no gradient (-1: same)
   int64_t adapter_grad_bytes[2] = {0, 0};  // LoRA A and B gradients (fp32); 0 if none
   bool pass_through_grad = false;  // backward hands its output gradient to every grad input
                                    // without allocating (residual add)
