@@ -246,6 +246,8 @@ struct LossFn : torch::autograd::Function<LossFn> {
     const int64_t k = chunk > 0 ? std::min(chunk, N) : N;
     double total = 0;
     Tensor logp_full, capped_full;
+    // Chunked: the log-sum-exp of every token [N] fp32 is kept, so backward needs no temporary.
+    Tensor lse_all = chunk > 0 ? at::empty({N, 1}, h.options().dtype(at::kFloat)) : Tensor();
     for (int64_t t0 = 0; t0 < N; t0 += k) {
       const int64_t n = std::min(k, N - t0);
       Tensor z = at::linear(h.narrow(0, t0, n), w).to(at::kFloat);  // [n, V] fp32
@@ -254,7 +256,9 @@ struct LossFn : torch::autograd::Function<LossFn> {
         if (chunk == 0) capped_full = z.clone();  // tanh(z / cap), for backward
         z.mul_(softcap);
       }
-      z.sub_(log_sum_exp(z));  // log-probabilities, in place
+      const Tensor lse = log_sum_exp(z);
+      if (chunk > 0) lse_all.narrow(0, t0, n).copy_(lse);
+      z.sub_(lse);  // log-probabilities, in place
       const Tensor lab = labels.narrow(0, t0, n), ok = valid.narrow(0, t0, n);
       total -= z.gather(1, lab.clamp_min(0).unsqueeze(1)).squeeze(1).masked_fill(ok.logical_not(), 0).sum().item<double>();
       if (chunk == 0) logp_full = z;
@@ -262,7 +266,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["softcap"] = softcap;
     ctx->saved_data["count"] = count;
-    ctx->save_for_backward({chunk > 0 ? h : Tensor(), w, labels, logp_full, capped_full});
+    ctx->save_for_backward({chunk > 0 ? h : Tensor(), w, labels, logp_full, capped_full, lse_all});
     return at::scalar_tensor(total / count, h.options().dtype(at::kFloat));
   }
 
@@ -287,7 +291,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
           capped = p.clone();
           p.mul_(softcap);
         }
-        p.sub_(log_sum_exp(p)).exp_();
+        p.sub_(s[5].narrow(0, t0, n)).exp_();
       } else {
         p = logp.exp_();  // the saved log-probabilities are not needed again
         capped = s[4];

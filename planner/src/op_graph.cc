@@ -212,12 +212,15 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
   const int h = b.norm("head.norm", "head.norm.rstd", x, N, C);
   const int loss = g.tensor("loss", 4, Category::kLogits);
   if (c.loss_chunk > 0) {
-    // Chunked: k tokens at a time, recomputed in backward; only the normed hidden state is kept.
-    // A chunk holds its fp32 logits and the fp32 temporary of log-sum-exp (the compute-dtype
-    // logits before their conversion are smaller); backward adds the cast gradient's matmul.
+    // Chunked: k tokens at a time, recomputed in backward; the normed hidden state and each
+    // token's log-sum-exp (fp32) are kept. Forward holds a chunk's fp32 logits and the temporary
+    // of its log-sum-exp; backward the fp32 softmax (and tanh(z / cap) under soft-capping), its
+    // cast to the compute dtype and the matmul into grad h.
     const int64_t k = std::min(c.loss_chunk, N);
-    const int64_t chunk = 8 * k * V;
-    g.ops.push_back({"loss.chunked", {h}, {loss}, {h}, {h}, chunk, chunk + k * C * a});
+    const int lse = g.tensor("loss.lse", N * 4, Category::kLogits);
+    const int64_t capped = m.final_logit_softcapping > 0 ? 4 * k * V : 0;
+    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, 8 * k * V + capped,
+                     (4 + a) * k * V + capped + k * C * a});
   } else {
     // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
     // soft-capping keeps tanh(z / cap) too. Backward turns the saved log-probabilities into the

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 #include "loraplan/planner/inventory.h"
 #include "op_graph.h"
@@ -33,12 +34,27 @@ constexpr int kNone = -1;
 // its last forward use, one for every op that saves it for backward.
 class StepBuilder {
  public:
-  explicit StepBuilder(Schedule& s) : s_(s) {}
+  // `buffers`, `events`: expected counts, reserved up front.
+  StepBuilder(Schedule& s, size_t buffers, size_t events) : s_(s) {
+    s_.buffers.reserve(buffers);
+    s_.events.reserve(events);
+    refs_.reserve(buffers);
+  }
 
   void phase(const std::string& name) {
     auto [it, added] = phase_index_.try_emplace(name, static_cast<int32_t>(s_.phases.size()));
     if (added) s_.phases.push_back(name);
     phase_ = it->second;
+  }
+
+  // phase(name()) where `id` remembers the phase's index (-1 until it has one).
+  template <typename Name>
+  void phase(int32_t& id, Name name) {
+    if (id < 0) {
+      phase(name());
+      id = phase_;
+    }
+    phase_ = id;
   }
 
   int32_t alloc(const char* tag, int layer, int mb, int64_t bytes, Category category) {
@@ -67,23 +83,46 @@ class StepBuilder {
   int32_t phase_ = 0;
 };
 
+// An op graph and, per tensor, the last op that reads or writes it in forward (-1: none), which
+// every forward run of the graph needs.
+struct GraphPlan {
+  OpGraph g;
+  std::vector<int> last_use;
+
+  explicit GraphPlan(OpGraph graph) : g(std::move(graph)), last_use(g.tensors.size(), -1) {
+    for (size_t i = 0; i < g.ops.size(); ++i) {
+      for (int t : g.ops[i].inputs) last_use[t] = static_cast<int>(i);
+      for (int t : g.ops[i].outputs) last_use[t] = std::max(last_use[t], static_cast<int>(i));
+    }
+  }
+};
+
 // One run of an op graph (one layer of one micro-batch): tensor -> buffer, tensor -> gradient.
 struct GraphRun {
-  const OpGraph* g;
+  const GraphPlan* plan;
   int layer, mb;
   std::vector<int32_t> buf, grad;
 
-  GraphRun(const OpGraph& graph, int l, int m)
-      : g(&graph), layer(l), mb(m), buf(graph.tensors.size(), kNone), grad(graph.tensors.size(), kNone) {}
+  GraphRun(const GraphPlan& p, int l, int m)
+      : plan(&p),
+        layer(l),
+        mb(m),
+        buf(p.g.tensors.size(), kNone),
+        grad(p.g.tensors.size(), kNone) {}
+
+  // A fresh run of the same graph (as if constructed again), reusing the storage.
+  void restart(int l, int m) {
+    layer = l;
+    mb = m;
+    std::fill(buf.begin(), buf.end(), kNone);
+    std::fill(grad.begin(), grad.end(), kNone);
+  }
 };
 
-void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save) {
-  const OpGraph& g = *run.g;
-  std::vector<int> last_use(g.tensors.size(), -1);
-  for (size_t i = 0; i < g.ops.size(); ++i) {
-    for (int t : g.ops[i].inputs) last_use[t] = static_cast<int>(i);
-    for (int t : g.ops[i].outputs) last_use[t] = std::max(last_use[t], static_cast<int>(i));
-  }
+// `last_use`: scratch storage, overwritten.
+void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, std::vector<int>& last_use) {
+  const OpGraph& g = run.plan->g;
+  last_use.assign(run.plan->last_use.begin(), run.plan->last_use.end());
   run.buf[g.input] = input;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const OpDef& op = g.ops[i];
@@ -116,7 +155,7 @@ struct GradState {
 // an op hands its output gradient on unchanged.
 int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, bool input_needs_grad,
                  GradState& gs) {
-  const OpGraph& g = *run.g;
+  const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
   for (size_t i = g.ops.size(); i-- > 0;) {
     const OpDef& op = g.ops[i];
@@ -209,13 +248,61 @@ int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
   return 0;
 }
 
+// Every field of the model: inventory() depends on nothing else.
+bool same_model(const ModelDesc& a, const ModelDesc& b) {
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+  static_assert(sizeof(ModelDesc) == 248,
+                "ModelDesc changed: compare its new fields in same_model()");
+#endif
+  return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family &&
+         a.vocab == b.vocab && a.hidden == b.hidden && a.intermediate == b.intermediate &&
+         a.layers == b.layers && a.heads == b.heads && a.kv_heads == b.kv_heads &&
+         a.head_dim == b.head_dim && a.tied_embeddings == b.tied_embeddings &&
+         a.qkv_bias == b.qkv_bias && a.o_bias == b.o_bias && a.mlp_bias == b.mlp_bias &&
+         a.lm_head_bias == b.lm_head_bias && a.qk_norm == b.qk_norm &&
+         a.fused_qkv == b.fused_qkv && a.fused_gate_up == b.fused_gate_up &&
+         a.norms_per_layer == b.norms_per_layer &&
+         a.partial_rotary_factor == b.partial_rotary_factor &&
+         a.max_position_embeddings == b.max_position_embeddings &&
+         a.sliding_window == b.sliding_window &&
+         a.attn_logit_softcapping == b.attn_logit_softcapping &&
+         a.final_logit_softcapping == b.final_logit_softcapping &&
+         a.hidden_act == b.hidden_act && a.dtype == b.dtype && a.notes == b.notes;
+}
+
+// inventory(m), kept per thread for the next schedule of the same model: a plan search builds
+// thousands, and the inventory (a name string per tensor) is a good part of one.
+const std::vector<TensorSpec>& model_inventory(const ModelDesc& m) {
+  struct Cache {
+    bool valid = false;
+    ModelDesc model;
+    std::vector<TensorSpec> tensors;
+  };
+  thread_local Cache cache;
+  if (!cache.valid || !same_model(cache.model, m)) {
+    cache.valid = false;
+    cache.tensors = inventory(m);
+    cache.model = m;
+    cache.valid = true;
+  }
+  return cache.tensors;
+}
+
+// How large the last schedule built on this thread was. A plan search builds thousands of
+// schedules of one model, each about as large as the one before, so this is what the next one
+// reserves.
+struct ScheduleSize {
+  size_t buffers = 0, events = 0;
+};
+thread_local ScheduleSize last_schedule_size;
+
 }  // namespace
 
 Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes) {
   Schedule s;
-  StepBuilder sb(s);
+  StepBuilder sb(s, last_schedule_size.buffers, last_schedule_size.events);
   const Dims d = dims_of(m, c);
-  const std::vector<TensorSpec> tensors = inventory(m);
+  const std::vector<TensorSpec>& tensors = model_inventory(m);
 
   // Resident state: weights, adapters, optimizer state.
   sb.phase("setup");
@@ -247,8 +334,9 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   }
   if (gemm_workspace_bytes > 0) sb.alloc("cublas_workspace", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
 
-  const OpGraph layer = decoder_layer_graph(m, c);
-  const OpGraph head = head_graph(m, c);
+  const GraphPlan layer(decoder_layer_graph(m, c));
+  const GraphPlan head(head_graph(m, c));
+  std::vector<int> last_use;  // scratch for forward()
   auto stage = [&](int l) {
     std::vector<int32_t> staged;
     if (c.offloaded[l]) {
@@ -263,6 +351,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   };
 
   GradState gs;
+  std::vector<GraphRun> runs;  // [layers] this micro-batch's run of each layer
+  std::vector<int32_t> fwd_phase(m.layers, -1), bwd_phase(m.layers, -1);  // their indices
+  runs.reserve(m.layers);
+  GraphRun head_run(head, -1, 0);
   s.simulated_micro_batches = static_cast<int32_t>(std::min<int64_t>(c.grad_accum, 2));
   for (int mb = 0; mb < s.simulated_micro_batches; ++mb) {
     gs.first_micro_batch = mb == 0;
@@ -284,43 +376,45 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       mask = sb.alloc("attn.causal_mask", -1, mb, d.T * d.T * d.a, Category::kActivations);  // [T, T]
     }
 
-    std::vector<GraphRun> runs;
-    runs.reserve(m.layers);
     for (int l = 0; l < m.layers; ++l) {
-      sb.phase("fwd L" + std::to_string(l));
+      sb.phase(fwd_phase[l], [l] { return "fwd L" + std::to_string(l); });
       const std::vector<int32_t> staged = stage(l);
-      runs.emplace_back(layer, l, mb);
+      if (static_cast<size_t>(l) < runs.size()) {
+        runs[l].restart(l, mb);
+      } else {
+        runs.emplace_back(layer, l, mb);
+      }
       if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
-      forward(sb, runs.back(), x, !c.checkpointed[l]);
+      forward(sb, runs[l], x, !c.checkpointed[l], last_use);
       sb.drop(x);
       unstage(staged);
-      x = runs.back().buf[layer.output];
+      x = runs[l].buf[layer.g.output];
     }
 
     sb.phase("loss");
-    GraphRun head_run(head, -1, mb);
-    forward(sb, head_run, x, true);
+    head_run.restart(-1, mb);
+    forward(sb, head_run, x, true, last_use);
     sb.drop(x);
-    const int32_t loss = head_run.buf[head.output];
+    const int32_t loss = head_run.buf[head.g.output];
     int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), true, gs);
     sb.drop(loss);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
-      sb.phase("bwd L" + std::to_string(l));
+      sb.phase(bwd_phase[l], [l] { return "bwd L" + std::to_string(l); });
       const std::vector<int32_t> staged = stage(l);
       GraphRun& run = runs[l];
       int32_t recomputed = kNone;
       if (c.checkpointed[l]) {
-        const int32_t input = run.buf[layer.input];
-        run = GraphRun(layer, l, mb);
-        forward(sb, run, input, true);
-        recomputed = run.buf[layer.output];
+        const int32_t input = run.buf[layer.g.input];
+        run.restart(l, mb);
+        forward(sb, run, input, true, last_use);
+        recomputed = run.buf[layer.g.output];
       }
       // Layer 0's input is the frozen embedding's output: no gradient flows into it.
       g = backward(sb, run, g, l > 0, gs);
       if (recomputed != kNone) {
         sb.drop(recomputed);
-        sb.drop(run.buf[layer.input]);  // the checkpoint's hold
+        sb.drop(run.buf[layer.g.input]);  // the checkpoint's hold
       }
       unstage(staged);
     }
@@ -336,6 +430,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   const int64_t update = c.optimizer == Optimizer::kSgd ? 0 : c.optimizer == Optimizer::kSgdMomentum ? 4 : 8;
   sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
   for (int32_t id : gs.adapter_grads) sb.drop(id);
+  last_schedule_size = {s.buffers.size(), s.events.size()};
+  // A hint from a much larger schedule would leave most of the storage unused.
+  if (s.buffers.capacity() > 2 * s.buffers.size() + 1024) s.buffers.shrink_to_fit();
+  if (s.events.capacity() > 2 * s.events.size() + 1024) s.events.shrink_to_fit();
   return s;
 }
 

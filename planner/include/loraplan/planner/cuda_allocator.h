@@ -38,6 +38,8 @@ class CudaAllocatorModel {
   // 0 = unlimited.
   explicit CudaAllocatorModel(int64_t capacity_bytes = 0);
   ~CudaAllocatorModel();
+  // The model's working storage is recycled per thread: a model built after another one on the
+  // same thread was destroyed reuses its buffers instead of allocating them again.
   CudaAllocatorModel(const CudaAllocatorModel&) = delete;
   CudaAllocatorModel& operator=(const CudaAllocatorModel&) = delete;
 
@@ -50,6 +52,9 @@ class CudaAllocatorModel {
   void reset_peaks();
   // torch.cuda.empty_cache(): releases every fully free segment.
   void empty_cache();
+  // Optional capacity hint: the caller's ids will mostly lie in [0, ids), so the id table is
+  // sized once instead of growing. Changes no result.
+  void reserve(int64_t ids);
 
   const CudaAllocatorStats& stats() const { return stats_; }
 
