@@ -102,13 +102,17 @@ struct GraphRun {
   const GraphPlan* plan;
   int layer, mb;
   std::vector<int32_t> buf, grad;
+  std::vector<char> requires_grad;  // [tensors] the tensor is part of the autograd graph
+  std::vector<char> recorded;       // [ops] autograd recorded the op (it keeps its saved tensors)
 
   GraphRun(const GraphPlan& p, int l, int m)
       : plan(&p),
         layer(l),
         mb(m),
         buf(p.g.tensors.size(), kNone),
-        grad(p.g.tensors.size(), kNone) {}
+        grad(p.g.tensors.size(), kNone),
+        requires_grad(p.g.tensors.size(), 0),
+        recorded(p.g.ops.size(), 0) {}
 
   // A fresh run of the same graph (as if constructed again), reusing the storage.
   void restart(int l, int m) {
@@ -116,22 +120,34 @@ struct GraphRun {
     mb = m;
     std::fill(buf.begin(), buf.end(), kNone);
     std::fill(grad.begin(), grad.end(), kNone);
+    std::fill(requires_grad.begin(), requires_grad.end(), 0);
+    std::fill(recorded.begin(), recorded.end(), 0);
   }
 };
 
+bool has_adapter(const OpDef& op) { return op.adapter_grad_bytes[0] > 0; }
+
 // `last_use`: scratch storage, overwritten.
-void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, std::vector<int>& last_use) {
+// `save`: autograd records ops (not under no_grad); it records only ops with an input in the
+// graph or with an adapter, so an op on the frozen embedding's output keeps nothing.
+void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool input_requires_grad,
+             std::vector<int>& last_use) {
   const OpGraph& g = run.plan->g;
   last_use.assign(run.plan->last_use.begin(), run.plan->last_use.end());
   run.buf[g.input] = input;
+  run.requires_grad[g.input] = input_requires_grad;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const OpDef& op = g.ops[i];
+    const bool in_graph = has_adapter(op) || std::any_of(op.inputs.begin(), op.inputs.end(),
+                                                         [&](int t) { return run.requires_grad[t]; });
     for (int t : op.outputs) {
       const TensorDef& td = g.tensors[t];
       run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+      run.requires_grad[t] = in_graph;
     }
     sb.transient(op.tag, run.layer, run.mb, op.fwd_workspace, Category::kWorkspace);
-    if (save) {
+    run.recorded[i] = save && in_graph;
+    if (run.recorded[i]) {
       for (int t : op.saved) sb.hold(run.buf[t]);
     }
     auto release = [&](int t) {
@@ -153,8 +169,7 @@ struct GradState {
 // Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
 // input (kNone when the input needs none). Gradient buffers are shared by reference count when
 // an op hands its output gradient on unchanged.
-int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, bool input_needs_grad,
-                 GradState& gs) {
+int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs) {
   const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
   for (size_t i = g.ops.size(); i-- > 0;) {
@@ -162,13 +177,17 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, bool input_ne
     const bool reached = std::any_of(op.outputs.begin(), op.outputs.end(),
                                      [&](int t) { return run.grad[t] != kNone; });
     if (reached) {
-      sb.transient(op.tag, run.layer, run.mb, op.bwd_workspace, Category::kWorkspace);
+      const bool input_grad = std::any_of(op.grad_inputs.begin(), op.grad_inputs.end(),
+                                          [&](int t) { return run.requires_grad[t]; });
+      const int64_t ws = !input_grad && op.bwd_workspace_frozen_input >= 0 ? op.bwd_workspace_frozen_input
+                                                                           : op.bwd_workspace;
+      sb.transient(op.tag, run.layer, run.mb, ws, Category::kWorkspace);
       int32_t given = kNone;
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) given = run.grad[t];
       }
       for (int t : op.grad_inputs) {
-        if (t == g.input && !input_needs_grad) continue;
+        if (!run.requires_grad[t]) continue;
         const TensorDef& td = g.tensors[t];
         if (run.grad[t] != kNone) {
           sb.transient("grad", run.layer, run.mb, td.bytes, td.category);  // accumulated in place
@@ -198,9 +217,11 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, bool input_ne
         }
       }
     }
-    for (int t : op.saved) sb.drop(run.buf[t]);
+    if (run.recorded[i]) {
+      for (int t : op.saved) sb.drop(run.buf[t]);
+    }
   }
-  return input_needs_grad ? run.grad[g.input] : kNone;
+  return run.requires_grad[g.input] ? run.grad[g.input] : kNone;
 }
 
 // Device buffers of one frozen linear weight [out, in] in the configured format.
@@ -333,6 +354,11 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     }
   }
   if (gemm_workspace_bytes > 0) sb.alloc("cublas_workspace", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+  // Tables every step shares: cos and sin [T, rotary dim / 2] in the compute dtype, and for eager
+  // attention the causal mask [T, T] (bool).
+  sb.alloc("rope.cos", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
+  sb.alloc("rope.sin", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
+  if (c.attention == Attention::kEager) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
 
   const GraphPlan layer(decoder_layer_graph(m, c));
   const GraphPlan head(head_graph(m, c));
@@ -369,12 +395,6 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       sb.drop(x);
       x = scaled;
     }
-    // cos and sin [T, rotary dim], shared by every layer's rotary embedding.
-    const int32_t rope = sb.alloc("rope.cos_sin", -1, mb, 2 * d.T * m.rotary_dim() * d.a, Category::kActivations);
-    int32_t mask = kNone;
-    if (c.attention == Attention::kEager) {
-      mask = sb.alloc("attn.causal_mask", -1, mb, d.T * d.T * d.a, Category::kActivations);  // [T, T]
-    }
 
     for (int l = 0; l < m.layers; ++l) {
       sb.phase(fwd_phase[l], [l] { return "fwd L" + std::to_string(l); });
@@ -385,7 +405,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
         runs.emplace_back(layer, l, mb);
       }
       if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
-      forward(sb, runs[l], x, !c.checkpointed[l], last_use);
+      // Layer 0's input is the frozen embedding's output: it is not part of the graph.
+      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use);
       sb.drop(x);
       unstage(staged);
       x = runs[l].buf[layer.g.output];
@@ -393,10 +414,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
     sb.phase("loss");
     head_run.restart(-1, mb);
-    forward(sb, head_run, x, true, last_use);
+    forward(sb, head_run, x, true, true, last_use);
     sb.drop(x);
     const int32_t loss = head_run.buf[head.g.output];
-    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), true, gs);
+    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs);
     sb.drop(loss);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
@@ -407,19 +428,16 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       if (c.checkpointed[l]) {
         const int32_t input = run.buf[layer.g.input];
         run.restart(l, mb);
-        forward(sb, run, input, true, last_use);
+        forward(sb, run, input, true, l > 0, last_use);
         recomputed = run.buf[layer.g.output];
       }
-      // Layer 0's input is the frozen embedding's output: no gradient flows into it.
-      g = backward(sb, run, g, l > 0, gs);
+      g = backward(sb, run, g, gs);
       if (recomputed != kNone) {
         sb.drop(recomputed);
         sb.drop(run.buf[layer.g.input]);  // the checkpoint's hold
       }
       unstage(staged);
     }
-    sb.drop(rope);
-    if (mask != kNone) sb.drop(mask);
     sb.drop(ids);
     sb.drop(labels);
   }
@@ -427,7 +445,11 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   // Optimizer update: per-tensor temporaries (AdamW: sqrt(v) and its quotient), then the
   // gradients are released (zero_grad with set_to_none).
   sb.phase("optim");
-  const int64_t update = c.optimizer == Optimizer::kSgd ? 0 : c.optimizer == Optimizer::kSgdMomentum ? 4 : 8;
+  // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor; SGD updates in place.
+  const int64_t update = c.optimizer == Optimizer::kAdamW || c.optimizer == Optimizer::kAdamW8bit ||
+                                 c.optimizer == Optimizer::kPagedAdamW8bit
+                             ? 8
+                             : 0;
   sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
   for (int32_t id : gs.adapter_grads) sb.drop(id);
   last_schedule_size = {s.buffers.size(), s.events.size()};

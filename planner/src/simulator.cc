@@ -12,21 +12,13 @@ Replay replay(const Schedule& s) {
   r.phase_peak.assign(s.phases.size(), 0);
   CategoryBytes live_by{};
   int64_t live = 0;
-  // Phases come in runs of events: the peak of the current run is kept here meanwhile.
-  int32_t phase = -1;
-  int64_t phase_peak = 0;
   for (size_t i = 0; i < s.events.size(); ++i) {
     const Event& e = s.events[i];
     const Buffer& b = s.buffers[e.buffer];
     const int64_t delta = e.alloc ? b.bytes : -b.bytes;
     live += delta;
     live_by[static_cast<int>(b.category)] += delta;
-    if (e.phase != phase) {
-      if (phase >= 0) r.phase_peak[phase] = phase_peak;
-      phase = e.phase;
-      phase_peak = r.phase_peak[phase];
-    }
-    phase_peak = std::max(phase_peak, live);
+    r.phase_peak[e.phase] = std::max(r.phase_peak[e.phase], live);
     if (live > r.peak_bytes) {
       r.peak_bytes = live;
       r.peak_event = static_cast<int32_t>(i);
@@ -34,7 +26,6 @@ Replay replay(const Schedule& s) {
       r.at_peak = live_by;
     }
   }
-  if (phase >= 0) r.phase_peak[phase] = phase_peak;
   r.resident_bytes = live;
   return r;
 }
@@ -60,10 +51,6 @@ AllocatorRun run_allocator(const Schedule& s, int64_t capacity) {
   r.phase_allocated.assign(s.phases.size(), 0);
   CudaAllocatorModel alloc(capacity);
   alloc.reserve(static_cast<int64_t>(s.buffers.size()));  // ids are buffer indices
-  const CudaAllocatorStats& stats = alloc.stats();
-  // Phases come in runs of events: the peak of the current run is kept here meanwhile.
-  int32_t phase = -1;
-  int64_t phase_peak = 0;
   for (const Event& e : s.events) {
     if (e.alloc) {
       if (!alloc.malloc(e.buffer, s.buffers[e.buffer].bytes)) {
@@ -73,14 +60,8 @@ AllocatorRun run_allocator(const Schedule& s, int64_t capacity) {
     } else {
       alloc.free(e.buffer);
     }
-    if (e.phase != phase) {
-      if (phase >= 0) r.phase_allocated[phase] = phase_peak;
-      phase = e.phase;
-      phase_peak = r.phase_allocated[phase];
-    }
-    phase_peak = std::max(phase_peak, stats.allocated_bytes);
+    r.phase_allocated[e.phase] = std::max(r.phase_allocated[e.phase], alloc.stats().allocated_bytes);
   }
-  if (phase >= 0) r.phase_allocated[phase] = phase_peak;
   r.allocated_peak = alloc.stats().allocated_peak;
   r.reserved_peak = alloc.stats().reserved_peak;
   return r;

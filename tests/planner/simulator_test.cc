@@ -68,9 +68,11 @@ TEST(Schedule, ResidentStateByHand) {
   const int64_t linears = 2 * 46080 * 2;
   // LoRA r8: 2 layers x 8 x 1,168 parameters x 4 B; AdamW twice that
   const int64_t adapters = 2 * 8 * 1168 * 4;
-  EXPECT_EQ(net_bytes_of_phase(s, "setup"), other + linears + 3 * adapters);
+  // cos and sin tables [T 16, rotary dim / 2 = 8] fp32
+  const int64_t rope = 2 * 16 * 8 * 4;
+  EXPECT_EQ(net_bytes_of_phase(s, "setup"), other + linears + 3 * adapters + rope);
   // The step ends where it started: every activation, gradient and transient is freed.
-  EXPECT_EQ(replay(s).resident_bytes, other + linears + 3 * adapters);
+  EXPECT_EQ(replay(s).resident_bytes, other + linears + 3 * adapters + rope);
   EXPECT_EQ(s.simulated_micro_batches, 2);
 }
 
