@@ -455,6 +455,8 @@ Tensor Model::layer(int l, const Tensor& x) const {
   return CheckpointFn::apply(x, at::TensorList(params), reinterpret_cast<int64_t>(this), static_cast<int64_t>(l));
 }
 
+// Every local is released right after its last use (reset()), as the planner assumes: under
+// no_grad (a checkpointed layer's forward) nothing else keeps them.
 Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   const planner::ModelDesc& m = m_;
   const bool gemma = m.family == planner::Family::kGemma2;
@@ -462,22 +464,20 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   const int64_t HD = H * D, KD = Hkv * D;
 
   // Attention half.
-  const Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma);
+  Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma);
   Tensor q, k, v;
   size_t next = 0;
   if (m.fused_qkv) {
-    const Tensor qkv = d.attn[next++].forward(h1);  // [B, T, (H + 2 Hkv) D]
-    q = qkv.narrow(-1, 0, HD);
-    k = qkv.narrow(-1, HD, KD);
-    v = qkv.narrow(-1, HD + KD, KD);
+    Tensor qkv = d.attn[next++].forward(h1);  // [B, T, (H + 2 Hkv) D]
+    q = qkv.narrow(-1, 0, HD).reshape({B, T, H, D});  // copies of the slices
+    k = qkv.narrow(-1, HD, KD).reshape({B, T, Hkv, D});
+    v = qkv.narrow(-1, HD + KD, KD).reshape({B, T, Hkv, D});
   } else {
-    q = d.attn[next++].forward(h1);
-    k = d.attn[next++].forward(h1);
-    v = d.attn[next++].forward(h1);
+    q = d.attn[next++].forward(h1).view({B, T, H, D});
+    k = d.attn[next++].forward(h1).view({B, T, Hkv, D});
+    v = d.attn[next++].forward(h1).view({B, T, Hkv, D});
   }
-  q = q.reshape({B, T, H, D});
-  k = k.reshape({B, T, Hkv, D});
-  v = v.reshape({B, T, Hkv, D});
+  h1.reset();
   if (m.qk_norm) {
     q = RmsNormFn::apply(q, d.q_norm, false);
     k = RmsNormFn::apply(k, d.k_norm, false);
@@ -488,32 +488,49 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   Tensor o;
   if (c_.attention == planner::Attention::kEfficient) {
     o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping);
+    q.reset();
+    k.reset();
+    v.reset();
   } else {
-    const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
-    Tensor s = at::matmul(q.transpose(1, 2), kr.transpose(2, 3));
+    Tensor kr = expand_kv(k, H);  // [B, H, T, D]
+    k.reset();
+    Tensor vr = expand_kv(v, H);
+    v.reset();
+    Tensor s = at::matmul(q.transpose(1, 2), kr.transpose(2, 3));  // [B, H, T, T]
+    q.reset();
+    kr.reset();
     s.mul_(scale);
     if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
     s.masked_fill_(causal_, -INFINITY);
-    const Tensor p = at::softmax(s, -1);
+    Tensor p = at::softmax(s, -1);
+    s.reset();
     o = at::matmul(p, vr).transpose(1, 2);  // [B, T, H, D]
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
+  o.reset();
   if (gemma) attn = RmsNormFn::apply(attn, d.post_attn_norm, true);
-  const Tensor x2 = x + attn;
+  Tensor x2 = x + attn;
+  attn.reset();
 
   // MLP half.
-  const Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma);
+  Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma);
   Tensor gate, up;
   if (m.fused_gate_up) {
-    const Tensor gu = d.mlp[0].forward(h2);
+    Tensor gu = d.mlp[0].forward(h2);
     gate = gu.narrow(-1, 0, m.intermediate);
     up = gu.narrow(-1, m.intermediate, m.intermediate);
   } else {
     gate = d.mlp[0].forward(h2);
     up = d.mlp[1].forward(h2);
   }
-  const Tensor act = gemma ? at::gelu(gate, "tanh") : at::silu(gate);
-  Tensor down = d.mlp.back().forward(act * up);
+  h2.reset();
+  Tensor act = gemma ? at::gelu(gate, "tanh") : at::silu(gate);
+  gate.reset();
+  Tensor prod = act * up;
+  act.reset();
+  up.reset();
+  Tensor down = d.mlp.back().forward(prod);
+  prod.reset();
   if (gemma) down = RmsNormFn::apply(down, d.post_ff_norm, true);
   return x2 + down;
 }

@@ -110,10 +110,12 @@ class GraphBuilder {
       const int o = g_.tensor("attn.out", d.N * HD * d.a);            // [N, H D]
       const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);      // [B, H, T] fp32
       const int64_t c = std::min(d.T, kQueryChunk);
-      const int64_t chunk = d.B * d.H * c * (d.T * (4 + d.a) + d.D * d.a);
+      // A chunk's fp32 scores (and, below fp32, their compute-dtype copy) and its output.
+      const int64_t per_score = d.a == 4 ? 4 : 4 + d.a;
+      const int64_t chunk = d.B * d.H * c * (d.T * per_score + d.D * d.a);
       // Backward adds the output gradient's layout, the K/V gradient accumulators and one
-      // [B, H, T, D] matmul result, and per chunk the probabilities and dS (fp32 and cast).
-      const int64_t bwd = layout + 4 * d.N * HD * d.a + d.B * d.H * c * d.T * 2 * (4 + d.a);
+      // [B, H, T, D] matmul result, and per chunk the probabilities and dS.
+      const int64_t bwd = layout + 4 * d.N * HD * d.a + d.B * d.H * c * d.T * 2 * per_score;
       g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
       return o;
     }
@@ -219,7 +221,7 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
     const int64_t k = std::min(c.loss_chunk, N);
     const int lse = g.tensor("loss.lse", N * 4, Category::kLogits);
     const int64_t capped = m.final_logit_softcapping > 0 ? 4 * k * V : 0;
-    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, 8 * k * V + capped,
+    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, 8 * k * V,
                      (4 + a) * k * V + capped + k * C * a});
   } else {
     // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
