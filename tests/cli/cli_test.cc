@@ -138,6 +138,18 @@ TEST(Cli, EstimateThatDoesNotFitExitsOneWithFixes) {
   EXPECT_NE(r.out.find("--checkpoint all"), std::string::npos) << r.out;
 }
 
+TEST(Cli, TrainWithoutTheExecutorModuleSaysSo) {
+  // The test binary has no libloraplan_torch.so beside it.
+  loraplan::testing::TempDir dir;
+  const Result r = run_cli({"train", "--out", dir.path(), "--steps", "1"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.err, "loraplan: error: train: built without LibTorch; install libtorch-dev "
+                   "(scripts/install-deps.sh) and rebuild\n");
+  const Result bad = run_cli({"train", "--steps", "1"});
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_EQ(bad.err, "loraplan: error: --out is required (see loraplan --help)\n");
+}
+
 TEST(Cli, EstimateBadFlags) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--lora-rank", "0"}, "--lora-rank: must be a positive integer, got \"0\" (see loraplan --help)"},
