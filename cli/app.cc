@@ -21,6 +21,7 @@ const std::vector<Command>& commands() {
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
       {"train", "Train with the LibTorch executor as configured and measure memory per phase",
        define_train},
+      {"verify", "Hold a run's measured memory against the prediction, phase by phase", define_verify},
   };
   return table;
 }

@@ -51,5 +51,6 @@ Handler define_estimate(CLI::App& sub);
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);
 Handler define_train(CLI::App& sub);
+Handler define_verify(CLI::App& sub);
 
 }  // namespace loraplan::cli

@@ -63,9 +63,12 @@ class GraphBuilder {
         op.outputs.push_back(casts);
         op.saved.push_back(casts);
       }
-      // B u is added into y in place; backward: grad u [N, r] and, with dropout, the gradient
-      // through the dropped input [N, in] before it is masked into grad x.
-      op.bwd_workspace = std::max(w, N * r * a + (c_.lora_dropout > 0 ? N * in * a : 0));
+      // B u is added into y in place. Dropout multiplies by its bool mask, which the op casts to
+      // the compute dtype first ([N, in] temporary), in forward and in backward; backward also
+      // holds grad u [N, r] and the gradient through the dropped input [N, in].
+      const int64_t mask_cast = c_.lora_dropout > 0 ? N * in * a : 0;
+      op.fwd_workspace = std::max(w, mask_cast);
+      op.bwd_workspace = std::max(w, N * r * a + 2 * mask_cast);
       op.bwd_workspace_frozen_input = N * r * a;
       op.adapter_grad_bytes[0] = r * in * 4;                  // grad A [r, in] fp32
       op.adapter_grad_bytes[1] = out * r * 4;                 // grad B [out, r] fp32

@@ -150,6 +150,40 @@ TEST(Cli, TrainWithoutTheExecutorModuleSaysSo) {
   EXPECT_EQ(bad.err, "loraplan: error: --out is required (see loraplan --help)\n");
 }
 
+TEST(Cli, VerifyComparesEveryPhaseWithTheRun) {
+  // A report as `loraplan train` writes it, with the prediction of the same flags as its
+  // measurement, and then with one phase 5% off.
+  const std::vector<std::string> flags = {"--model", "tiny-llama", "--seq-len", "16", "--grad-accum", "1"};
+  std::vector<std::string> est = {"estimate", "--device", "cpu", "--compute-dtype", "fp32", "--format", "json"};
+  est.insert(est.end(), flags.begin(), flags.end());
+  const nlohmann::json prediction = nlohmann::json::parse(run_cli(est).out);
+  nlohmann::json report;
+  report["config"] = prediction["config"];
+  report["measured"]["peak_bytes"] = prediction["peak_bytes"];
+  report["measured"]["phases"] = prediction["phases"];
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("report.json"), report.dump());
+  std::vector<std::string> verify = {"verify", "--run", dir.file("report.json"), "--format", "json"};
+  verify.insert(verify.end(), flags.begin(), flags.end());
+  Result r = run_cli(verify);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["max_rel_error"].get<double>(), 0.0);
+
+  report["measured"]["phases"][4]["peak_bytes"] = prediction["phases"][4]["peak_bytes"].get<int64_t>() * 100 / 105;
+  loraplan::testing::write_text(dir.file("report.json"), report.dump());
+  r = run_cli(verify);
+  EXPECT_EQ(r.code, 1);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_FALSE(j["pass"].get<bool>());
+  EXPECT_NEAR(j["max_rel_error"].get<double>(), 0.05, 0.001);
+
+  std::vector<std::string> other = verify;
+  other[std::find(other.begin(), other.end(), "16") - other.begin()] = "32";
+  r = run_cli(other);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "loraplan: error: " + dir.file("report.json") + ": the run's \"seq_len\" is 16, the flags say 32\n");
+}
+
 TEST(Cli, EstimateBadFlags) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--lora-rank", "0"}, "--lora-rank: must be a positive integer, got \"0\" (see loraplan --help)"},
