@@ -8,6 +8,14 @@
 
 namespace loraplan::cli {
 
+ConfigFlags executor_flags() {
+  ConfigFlags f;
+  f.model = "tiny-llama";
+  f.compute_dtype = "fp32";
+  f.device = "cpu";
+  return f;
+}
+
 void add_config_flags(CLI::App& sub, ConfigFlags& f) {
   add_model_flag(sub, f.model);
   sub.add_option("--seq-len", f.seq_len, "Tokens per sequence (T)")->check(positive_integer())->default_str(std::to_string(f.seq_len));

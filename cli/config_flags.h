@@ -37,6 +37,10 @@ struct ConfigFlags {
   std::string budget;  // size; empty: the GPU's memory (cuda) or none (cpu)
 };
 
+// Defaults of the commands that run the executor on this machine (train, verify): a tiny model,
+// fp32 compute, the CPU.
+ConfigFlags executor_flags();
+
 void add_config_flags(CLI::App& sub, ConfigFlags& f);
 
 // Resolves the flags against the model; throws InputError naming the flag on bad values.

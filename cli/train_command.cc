@@ -70,9 +70,7 @@ void write_atomic(const std::string& path, const std::string& text) {
 
 Handler define_train(CLI::App& sub) {
   auto f = std::make_shared<TrainFlags>();
-  f->config.model = "tiny-llama";
-  f->config.compute_dtype = "fp32";
-  f->config.device = "cpu";
+  f->config = executor_flags();
   add_config_flags(sub, f->config);
   auto* data = sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
   sub.add_flag("--synthetic", f->synthetic, "Train on a small fixed set of random sequences (the default)")

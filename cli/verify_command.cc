@@ -47,9 +47,7 @@ double parse_tolerance(const std::string& text) {
 
 Handler define_verify(CLI::App& sub) {
   auto f = std::make_shared<VerifyFlags>();
-  f->config.model = "tiny-llama";
-  f->config.compute_dtype = "fp32";
-  f->config.device = "cpu";
+  f->config = executor_flags();
   add_config_flags(sub, f->config);
   sub.add_option("--run", f->run, "report.json written by loraplan train with the same configuration flags")
       ->required();
