@@ -58,12 +58,12 @@ struct CudaAllocatorModel::State {
   //
   // A training step allocates and frees the same sizes layer after layer, and a plan search
   // replays step after step of the same model. So a size class, once made, stays, empty or not
-  // (across replays too: clear() keeps the classes the last replay used). A class is found by
-  // hashing its size; a free or a split touches only its class's bucket; a best-fit lookup
-  // starts at the request's own class (made for it the first time) and takes the next class
-  // with blocks from a bitmap kept in size order. Only a new size bisects the sorted sizes and
-  // shifts the arrays; empty classes are dropped in bulk when they pile up. Nothing here
-  // allocates once the arrays have grown to a step's needs.
+  // (across replays too: clear() only empties the classes). A class is found by hashing its
+  // size; a free or a split touches only its class's bucket; a best-fit lookup starts at the
+  // request's own class (made for it the first time) and takes the next class with blocks from
+  // a bitmap kept in size order. Only a new size bisects the sorted sizes and shifts the arrays;
+  // empty classes are dropped in bulk when they pile up. Nothing here allocates once the arrays
+  // have grown to a step's needs.
   class FreeIndex {
    public:
     struct Entry {
@@ -72,34 +72,27 @@ struct CudaAllocatorModel::State {
     };
     using Bucket = std::vector<Entry>;  // by address, highest first: the lowest is at the back
     struct SizeClass {
-      int64_t size;       // bytes
-      uint32_t rank;      // position in ranked_sizes_
-      bool used = false;  // looked up since the last clear()
+      int64_t size;   // bytes
+      uint32_t rank;  // position in ranked_sizes_
       Bucket blocks;
     };
 
     FreeIndex() : table_(kMinSlots) {}
 
-    // Empties every class; classes not used since the last clear() are dropped.
+    // Empties every class.
     void clear() {
       for (SizeClass& c : classes_) c.blocks.clear();
       std::fill(nonempty_.begin(), nonempty_.end(), 0);
-      empty_classes_ = classes_.size();
       if (!consistent_) {
         // An exception (bad_alloc) cut a change to the classes short: start afresh.
         drop_classes([](const SizeClass&) { return true; });
-      } else if (std::any_of(classes_.begin(), classes_.end(),
-                             [](const SizeClass& c) { return !c.used; })) {
-        drop_classes([](const SizeClass& c) { return !c.used; });
       }
-      for (SizeClass& c : classes_) c.used = false;
     }
 
     void insert(const FreeKey& k) {
       SizeClass& c = classes_[class_of(k.size)];
       if (c.blocks.empty()) {
         set_nonempty(c.rank);
-        --empty_classes_;
         c.blocks.push_back(Entry{k.address, k.block});
       } else if (k.address < c.blocks.back().address) {
         c.blocks.push_back(Entry{k.address, k.block});
@@ -170,11 +163,11 @@ struct CudaAllocatorModel::State {
 
     size_t slot_of(int64_t size) const {
       const uint64_t h = (static_cast<uint64_t>(size) >> 9) * 0x9E3779B97F4A7C15ULL;
-      return static_cast<size_t>(h >> 32) & (table_.size() - 1);
+      return static_cast<size_t>(h >> 32) & mask_;
     }
 
     uint32_t find(int64_t size) const {
-      for (size_t i = slot_of(size);; i = (i + 1) & (table_.size() - 1)) {
+      for (size_t i = slot_of(size);; i = (i + 1) & mask_) {
         if (table_[i].size == size) return table_[i].id;
         if (table_[i].size == 0) return kNoClass;
       }
@@ -182,34 +175,33 @@ struct CudaAllocatorModel::State {
 
     void put(int64_t size, uint32_t id) {
       size_t i = slot_of(size);
-      while (table_[i].size != 0) i = (i + 1) & (table_.size() - 1);
+      while (table_[i].size != 0) i = (i + 1) & mask_;
       table_[i] = Slot{size, id};
     }
 
-    // The class of `size`, made (empty) if there is none; marked used.
+    // The class of `size`, made (empty) if there is none.
     uint32_t class_of(int64_t size) {
-      uint32_t id = find(size);
-      if (id == kNoClass) id = add_class(size);
-      classes_[id].used = true;
-      return id;
+      const uint32_t id = find(size);
+      return id != kNoClass ? id : add_class(size);
     }
 
     [[gnu::noinline]] uint32_t add_class(int64_t size) {
-      const size_t nonempty_classes = classes_.size() - empty_classes_;
-      if (empty_classes_ > kMaxEmptyClasses && empty_classes_ > 2 * nonempty_classes) {
+      size_t nonempty_classes = 0;
+      for (uint64_t w : nonempty_) nonempty_classes += static_cast<size_t>(std::popcount(w));
+      const size_t empty_classes = classes_.size() - nonempty_classes;
+      if (empty_classes > kMaxEmptyClasses && empty_classes > 2 * nonempty_classes) {
         drop_classes([](const SizeClass& c) { return c.blocks.empty(); });
       }
       consistent_ = false;
       const auto id = static_cast<uint32_t>(classes_.size());
       const size_t rank = lower_rank(size);
-      classes_.push_back(SizeClass{size, static_cast<uint32_t>(rank), false, new_bucket()});
+      classes_.push_back(SizeClass{size, static_cast<uint32_t>(rank), new_bucket()});
       ranked_sizes_.insert(ranked_sizes_.begin() + static_cast<std::ptrdiff_t>(rank), size);
       ranked_ids_.insert(ranked_ids_.begin() + static_cast<std::ptrdiff_t>(rank), id);
       for (size_t r = rank + 1; r < ranked_ids_.size(); ++r) {
         classes_[ranked_ids_[r]].rank = static_cast<uint32_t>(r);
       }
       insert_bit(rank);
-      ++empty_classes_;
       if (2 * classes_.size() > table_.size()) {
         rehash();
       } else {
@@ -238,16 +230,11 @@ struct CudaAllocatorModel::State {
       ranked_sizes_.clear();
       ranked_ids_.clear();
       nonempty_.assign((classes_.size() + 63) / 64, 0);
-      empty_classes_ = 0;
       for (size_t id = 0; id < classes_.size(); ++id) {
         classes_[id].rank = static_cast<uint32_t>(id);
         ranked_sizes_.push_back(classes_[id].size);
         ranked_ids_.push_back(static_cast<uint32_t>(id));
-        if (classes_[id].blocks.empty()) {
-          ++empty_classes_;
-        } else {
-          set_nonempty(id);
-        }
+        if (!classes_[id].blocks.empty()) set_nonempty(id);
       }
       rehash();
       consistent_ = true;
@@ -255,6 +242,7 @@ struct CudaAllocatorModel::State {
 
     void rehash() {
       table_.assign(std::bit_ceil(std::max(kMinSlots, 4 * classes_.size())), Slot{});
+      mask_ = table_.size() - 1;
       for (size_t id = 0; id < classes_.size(); ++id) {
         put(classes_[id].size, static_cast<uint32_t>(id));
       }
@@ -275,7 +263,6 @@ struct CudaAllocatorModel::State {
 
     void became_empty(const SizeClass& c) {
       nonempty_[c.rank / 64] &= ~(uint64_t{1} << (c.rank % 64));
-      ++empty_classes_;
     }
 
     // Rank of the first class whose size is >= size (branch-free bisection).
@@ -339,8 +326,8 @@ struct CudaAllocatorModel::State {
     std::vector<int64_t> ranked_sizes_;  // the classes' sizes, ascending
     std::vector<uint32_t> ranked_ids_;   // their ids, in the same order
     std::vector<uint64_t> nonempty_;     // bit r: the class of rank r has blocks
-    size_t empty_classes_ = 0;
     std::vector<Slot> table_;  // open addressing: a power of two of slots, at most half used
+    size_t mask_ = kMinSlots - 1;  // table_.size() - 1
     std::vector<Bucket> spare_buckets_;  // emptied buckets kept for their capacity
     bool consistent_ = true;             // false while the classes are being changed
   };
@@ -501,7 +488,7 @@ struct CudaAllocatorModel::State {
 
   // Smallest cached free block of the pool that holds `rounded` bytes (lowest address among
   // equals), taken out of the free set; kNoBlock when none fits.
-  int32_t take_best_fit(Pool pool, int64_t rounded) {
+  [[gnu::always_inline]] int32_t take_best_fit(Pool pool, int64_t rounded) {
     FreeIndex& index = free_index(pool);
     FreeIndex::SizeClass* c = index.best_fit(rounded);
     int32_t& pending = pending_[static_cast<int>(pool)];
