@@ -120,4 +120,10 @@ int64_t total_params(const std::vector<TensorSpec>& tensors) {
   return n;
 }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
 }  // namespace loraplan::planner

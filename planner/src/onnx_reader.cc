@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/inventory.h"
 #include "loraplan/planner/readers.h"
 
 namespace loraplan::planner {
@@ -252,12 +253,6 @@ std::string onnx_dtype_label(int32_t t) {
     name = it->second;
   }
   return name.empty() ? std::to_string(t) : name + " (" + std::to_string(t) + ")";
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 // Decodes one initializer from its kept fields and checks that its bytes are where it says.

@@ -11,12 +11,6 @@
 namespace loraplan::planner {
 namespace {
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // Tensors outside the Hugging Face parameter tree (ONNX constants, rotary caches) carry no
 // parameters of the model and are not checked.
 bool is_model_parameter(const std::string& name) {

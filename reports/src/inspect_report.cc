@@ -8,12 +8,6 @@ namespace {
 
 using planner::ModelDesc;
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::string architecture_line(const ModelDesc& m) {
   std::string s = std::string(planner::family_name(m.family)) + ": " + std::to_string(m.layers) +
                   " layers, hidden " + std::to_string(m.hidden) + ", intermediate " +
@@ -58,7 +52,7 @@ std::string lora_line(const planner::ModelSummary& s) {
 Table tensor_table(const InspectView& v) {
   Table t({{"tensor"}, {"shape"}, {"dtype"}, {"role"}, {"params", Align::kRight}});
   for (const planner::TensorSpec& s : v.tensors) {
-    t.add_row({s.name, shape_text(s.shape), std::string(planner::dtype_name(s.dtype)),
+    t.add_row({s.name, planner::shape_text(s.shape), std::string(planner::dtype_name(s.dtype)),
                std::string(planner::role_name(s.role)), with_commas(s.numel())});
   }
   return t;

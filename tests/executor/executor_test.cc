@@ -186,15 +186,20 @@ TEST(TrackingAllocator, CountsBytesPhasesAndBudget) {
   EXPECT_EQ(phases[0].peak_bytes, before + 4000);
 }
 
-TEST(Training, LossFallsMeasurementRepeatsAndAdapterIsPeftShaped) {
-  const planner::ModelDesc m = planner::load_model("tiny-llama");
-  loraplan::testing::TempDir dir;
+// tiny-llama, T 32, B 4, r 16, every layer checkpointed.
+TrainRequest tiny_request() {
   TrainRequest r;
-  r.model = m;
-  r.config = tiny_config(m);
-  r.config.checkpointed.assign(m.layers, true);
+  r.model = planner::load_model("tiny-llama");
+  r.config = tiny_config(r.model);
+  r.config.checkpointed.assign(r.model.layers, true);
   r.config.lora_rank = 16;
   r.config.micro_batch = 4;
+  return r;
+}
+
+TEST(Training, LossFallsMeasurementRepeatsAndAdapterIsPeftShaped) {
+  loraplan::testing::TempDir dir;
+  TrainRequest r = tiny_request();
   r.steps = 50;
   r.lr = 1e-2;
   r.out_dir = dir.path();
@@ -243,16 +248,10 @@ TEST(Training, BudgetStopsTheRunWithOutOfMemory) {
 }
 
 TEST(Accuracy, PredictedPeakWithinOnePercent) {
-  const planner::ModelDesc m = planner::load_model("tiny-llama");
-  TrainRequest r;
-  r.model = m;
-  r.config = tiny_config(m);
-  r.config.checkpointed.assign(m.layers, true);
-  r.config.micro_batch = 4;
-  r.config.lora_rank = 16;
+  TrainRequest r = tiny_request();
   r.steps = 2;
   const RunReport measured = run_training(r);
-  const planner::Estimate predicted = planner::estimate(m, r.config, planner::cpu_device(0));
+  const planner::Estimate predicted = planner::estimate(r.model, r.config, planner::cpu_device(0));
   const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
                        static_cast<double>(measured.peak_bytes);
   EXPECT_LT(error, 0.01) << "predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;

@@ -39,4 +39,7 @@ std::vector<TensorSpec> inventory(const ModelDesc& m);
 
 int64_t total_params(const std::vector<TensorSpec>& tensors);
 
+// "[4096, 3072]", as errors and reports print shapes.
+std::string shape_text(const std::vector<int64_t>& shape);
+
 }  // namespace loraplan::planner
