@@ -1,6 +1,8 @@
 #include "app.h"
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
 #include <ostream>
 
 #include "loraplan/executor/backend.h"
@@ -21,6 +23,8 @@ const std::vector<Command>& commands() {
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
       {"train", "Train with the LibTorch executor as configured and measure memory per phase",
        define_train},
+      {"plan", "Find the fastest plan that fits the GPU and write it as plan.json", define_plan},
+      {"sweep", "Which GPUs fit the model at which sequence lengths, with the best plan of each", define_sweep},
       {"verify", "Hold a run's measured memory against the prediction, phase by phase", define_verify},
   };
   return table;
@@ -48,6 +52,30 @@ CLI::Validator positive_integer() {
         return "";
       },
       "N > 0");
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) {
+      std::filesystem::remove(tmp);
+      throw InputError(path + ": cannot write");
+    }
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    if (comma > start) out.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
 }
 
 namespace {

@@ -47,10 +47,18 @@ void add_model_flag(CLI::App& sub, std::string& model);
 // Flag check with a readable message: "--lora-rank: must be a positive integer, got "0"".
 CLI::Validator positive_integer();
 
+// Writes `text` to a temporary file beside `path`, then renames it: never a half-written file.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+// Splits "a,b,c" into its entries (no empty ones).
+std::vector<std::string> split_list(const std::string& text);
+
 Handler define_estimate(CLI::App& sub);
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);
 Handler define_train(CLI::App& sub);
 Handler define_verify(CLI::App& sub);
+Handler define_plan(CLI::App& sub);
+Handler define_sweep(CLI::App& sub);
 
 }  // namespace loraplan::cli

@@ -41,9 +41,16 @@ struct ConfigFlags {
 // fp32 compute, the CPU.
 ConfigFlags executor_flags();
 
-void add_config_flags(CLI::App& sub, ConfigFlags& f);
+// searched_knobs = false leaves out the flags plan and sweep choose themselves (micro-batch,
+// accumulation, checkpoint, offload, attention, loss); device_flags = false leaves out --device,
+// --gpu and --budget (sweep).
+void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs = true, bool device_flags = true);
 
 // Resolves the flags against the model; throws InputError naming the flag on bad values.
+// With --plan, the plan sets every knob: a configuration flag given as well is an error naming it
+// (--budget and --device excepted, which say where the plan runs).
+void refuse_config_flags_with_plan(const CLI::App& sub);
+
 planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m);
 planner::DeviceModel resolve_device(const ConfigFlags& f);
 

@@ -11,6 +11,7 @@
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/table.h"
 
@@ -20,6 +21,7 @@ namespace {
 
 struct TrainFlags {
   ConfigFlags config;
+  std::string plan;
   std::string data;
   bool synthetic = false;
   int64_t steps = 50;
@@ -31,14 +33,15 @@ struct TrainFlags {
   double max_grad_norm = 1.0;
 };
 
-nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q) {
+nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q, const std::string& plan) {
   nlohmann::json j;
   j["model"] = q.model.name;
   j["config"] = reports::config_json(q.config);
   j["training"] = {{"steps", q.steps}, {"lr", q.lr}, {"warmup_steps", q.warmup_steps}, {"seed", q.seed},
                    {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
                    {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
-                   {"weights", "random (seeded)"}};
+                   {"weights", "random (seeded)"},
+                   {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
   j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
   j["measured"] = {{"peak_bytes", r.peak_bytes}, {"resident_bytes", r.resident_bytes}};
   j["measured"]["phases"] = nlohmann::json::array();
@@ -56,22 +59,13 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   return j;
 }
 
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << text;
-    if (!out) throw std::runtime_error("writing " + path + ": failed");
-  }
-  std::filesystem::rename(tmp, path);
-}
-
 }  // namespace
 
 Handler define_train(CLI::App& sub) {
   auto f = std::make_shared<TrainFlags>();
   f->config = executor_flags();
   add_config_flags(sub, f->config);
+  sub.add_option("--plan", f->plan, "plan.json from loraplan plan (made with --device cpu): applies every knob of it");
   auto* data = sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
   sub.add_flag("--synthetic", f->synthetic, "Train on a small fixed set of random sequences (the default)")
       ->excludes(data);
@@ -82,11 +76,18 @@ Handler define_train(CLI::App& sub) {
   sub.add_option("--seed", f->seed, "Seed of weights, adapters, dropout and data order")->default_str("0");
   sub.add_option("--threads", f->threads, "Intra-op threads")->default_str("1");
   sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")->default_str("1.0");
-  return [f](Io& io) {
+  return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
-    q.model = planner::load_model(f->config.model);
-    q.config = resolve_config(f->config, q.model);
+    if (!f->plan.empty()) {
+      refuse_config_flags_with_plan(sub);
+      planner::PlanFile plan = planner::read_plan(f->plan);
+      q.model = std::move(plan.model);
+      q.config = plan.config;
+    } else {
+      q.model = planner::load_model(f->config.model);
+      q.config = resolve_config(f->config, q.model);
+    }
     if (std::find(q.config.offloaded.begin(), q.config.offloaded.end(), true) != q.config.offloaded.end()) {
       throw InputError("--offload: the executor does not offload layers yet; plan with it, train without it");
     }
@@ -109,7 +110,7 @@ Handler define_train(CLI::App& sub) {
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
     }
-    write_atomic(f->out + "/report.json", report_json(r, q).dump(2) + "\n");
+    write_file_atomic(f->out + "/report.json", report_json(r, q, f->plan).dump(2) + "\n");
     for (const executor::StepMeasure& s : r.steps) {
       if (s.step == 1 || s.step % 10 == 0 || s.step == static_cast<int64_t>(r.steps.size())) {
         char line[160];

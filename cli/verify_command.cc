@@ -10,6 +10,7 @@
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/table.h"
 
@@ -19,6 +20,7 @@ namespace {
 
 struct VerifyFlags {
   ConfigFlags config;
+  std::string plan;
   std::string run;
   std::string tolerance = "2%";
   std::string format = "table";
@@ -49,15 +51,29 @@ Handler define_verify(CLI::App& sub) {
   auto f = std::make_shared<VerifyFlags>();
   f->config = executor_flags();
   add_config_flags(sub, f->config);
+  sub.add_option("--plan", f->plan, "plan.json the run applied (instead of configuration flags)");
   sub.add_option("--run", f->run, "report.json written by loraplan train with the same configuration flags")
       ->required();
   sub.add_option("--tolerance", f->tolerance, "Largest relative error that passes, e.g. 2% or 0.02")
       ->default_str(f->tolerance);
   add_format_flag(sub, f->format);
-  return [f](Io& io) {
+  return [f, &sub](Io& io) {
     const double tolerance = parse_tolerance(f->tolerance);
-    const planner::ModelDesc model = planner::load_model(f->config.model);
-    const planner::TrainConfig config = resolve_config(f->config, model);
+    planner::ModelDesc model;
+    planner::TrainConfig config;
+    planner::DeviceModel device;
+    if (!f->plan.empty()) {
+      refuse_config_flags_with_plan(sub);
+      planner::PlanFile plan = planner::read_plan(f->plan);
+      model = std::move(plan.model);
+      config = plan.config;
+      device = plan.device == planner::Device::kCpu ? planner::cpu_device(plan.budget_bytes)
+                                                    : planner::cuda_device(planner::resolve_gpu(plan.gpu), plan.budget_bytes);
+    } else {
+      model = planner::load_model(f->config.model);
+      config = resolve_config(f->config, model);
+      device = resolve_device(f->config);
+    }
     const std::string text = planner::read_text_file(f->run);
     const nlohmann::json report = planner::parse_json(text, f->run);
     if (!report.is_object() || !report.contains("measured") || !report.contains("config")) {
@@ -69,13 +85,13 @@ Handler define_verify(CLI::App& sub) {
       if (!report["config"].contains(key) || report["config"][key] != value) {
         throw InputError(f->run + ": the run's \"" + key + "\" is " +
                          (report["config"].contains(key) ? report["config"][key].dump() : std::string("missing")) +
-                         ", the flags say " + value.dump());
+                         ", " + (f->plan.empty() ? "the flags say " : "the plan says ") + value.dump());
       }
     }
     if (report.value("out_of_memory", false)) {
       throw InputError(f->run + ": the run stopped out of memory; there is no complete step to compare");
     }
-    const planner::Estimate e = planner::estimate(model, config, resolve_device(f->config));
+    const planner::Estimate e = planner::estimate(model, config, device);
     const planner::JsonFields measured(report["measured"], text, f->run);
     std::vector<Row> rows;
     auto add = [&](const std::string& name, int64_t predicted, int64_t m) {

@@ -102,4 +102,10 @@ JsonFields JsonFields::object(const char* key) const {
   return JsonFields(*v, text_, where_);
 }
 
+const json& JsonFields::array(const char* key) const {
+  const json* v = find(key);
+  if (!v || !v->is_array()) fail(key, "must be an array");
+  return *v;
+}
+
 }  // namespace loraplan::planner

@@ -100,6 +100,31 @@ Estimate estimate(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d
   return e;
 }
 
+int64_t suggested_loss_chunk(const ModelDesc& m, const TrainConfig& c) {
+  const int64_t per_token = m.vocab * (dtype_bytes(c.compute) + 8);  // logits, fp32 copy, log-probs
+  int64_t k = 64;
+  while (2 * k * per_token <= (int64_t{256} << 20) && 2 * k <= c.tokens()) k *= 2;
+  return k;
+}
+
+FitCheck check_fit(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d) {
+  const Schedule s = build_schedule(m, c, d.device == Device::kCuda ? d.gemm_workspace_bytes : 0);
+  const Replay lb = replay(s);
+  const int64_t context = d.device == Device::kCuda ? d.cuda_context_bytes : 0;
+  FitCheck f{false, lb.peak_bytes + context, lb.peak_bytes + context};
+  if (d.budget_bytes > 0 && f.peak_bytes > d.budget_bytes) return f;  // over even without rounding
+  if (d.device == Device::kCpu) {
+    f.fits = true;
+    return f;
+  }
+  const int64_t capacity = d.budget_bytes > 0 ? std::max<int64_t>(1, d.budget_bytes - context) : 0;
+  const AllocatorRun run = run_allocator(s, capacity);
+  if (run.oom) return f;
+  f.peak_bytes = run.reserved_peak + context;
+  f.fits = d.budget_bytes <= 0 || f.peak_bytes <= d.budget_bytes;
+  return f;
+}
+
 namespace {
 
 // One change to a configuration, in the order of what it costs in speed or quality.
@@ -109,14 +134,6 @@ struct Fix {
   std::function<bool(const TrainConfig&)> applies;
   std::function<void(TrainConfig&)> apply;
 };
-
-// Loss chunk: the most tokens (a power of two, 64 or more) whose logits stay within 256 MiB.
-int64_t suggested_loss_chunk(const ModelDesc& m, const TrainConfig& c) {
-  const int64_t per_token = m.vocab * (dtype_bytes(c.compute) + 8);  // logits, fp32 copy, log-probs
-  int64_t k = 64;
-  while (2 * k * per_token <= (int64_t{256} << 20) && 2 * k <= c.tokens()) k *= 2;
-  return k;
-}
 
 std::vector<Fix> fixes_by_cost(const ModelDesc& m, const TrainConfig& c) {
   const int64_t L = m.layers;

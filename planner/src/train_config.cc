@@ -32,19 +32,27 @@ int64_t parse_int(std::string_view text, std::string_view flag, std::string_view
   return v;
 }
 
-// "0,3,5" -> layers 0, 3 and 5 set.
+// "0,3,5" -> layers 0, 3 and 5 set; "0-3,7" -> layers 0, 1, 2, 3 and 7.
 std::vector<bool> parse_layer_list(std::string_view list, int64_t layers, std::string_view flag,
                                    std::string_view whole) {
   std::vector<bool> set(layers, false);
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const int64_t l = parse_int(list.substr(start, comma - start), flag, whole);
+  auto layer = [&](std::string_view text) {
+    const int64_t l = parse_int(text, flag, whole);
     if (l < 0 || l >= layers) {
       bad(flag, "layer " + std::to_string(l) + " does not exist (the model has layers 0.." +
                     std::to_string(layers - 1) + ")");
     }
-    set[l] = true;
+    return l;
+  };
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string_view item = list.substr(start, comma - start);
+    const size_t dash = item.find('-', 1);
+    const int64_t first = layer(item.substr(0, dash));
+    const int64_t last = dash == std::string_view::npos ? first : layer(item.substr(dash + 1));
+    if (last < first) bad(flag, "\"" + std::string(whole) + "\": the range " + std::string(item) + " runs backwards");
+    for (int64_t l = first; l <= last; ++l) set[l] = true;
     start = comma + 1;
   }
   return set;
@@ -80,7 +88,7 @@ std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::s
     return set;
   }
   if (text.starts_with("layers:")) return parse_layer_list(text.substr(7), layers, flag, text);
-  bad(flag, "\"" + std::string(text) + "\" is not none, all, every:K or layers:0,3,5");
+  bad(flag, "\"" + std::string(text) + "\" is not none, all, every:K or layers:0,3,5 (ranges: layers:0-7)");
 }
 
 std::vector<bool> parse_offload(std::string_view text, int64_t layers, std::string_view flag) {
@@ -115,7 +123,13 @@ std::string layer_set_text(const std::vector<bool>& layers) {
   if (count == static_cast<int64_t>(layers.size())) return "all";
   std::string s = "layers:";
   for (size_t l = 0; l < layers.size(); ++l) {
-    if (layers[l]) s += (s.size() > 7 ? "," : "") + std::to_string(l);
+    if (!layers[l]) continue;
+    size_t last = l;
+    while (last + 1 < layers.size() && layers[last + 1]) ++last;
+    s += (s.size() > 7 ? "," : "") + std::to_string(l);
+    if (last >= l + 2) s += "-" + std::to_string(last);
+    else if (last == l + 1) s += "," + std::to_string(last);
+    l = last;
   }
   return s;
 }

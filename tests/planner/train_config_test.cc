@@ -28,7 +28,7 @@ TEST(LayerSets, Checkpoint) {
   EXPECT_EQ(error_of([] { parse_checkpoint("layers:1,x", 4, "--checkpoint"); }),
             "--checkpoint: \"layers:1,x\": \"x\" is not an integer");
   EXPECT_EQ(error_of([] { parse_checkpoint("some", 4, "--checkpoint"); }),
-            "--checkpoint: \"some\" is not none, all, every:K or layers:0,3,5");
+            "--checkpoint: \"some\" is not none, all, every:K or layers:0,3,5 (ranges: layers:0-7)");
 }
 
 TEST(LayerSets, Offload) {
@@ -45,6 +45,11 @@ TEST(LayerSets, Text) {
   EXPECT_EQ(layer_set_text({false, false}), "none");
   EXPECT_EQ(layer_set_text({true, true}), "all");
   EXPECT_EQ(layer_set_text({true, false, true}), "layers:0,2");
+  EXPECT_EQ(layer_set_text({true, true, true, false, true, true, false}), "layers:0-2,4,5");
+  EXPECT_EQ(parse_checkpoint("layers:0-2,4,5", 7, "--checkpoint"),
+            (std::vector<bool>{true, true, true, false, true, true, false}));
+  EXPECT_EQ(error_of([] { parse_checkpoint("layers:3-1", 4, "--checkpoint"); }),
+            "--checkpoint: \"layers:3-1\": the range 3-1 runs backwards");
 }
 
 TEST(Loss, Parse) {

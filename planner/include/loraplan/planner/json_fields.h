@@ -34,6 +34,7 @@ class JsonFields {
   std::string string(const char* key) const;  // required, non-empty
   std::string string_or(const char* key, const std::string& fallback) const;
   JsonFields object(const char* key) const;  // required nested object
+  const nlohmann::json& array(const char* key) const;  // required array
 
  private:
   const nlohmann::json* find(const char* key) const;

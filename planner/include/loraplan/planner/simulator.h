@@ -61,6 +61,19 @@ struct Estimate {
 
 Estimate estimate(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d);
 
+// Whether a configuration fits, for searches: estimate()'s answer at a fraction of its cost (the
+// allocator model runs only when the tensors alone fit, and only once). peak_bytes is estimate()'s
+// peak when it fits; when it does not, a lower bound of it.
+struct FitCheck {
+  bool fits = false;
+  int64_t peak_bytes = 0;
+  int64_t tensor_bytes = 0;  // the tensors' peak without allocator rounding, context included
+};
+FitCheck check_fit(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d);
+
+// Loss chunk: the most tokens (a power of two, 64 or more) whose logits stay within 256 MiB.
+int64_t suggested_loss_chunk(const ModelDesc& m, const TrainConfig& c);
+
 // A change to the configuration that makes it fit, with its estimated peak.
 struct Suggestion {
   std::string change;  // "--checkpoint all", "--micro-batch 1 --grad-accum 16"

@@ -1,0 +1,71 @@
+#include "search_flags.h"
+
+#include <CLI/CLI.hpp>
+#include <cmath>
+
+#include "app.h"
+#include "loraplan/planner/errors.h"
+#include "loraplan/planner/hardware.h"
+
+namespace loraplan::cli {
+
+void add_search_flags(CLI::App& sub, SearchFlags& f) {
+  sub.add_option("--target-batch", f.target_batch, "Sequences per optimizer step: micro-batch x accumulation")
+      ->check(positive_integer())->default_str("8");
+  sub.add_option("--margin", f.margin, "Room left under the budget: a share (5%) or a size (512MiB)")->default_str(f.margin);
+  sub.add_option("--allow-weights", f.allow_weights, "Weight formats the search may choose, e.g. nf4,int8 (default: --weights)");
+  sub.add_option("--allow-optimizer", f.allow_optimizers, "Optimizers the search may choose, e.g. adamw,adamw-8bit (default: --optimizer)");
+  sub.add_flag("--no-offload", f.no_offload, "Never keep layers' weights in host memory");
+}
+
+namespace {
+
+// "5%" -> a share of the budget; "512MiB" -> bytes. `budget` (0 = unknown) bounds a size.
+void parse_margin(const std::string& text, int64_t budget, planner::SearchSpace& s) {
+  if (!text.empty() && text.back() == '%') {
+    char* end = nullptr;
+    const std::string number = text.substr(0, text.size() - 1);
+    const double v = std::strtod(number.c_str(), &end);
+    if (number.empty() || *end != '\0' || !(v >= 0) || v >= 100) {
+      throw InputError("--margin: \"" + text + "\" is not a share of the budget below 100% (examples: 5%, 512MiB)");
+    }
+    s.margin_share = v / 100;
+    return;
+  }
+  s.margin_bytes = planner::parse_size(text, "--margin");
+  if (budget > 0 && s.margin_bytes >= budget) {
+    throw InputError("--margin: " + text + " leaves nothing of the " + planner::format_bytes(budget) + " budget");
+  }
+}
+
+}  // namespace
+
+planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& config, int64_t budget_bytes) {
+  planner::SearchSpace s;
+  s.target_batch = f.target_batch;
+  parse_margin(f.margin, budget_bytes, s);
+  s.allow_offload = !f.no_offload;
+  for (const std::string& name : split_list(f.allow_weights)) {
+    const auto format = planner::parse_weight_format(name);
+    if (!format) throw InputError("--allow-weights: \"" + name + "\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)");
+    planner::QuantOptions q;
+    q.format = *format;
+    q.double_quant = config.double_quant == "on";
+    s.weights.push_back(q);
+  }
+  for (const std::string& name : split_list(f.allow_optimizers)) {
+    const auto o = planner::parse_optimizer(name);
+    if (!o) {
+      throw InputError("--allow-optimizer: \"" + name + "\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)");
+    }
+    s.optimizers.push_back(*o);
+  }
+  return s;
+}
+
+planner::Rates device_rates(const ConfigFlags& f, const planner::TrainConfig& c) {
+  if (f.device == "cpu") return planner::cpu_rates(1);
+  return planner::gpu_rates(planner::resolve_gpu(f.gpu.empty() ? "6GB" : f.gpu), c.compute);
+}
+
+}  // namespace loraplan::cli
