@@ -100,13 +100,13 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
                            c.weights.format == WeightFormat::kInt8 ||
                            dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
   const std::vector<Linear> linears = layer_linears(m);
-  double ops_fwd = 14, flops_layer = 0;  // norms, rotary, attention, activation, residuals
+  double ops_fwd = 14, frozen_flops = 0, lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
   double frozen = 0, lora = 0, dequant = 0, weight_bytes = 0;
   for (const Linear& l : linears) {
     const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
     const double flops = 2 * N * in * out;
     frozen += roofline(flops, (N * in + N * out + in * out) * a, r);
-    flops_layer += flops;
+    frozen_flops += flops;
     const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
     weight_bytes += w;
     if (dequantized) dequant += (w + in * out * a) / r.memory_bw;
@@ -114,7 +114,7 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     if (c.lora_targets.contains(l.module)) {
       const double lf = 2 * N * rank * (in + out);
       lora += roofline(lf, (2 * N * in + 2 * N * rank + 2 * N * out) * a, r);
-      flops_layer += lf;
+      lora_flops += lf;
       ops_fwd += c.lora_dropout > 0 ? 5 : 4;
     }
   }
@@ -143,7 +143,9 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     if (ckpt) s.recompute_s += layer_fwd;
     if (c.offloaded[l]) s.offload_s += uses * weight_bytes / r.host_link_bw;
     ops += ops_fwd * (ckpt ? 4 : 3);
-    flops += (ckpt ? 3 : 2) * flops_layer + (ckpt ? 1.0 + 2.0 : 3.0) * att_flops;
+    // Products: frozen forward and input gradient, LoRA forward and both gradients, attention
+    // forward and backward; a checkpointed layer's forward once more.
+    flops += 2 * frozen_flops + 3 * lora_flops + 3 * att_flops + (ckpt ? frozen_flops + lora_flops + att_flops : 0);
   }
   // Output head and cross-entropy: N C V forward and input gradient; chunks recompute theirs.
   const double head_f = roofline(2 * N * C * V, (N * C + C * V + N * V) * a, r);

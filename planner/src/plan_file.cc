@@ -12,23 +12,24 @@
 namespace loraplan::planner {
 
 using nlohmann::json;
+using ojson = nlohmann::ordered_json;  // plan.json keeps its fields in reading order
 
 namespace {
 
 double rounded(double x, double unit) { return std::round(x / unit) * unit; }
 
-json candidate_json(const PlanCandidate& p) {
-  json j = {{"label", plan_label(p.config)},
+ojson candidate_json(const PlanCandidate& p) {
+  ojson j = {{"label", plan_label(p.config)},
             {"fits", p.fits},
             {"simulated", p.simulated},
             {"tokens_per_s", rounded(p.cost.tokens_per_s, 0.1)}};
-  j["peak_bytes"] = p.simulated ? json(p.peak_bytes) : json();
+  j["peak_bytes"] = p.simulated ? ojson(p.peak_bytes) : ojson();
   if (!p.reason.empty()) j["reason"] = p.reason;
   return j;
 }
 
-json breakdown_json(const Estimate& e) {
-  json j = json::object();
+ojson breakdown_json(const Estimate& e) {
+  ojson j = ojson::object();
   for (int i = 0; i < kCategoryCount; ++i) {
     j[std::string(category_name(static_cast<Category>(i)))] = e.lower_bound.at_peak[i];
   }
@@ -39,8 +40,8 @@ json breakdown_json(const Estimate& e) {
 
 }  // namespace
 
-json plan_config_json(const TrainConfig& c) {
-  json checkpoint = json::array(), offload = json::array(), targets = json::array();
+ojson plan_config_json(const TrainConfig& c) {
+  ojson checkpoint = ojson::array(), offload = ojson::array(), targets = ojson::array();
   for (size_t l = 0; l < c.checkpointed.size(); ++l) {
     if (c.checkpointed[l]) checkpoint.push_back(l);
     offload.push_back(c.offloaded[l] ? "cpu" : "gpu");
@@ -62,11 +63,11 @@ json plan_config_json(const TrainConfig& c) {
           {"packing", false}};
 }
 
-json plan_json(const PlanInputs& p) {
+ojson plan_json(const PlanInputs& p) {
   const ModelDesc& m = p.model;
   const PlanSearch& s = p.search;
   const Estimate& e = s.estimate;
-  json j;
+  ojson j;
   j["schema"] = "loraplan-plan";
   j["version"] = kPlanVersion;
   j["model"] = {{"reference", p.model_reference},
@@ -83,14 +84,14 @@ json plan_json(const PlanInputs& p) {
                 {"parameters", total_params(inventory(m))}};
   const bool cuda = p.device.device == Device::kCuda;
   j["hardware"] = {{"device", device_name(p.device.device)},
-                   {"gpu", cuda ? json(p.device.name) : json()},
+                   {"gpu", cuda ? ojson(p.device.name) : ojson()},
                    {"budget_bytes", p.device.budget_bytes},
                    {"margin_bytes", margin_for(p.space, p.device.budget_bytes)},
                    {"limit_bytes", s.limit_bytes},
                    {"cuda_context_bytes", p.device.cuda_context_bytes},
                    {"rates", p.rates.source}};
   j["config"] = plan_config_json(s.chosen.config);
-  json phases = json::array();
+  ojson phases = ojson::array();
   for (const PhasePeak& ph : e.phases) {
     phases.push_back({{"name", ph.name}, {"peak_bytes", ph.peak_bytes}, {"allocated_bytes", ph.allocated_bytes}});
   }
@@ -115,7 +116,7 @@ json plan_json(const PlanInputs& p) {
                                     {"offload_s", rounded(t.offload_s, 1e-6)},
                                     {"optimizer_s", rounded(t.optimizer_s, 1e-6)},
                                     {"overhead_s", rounded(t.overhead_s, 1e-6)}}}};
-  json weights = json::array(), optimizers = json::array();
+  ojson weights = ojson::array(), optimizers = ojson::array();
   for (const QuantOptions& q : p.space.weights) weights.push_back(weight_format_name(q.format));
   for (Optimizer o : p.space.optimizers) optimizers.push_back(optimizer_name(o));
   j["search"] = {{"target_batch", p.space.target_batch},
@@ -124,9 +125,9 @@ json plan_json(const PlanInputs& p) {
                  {"offload_allowed", p.space.allow_offload},
                  {"estimates", s.estimates},
                  {"boundaries", s.boundaries}};
-  j["runner_ups"] = json::array();
+  j["runner_ups"] = ojson::array();
   for (const PlanCandidate& c : s.runner_ups) j["runner_ups"].push_back(candidate_json(c));
-  j["rejected"] = json::array();
+  j["rejected"] = ojson::array();
   for (const PlanCandidate& c : s.rejected) j["rejected"].push_back(candidate_json(c));
   return j;
 }

@@ -294,7 +294,10 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
     return a.cost.tokens_per_s > b.cost.tokens_per_s;
   });
   if (!space.explain) return out;
-  out.estimate = estimate(m, out.chosen.config, d);
+  DeviceModel limited = d;  // the allocator model capped where the search capped it
+  limited.budget_bytes = out.limit_bytes;
+  out.estimate = estimate(m, out.chosen.config, limited);
+  out.estimate.budget_bytes = d.budget_bytes;
 
   // The boundaries: the next bigger micro-batch, one checkpointed or offloaded layer fewer.
   const TrainConfig& c = out.chosen.config;

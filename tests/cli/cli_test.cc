@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <filesystem>
 #include <sstream>
 
 #include "app.h"
@@ -209,6 +210,87 @@ TEST(Cli, EstimateBadFlags) {
     EXPECT_EQ(r.code, 2) << flags[0];
     EXPECT_EQ(r.out, "");
     EXPECT_EQ(r.err, "loraplan: error: " + expected + "\n");
+  }
+}
+
+TEST(Cli, PlanWritesTheSamePlanItPrints) {
+  loraplan::testing::TempDir dir;
+  const std::vector<std::string> args = {"plan", "--model", "tiny-llama", "--device", "cpu", "--budget", "3MiB",
+                                         "--compute-dtype", "fp32", "--seq-len", "64"};
+  std::vector<std::string> write = args;
+  write.insert(write.end(), {"-o", dir.file("plan.json")});
+  const Result table = run_cli(write);
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("tiny-llama on cpu: budget 3.0 MiB, plans must stay under 2.9 MiB"), std::string::npos)
+      << table.out;
+  EXPECT_NE(table.out.find("  wrote " + dir.file("plan.json") + "\n"), std::string::npos);
+  std::vector<std::string> json = args;
+  json.insert(json.end(), {"--format", "json"});
+  const Result j = run_cli(json);
+  ASSERT_EQ(j.code, 0) << j.err;
+  EXPECT_EQ(j.out, loraplan::testing::read_text(dir.file("plan.json")));  // byte for byte
+  const nlohmann::json plan = nlohmann::json::parse(j.out);
+  EXPECT_EQ(plan["version"], 1);
+  EXPECT_EQ(plan["config"]["micro_batch"].get<int>() * plan["config"]["grad_accum"].get<int>(), 8);
+  EXPECT_LE(plan["prediction"]["peak_bytes"].get<int64_t>(), plan["hardware"]["limit_bytes"].get<int64_t>());
+  EXPECT_EQ(plan["hardware"]["budget_bytes"], 3 << 20);
+
+  // The plan sets the configuration: a flag beside it is refused, naming it.
+  const Result both = run_cli({"verify", "--plan", dir.file("plan.json"), "--run", dir.file("plan.json"), "--seq-len", "32"});
+  EXPECT_EQ(both.code, 2);
+  EXPECT_EQ(both.err, "loraplan: error: --seq-len: the plan sets the configuration; give either --plan or --seq-len\n");
+  const Result not_a_run = run_cli({"verify", "--plan", dir.file("plan.json"), "--run", dir.file("plan.json")});
+  EXPECT_EQ(not_a_run.code, 2);
+  EXPECT_NE(not_a_run.err.find("not a loraplan run report"), std::string::npos) << not_a_run.err;
+}
+
+TEST(Cli, PlanThatCannotFitExitsOneAndWritesNothing) {
+  loraplan::testing::TempDir dir;
+  const Result r = run_cli({"plan", "--model", "llama-3.1-8b", "--gpu", "2GB", "--no-offload", "-o", dir.file("plan.json")});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.out.find("NO PLAN FITS."), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("with every layer checkpointed"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("plan.json")));
+}
+
+TEST(Cli, SweepRowsPerGpuAndLength) {
+  const Result r = run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4,2GB", "--seq-lens", "512,2048", "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["rows"].size(), 4u);
+  EXPECT_EQ(j["rows"][0]["gpu"], "2GB");  // smallest memory first
+  EXPECT_EQ(j["rows"][1]["seq_len"], 2048);
+  EXPECT_EQ(j["rows"][2]["gpu"], "t4");
+  for (const nlohmann::json& row : j["rows"]) {
+    EXPECT_TRUE(row["fits"].get<bool>()) << row.dump();
+    EXPECT_EQ(row["micro_batch"].get<int>() * row["grad_accum"].get<int>(), 8);
+    EXPECT_LE(row["peak_bytes"].get<int64_t>(), row["memory_bytes"].get<int64_t>() * 95 / 100 + 1);
+  }
+  // 16 GB hold more of the batch at once than 2 GB.
+  EXPECT_GE(j["rows"][2]["micro_batch"].get<int>(), j["rows"][0]["micro_batch"].get<int>());
+  const Result table = run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4", "--seq-lens", "1024"});
+  ASSERT_EQ(table.code, 0);
+  EXPECT_NE(table.out.find("  t4   15.00 GiB  1024  yes"), std::string::npos) << table.out;
+}
+
+TEST(Cli, PlanAndSweepBadFlags) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"plan", "--margin", "150%"}, "--margin: \"150%\" is not a share of the budget below 100% (examples: 5%, 512MiB)"},
+      {{"plan", "--margin", "7GB"}, "--margin: 7GB leaves nothing of the 6.00 GiB budget"},
+      {{"plan", "--allow-weights", "nf4,nf3"}, "--allow-weights: \"nf3\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)"},
+      {{"plan", "--allow-optimizer", "lion"},
+       "--allow-optimizer: \"lion\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)"},
+      {{"plan", "--device", "cpu", "--compute-dtype", "fp32"}, "--budget: plan needs a memory budget with --device cpu"},
+      {{"plan", "--target-batch", "0"}, "--target-batch: must be a positive integer, got \"0\" (see loraplan --help)"},
+      {{"sweep", "--seq-lens", "512,x"}, "--seq-lens: \"x\" is not a positive number of tokens"},
+      {{"sweep", "--gpus", "rtx-9090"}, ""},
+  };
+  for (const auto& [args, expected] : cases) {
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args[1];
+    EXPECT_EQ(r.out, "");
+    if (!expected.empty()) EXPECT_EQ(r.err, "loraplan: error: " + expected + "\n");
+    else EXPECT_NE(r.err.find("rtx-9090"), std::string::npos) << r.err;
   }
 }
 

@@ -25,7 +25,7 @@ struct PlanInputs {
 };
 
 // The whole plan; the same inputs give the same text byte for byte.
-nlohmann::json plan_json(const PlanInputs& p);
+nlohmann::ordered_json plan_json(const PlanInputs& p);
 
 // The configuration read back from a plan, every field checked.
 struct PlanFile {
@@ -44,6 +44,6 @@ struct PlanFile {
 PlanFile read_plan(const std::string& path);
 
 // The configuration as plan.json spells it ("config").
-nlohmann::json plan_config_json(const TrainConfig& c);
+nlohmann::ordered_json plan_config_json(const TrainConfig& c);
 
 }  // namespace loraplan::planner
