@@ -18,14 +18,15 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"estimate", "Simulate one training step's memory and say whether it fits the GPU",
        define_estimate},
+      {"plan", "Find the fastest plan that fits the GPU and write it as plan.json", define_plan},
+      {"sweep", "Which GPUs fit the model at which sequence lengths, with the best plan of each", define_sweep},
       {"inspect", "Show a model's architecture, parameters by role and dtype, and sizes",
        define_inspect},
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
       {"train", "Train with the LibTorch executor as configured and measure memory per phase",
        define_train},
-      {"plan", "Find the fastest plan that fits the GPU and write it as plan.json", define_plan},
-      {"sweep", "Which GPUs fit the model at which sequence lengths, with the best plan of each", define_sweep},
       {"verify", "Hold a run's measured memory against the prediction, phase by phase", define_verify},
+      {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify", define_demo},
   };
   return table;
 }

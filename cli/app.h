@@ -60,5 +60,6 @@ Handler define_train(CLI::App& sub);
 Handler define_verify(CLI::App& sub);
 Handler define_plan(CLI::App& sub);
 Handler define_sweep(CLI::App& sub);
+Handler define_demo(CLI::App& sub);
 
 }  // namespace loraplan::cli

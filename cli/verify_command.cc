@@ -12,7 +12,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
-#include "loraplan/reports/table.h"
+#include "loraplan/reports/verify_report.h"
 
 namespace loraplan::cli {
 
@@ -24,13 +24,6 @@ struct VerifyFlags {
   std::string run;
   std::string tolerance = "2%";
   std::string format = "table";
-};
-
-struct Row {
-  std::string name;
-  int64_t predicted = 0, measured = 0;
-  double error = 0;  // (predicted - measured) / measured
-  bool pass = true;
 };
 
 double parse_tolerance(const std::string& text) {
@@ -93,53 +86,16 @@ Handler define_verify(CLI::App& sub) {
     }
     const planner::Estimate e = planner::estimate(model, config, device);
     const planner::JsonFields measured(report["measured"], text, f->run);
-    std::vector<Row> rows;
-    auto add = [&](const std::string& name, int64_t predicted, int64_t m) {
-      Row r{name, predicted, m};
-      r.error = m > 0 ? static_cast<double>(predicted - m) / static_cast<double>(m) : 0.0;
-      r.pass = std::abs(r.error) <= tolerance;
-      rows.push_back(r);
-    };
-    add("peak", e.peak_bytes, measured.integer("peak_bytes", 1, "must be a positive integer"));
-    std::map<std::string, int64_t> phase_measured;
+    std::vector<std::pair<std::string, int64_t>> phases;
     for (const nlohmann::json& p : report["measured"].value("phases", nlohmann::json::array())) {
-      phase_measured[p.value("name", "")] = p.value("peak_bytes", int64_t{0});
+      phases.emplace_back(p.value("name", ""), p.value("peak_bytes", int64_t{0}));
     }
-    for (const planner::PhasePeak& p : e.phases) {
-      if (p.name != "setup" && phase_measured.count(p.name)) add(p.name, p.peak_bytes, phase_measured[p.name]);
-    }
-    double worst = 0;
-    bool pass = true;
-    for (const Row& r : rows) {
-      worst = std::max(worst, std::abs(r.error));
-      pass = pass && r.pass;
-    }
-    if (f->format == "json") {
-      nlohmann::json j;
-      j["pass"] = pass;
-      j["max_rel_error"] = worst;
-      j["tolerance"] = tolerance;
-      j["rows"] = nlohmann::json::array();
-      for (const Row& r : rows) {
-        j["rows"].push_back({{"name", r.name}, {"predicted_bytes", r.predicted}, {"measured_bytes", r.measured},
-                             {"rel_error", r.error}, {"pass", r.pass}});
-      }
-      io.out << j.dump(2) << "\n";
-    } else {
-      reports::Table t({{"phase"}, {"predicted", reports::Align::kRight}, {"measured", reports::Align::kRight},
-                        {"error", reports::Align::kRight}, {"verdict"}});
-      for (const Row& r : rows) {
-        char err[32];
-        std::snprintf(err, sizeof err, "%+.2f%%", 100 * r.error);
-        t.add_row({r.name, reports::with_commas(r.predicted), reports::with_commas(r.measured), err, r.pass ? "ok" : "OUT"});
-      }
-      char summary[160];
-      std::snprintf(summary, sizeof summary, "%s: max |error| %.2f%%, tolerance %.2f%%\n", pass ? "PASS" : "FAIL",
-                    100 * worst, 100 * tolerance);
-      if (f->format == "md") io.out << t.markdown() << "\n**" << summary << "**";
-      else io.out << model.name << ": predicted vs measured (" << f->run << ")\n" << t.text() << "\n  " << summary;
-    }
-    return pass ? kExitOk : kExitCheckFailed;
+    const reports::Verification v =
+        reports::verify(e, measured.integer("peak_bytes", 1, "must be a positive integer"), phases, tolerance);
+    if (f->format == "json") io.out << reports::verification_json(v).dump(2) << "\n";
+    else if (f->format == "md") io.out << reports::verification_markdown(v);
+    else io.out << model.name << ": predicted vs measured (" << f->run << ")\n" << reports::verification_text(v);
+    return v.pass ? kExitOk : kExitCheckFailed;
   };
 }
 

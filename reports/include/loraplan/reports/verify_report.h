@@ -1,0 +1,35 @@
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "loraplan/planner/simulator.h"
+
+namespace loraplan::reports {
+
+// One row of predicted vs measured: the peak, or one phase's peak.
+struct VerifyRow {
+  std::string name;
+  int64_t predicted = 0, measured = 0;
+  double error = 0;  // (predicted - measured) / measured
+  bool pass = true;
+};
+
+struct Verification {
+  std::vector<VerifyRow> rows;
+  double tolerance = 0;
+  double max_rel_error = 0;
+  bool pass = true;
+};
+
+// The prediction against a run's measurement: the peak, then every phase both have (setup aside).
+Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
+                    const std::vector<std::pair<std::string, int64_t>>& measured_phases, double tolerance);
+
+std::string verification_text(const Verification& v);  // the table and the PASS/FAIL line
+std::string verification_markdown(const Verification& v);
+nlohmann::json verification_json(const Verification& v);  // pass, max_rel_error, tolerance, rows
+
+}  // namespace loraplan::reports
