@@ -1,6 +1,7 @@
 #include "app.h"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
@@ -39,18 +40,17 @@ void add_format_flag(CLI::App& sub, std::string& format, bool markdown) {
       ->default_str(format);
 }
 
+std::optional<int64_t> parse_positive_integer(const std::string& text) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v <= 0) return std::nullopt;
+  return v;
+}
+
 CLI::Validator positive_integer() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != text.size() || used == 0 || v <= 0) return "must be a positive integer, got \"" + text + "\"";
-        return "";
+        return parse_positive_integer(text) ? "" : "must be a positive integer, got \"" + text + "\"";
       },
       "N > 0");
 }

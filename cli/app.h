@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <iosfwd>
 #include <string>
 #include <vector>
@@ -43,6 +45,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 // Flags shared by several subcommands.
 void add_format_flag(CLI::App& sub, std::string& format, bool markdown = true);
 void add_model_flag(CLI::App& sub, std::string& model);
+
+// "12" -> 12; anything but a positive decimal integer -> nullopt.
+std::optional<int64_t> parse_positive_integer(const std::string& text);
 
 // Flag check with a readable message: "--lora-rank: must be a positive integer, got "0"".
 CLI::Validator positive_integer();

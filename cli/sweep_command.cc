@@ -26,15 +26,9 @@ struct SweepFlags {
 std::vector<int64_t> parse_seq_lens(const std::string& text) {
   std::vector<int64_t> out;
   for (const std::string& s : split_list(text)) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != s.size() || v <= 0) throw InputError("--seq-lens: \"" + s + "\" is not a positive number of tokens");
-    out.push_back(v);
+    const std::optional<int64_t> v = parse_positive_integer(s);
+    if (!v) throw InputError("--seq-lens: \"" + s + "\" is not a positive number of tokens");
+    out.push_back(*v);
   }
   if (out.empty()) throw InputError("--seq-lens: give at least one length, e.g. 512,1024");
   return out;
