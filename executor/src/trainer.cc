@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -243,7 +244,12 @@ RunReport run_training(const TrainRequest& r) {
 
   const std::vector<Example> data = r.data_path.empty() ? synthetic(m.vocab, c.seq_len, r.seed)
                                                          : read_jsonl(r.data_path, m.vocab, c.seq_len);
-  Model model(m, c, r.seed);
+  const std::unique_ptr<WeightSource> weights =
+      r.weights.empty() ? std::unique_ptr<WeightSource>(new RandomWeights())
+                        : std::unique_ptr<WeightSource>(new SafetensorsWeights(r.weights_source, r.weights));
+  Model model(m, c, r.seed, *weights);
+  report.weights = weights->description();
+  report.host_bytes = model.host_bytes();
   Optimizer opt(c.optimizer, model.trainable());
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
@@ -280,6 +286,7 @@ RunReport run_training(const TrainRequest& r) {
         x = Tensor();
         loss_sum += loss.item<double>();
         (loss / static_cast<double>(c.grad_accum)).backward();
+        model.release_staged();  // an offloaded first layer keeps its weights staged until here
       }
       mem.set_phase("optim");
       opt.clip(r.max_grad_norm);
