@@ -13,6 +13,7 @@
 #include "fixtures/model_files.h"
 #include "loraplan/planner/model_loader.h"
 #include "model.h"
+#include "tracking_allocator.h"
 #include "trainer.h"
 
 namespace loraplan::executor {
@@ -183,6 +184,31 @@ INSTANTIATE_TEST_SUITE_P(Files, LoadedWeights,
                              ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
                            return n;
                          });
+
+TEST(LoadedWeights, LoadingHoldsAboutOneTensorAtATime) {
+  // tiny-llama-256 as nf4: 13.7 MB of fp32 in the file, the largest projection 704 KiB
+  // (688 x 256). Beyond what the model keeps, loading holds only the tensor being read and its
+  // quantization's temporaries (about 7x the tensor: padded copy, normalised copy, int64 codes),
+  // not the file or the layers read so far.
+  const planner::ModelDesc m = planner::load_model("tiny-llama-256");
+  const ModelWeights w = random_weights(m);
+  loraplan::testing::TempDir dir;
+  write_model(dir.path(), m, w, 1);
+  const planner::WeightFiles files = planner::safetensors_weights(dir.path());
+  int64_t file_bytes = 0;
+  for (const auto& [name, t] : w.by_name) file_bytes += t.numel() * 4;
+  planner::TrainConfig c = fp32_config(m);
+  c.weights = {.format = planner::WeightFormat::kNf4};
+  TrackingAllocator& mem = TrackingAllocator::install();
+  const int64_t before = mem.live_bytes();
+  mem.reset_peak();
+  const Model model(m, c, 7, SafetensorsWeights(files.source, files.tensors));
+  const int64_t kept = mem.live_bytes() - before, transient = mem.peak_bytes() - mem.live_bytes();
+  const int64_t projection = 688 * 256 * 4;
+  EXPECT_EQ(file_bytes, 13'706'240);
+  EXPECT_LT(transient, 8 * projection) << "kept " << kept << ", transient " << transient;
+  EXPECT_LT(transient, file_bytes / 2);
+}
 
 TEST(LoadedWeights, Bf16FileIsReadAsStored) {
   // One bf16 tensor: the values come back exactly, in bf16.
