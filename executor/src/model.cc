@@ -1,8 +1,8 @@
 #include "model.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
+
+#include "offload.h"
 
 namespace loraplan::executor {
 namespace {
@@ -370,28 +370,6 @@ struct StageFn : torch::autograd::Function<StageFn> {
   }
 };
 
-// A copy of t in memory from malloc, which the tracking allocator does not count: host memory
-// outside the device pool. Undefined stays undefined.
-Tensor host_copy(const Tensor& t) {
-  if (!t.defined()) return t;
-  const Tensor c = t.contiguous();
-  const size_t bytes = static_cast<size_t>(c.numel()) * c.element_size();
-  void* p = std::malloc(std::max<size_t>(bytes, 1));
-  TORCH_CHECK(p, "out of host memory: ", bytes, " bytes for an offloaded weight");
-  std::memcpy(p, c.data_ptr(), bytes);
-  return at::from_blob(p, c.sizes(), [](void* q) { std::free(q); }, c.options());
-}
-
-// The same weight with every buffer passed through f.
-template <typename F>
-QuantizedWeight map_buffers(const QuantizedWeight& q, F f) {
-  QuantizedWeight out = q;
-  for (Tensor* t : {&out.data, &out.code, &out.absmax, &out.absmax2, &out.code2, &out.offset, &out.scb}) {
-    if (t->defined()) *t = f(*t);
-  }
-  return out;
-}
-
 }  // namespace
 
 const QuantizedWeight& FrozenLinear::device_weight() const {
@@ -403,7 +381,7 @@ const QuantizedWeight& FrozenLinear::device_weight() const {
 void DecoderLayer::stage() const {
   for (const auto* group : {&attn, &mlp}) {
     for (const FrozenLinear& l : *group) {
-      if (l.host.data.defined()) l.staged = map_buffers(l.host, [](const Tensor& t) { return t.clone(); });
+      if (l.host.data.defined()) l.staged = to_device(l.host);
     }
   }
 }
@@ -457,7 +435,7 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
     f.compute = compute_;
     f.weight = quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
     if (l < static_cast<int>(c.offloaded.size()) && c.offloaded[l]) {
-      f.host = map_buffers(f.weight, host_copy);
+      f.host = to_host(f.weight);
       f.weight = QuantizedWeight();
     }
     if (bias) f.bias = weights.get(f.name + ".bias", {out}, Init::kNormal).to(compute_);

@@ -143,6 +143,8 @@ struct LoadCase {
   int shards;
 };
 
+void PrintTo(const LoadCase& c, std::ostream* os) { *os << c.model << " in " << c.shards << " file(s)"; }
+
 class LoadedWeights : public ::testing::TestWithParam<LoadCase> {};
 
 TEST_P(LoadedWeights, LogitsEqualThePlainReference) {
