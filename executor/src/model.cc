@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
 
 #include "offload.h"
@@ -320,6 +322,9 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     ctx->saved_data["model"] = model_ptr;
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["x_grad"] = x.requires_grad();
+    // The generator as the forward finds it, so that the recompute draws the same dropout masks
+    // (a copy of the generator object; no tensor, nothing in the tracked pool).
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().clone();
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
     return model->layer_forward(model->layers()[layer], x);
@@ -335,8 +340,12 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     if (x_grad) inputs.insert(inputs.begin(), x);
     variable_list g;
     {
+      auto* rng = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
+      const at::mt19937 resume = rng->engine();
+      rng->set_engine(at::check_generator<at::CPUGeneratorImpl>(ctx->saved_data["rng"].toGenerator())->engine());
       torch::AutoGradMode enable(true);
       Tensor out = model->layer_forward(layer, x);
+      rng->set_engine(resume);
       g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }

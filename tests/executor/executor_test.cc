@@ -159,6 +159,18 @@ TEST_P(Layouts, EfficientAttentionAndChunkedLossMatchEagerAndFull) {
   }
 }
 
+TEST(Checkpoint, RecomputeRepeatsTheForwardsDropoutMasks) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  planner::TrainConfig plain = tiny_config(m), ckpt = tiny_config(m);
+  plain.lora_dropout = ckpt.lora_dropout = 0.1;
+  ckpt.checkpointed.assign(m.layers, true);
+  const auto [loss_a, a] = step(m, plain);
+  const auto [loss_b, b] = step(m, ckpt);
+  EXPECT_EQ(loss_a, loss_b);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "gradient " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiny, Layouts,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2"),
                          [](const auto& info) {
