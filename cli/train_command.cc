@@ -40,10 +40,10 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   j["training"] = {{"steps", q.steps}, {"lr", q.lr}, {"warmup_steps", q.warmup_steps}, {"seed", q.seed},
                    {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
                    {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
-                   {"weights", "random (seeded)"},
+                   {"weights", r.weights},
                    {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
   j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
-  j["measured"] = {{"peak_bytes", r.peak_bytes}, {"resident_bytes", r.resident_bytes}};
+  j["measured"] = {{"peak_bytes", r.peak_bytes}, {"resident_bytes", r.resident_bytes}, {"host_bytes", r.host_bytes}};
   j["measured"]["phases"] = nlohmann::json::array();
   for (const executor::PhaseMeasure& p : r.phases) {
     j["measured"]["phases"].push_back({{"name", p.name}, {"peak_bytes", p.peak_bytes}});
@@ -79,18 +79,20 @@ Handler define_train(CLI::App& sub) {
   return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
+    std::string model_spec = f->config.model;
     if (!f->plan.empty()) {
       refuse_config_flags_with_plan(sub);
       planner::PlanFile plan = planner::read_plan(f->plan);
+      model_spec = plan.model_reference;
       q.model = std::move(plan.model);
       q.config = plan.config;
     } else {
       q.model = planner::load_model(f->config.model);
       q.config = resolve_config(f->config, q.model);
     }
-    if (std::find(q.config.offloaded.begin(), q.config.offloaded.end(), true) != q.config.offloaded.end()) {
-      throw InputError("--offload: the executor does not offload layers yet; plan with it, train without it");
-    }
+    planner::WeightFiles weights = planner::safetensors_weights(model_spec);
+    q.weights_source = std::move(weights.source);
+    q.weights = std::move(weights.tensors);
     q.data_path = f->data;
     q.steps = f->steps;
     q.lr = f->lr;

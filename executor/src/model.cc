@@ -1,6 +1,10 @@
 #include "model.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <cmath>
+
+#include "offload.h"
 
 namespace loraplan::executor {
 namespace {
@@ -33,7 +37,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     ctx->saved_data["layer"] = layer_ptr;
     Tensor y;
     {
-      const Tensor w = L->weight.dequantize(L->compute);  // [out, in]
+      const Tensor w = L->device_weight().dequantize(L->compute);  // [out, in]
       y = at::linear(x, w, L->bias.defined() ? L->bias : Tensor());
     }
     if (!L->lora) return y;
@@ -59,7 +63,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     const Tensor& g = grads[0];  // [..., out]
     Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
-      const Tensor w = L->weight.dequantize(L->compute);
+      const Tensor w = L->device_weight().dequantize(L->compute);
       grad_x = at::matmul(g, w);  // [..., in]
     }
     if (!L->lora) return {grad_x, Tensor(), Tensor(), Tensor()};
@@ -318,6 +322,9 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     ctx->saved_data["model"] = model_ptr;
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["x_grad"] = x.requires_grad();
+    // The generator as the forward finds it, so that the recompute draws the same dropout masks
+    // (a copy of the generator object; no tensor, nothing in the tracked pool).
+    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().clone();
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
     return model->layer_forward(model->layers()[layer], x);
@@ -333,8 +340,12 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     if (x_grad) inputs.insert(inputs.begin(), x);
     variable_list g;
     {
+      auto* rng = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
+      const at::mt19937 resume = rng->engine();
+      rng->set_engine(at::check_generator<at::CPUGeneratorImpl>(ctx->saved_data["rng"].toGenerator())->engine());
       torch::AutoGradMode enable(true);
       Tensor out = model->layer_forward(layer, x);
+      rng->set_engine(resume);
       g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }
@@ -347,7 +358,56 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// An offloaded layer's backward, bracketed: identity on the layer's output whose backward stages
+// the weights (the first node of the layer's backward), and on its input whose backward releases
+// them (the last node). The planner's schedule stages and unstages at the same two points.
+struct StageFn : torch::autograd::Function<StageFn> {
+  static Tensor forward(AutogradContext* ctx, Tensor x, int64_t layer_ptr, bool stage) {
+    ctx->saved_data["layer"] = layer_ptr;
+    ctx->saved_data["stage"] = stage;
+    return x;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto* d = reinterpret_cast<const DecoderLayer*>(ctx->saved_data["layer"].toInt());
+    if (ctx->saved_data["stage"].toBool()) {
+      d->stage();
+    } else {
+      d->unstage();
+    }
+    return {grads[0], Tensor(), Tensor()};
+  }
+};
+
 }  // namespace
+
+const QuantizedWeight& FrozenLinear::device_weight() const {
+  if (!host.data.defined()) return weight;
+  TORCH_CHECK(staged.data.defined(), name, ": the offloaded weight is used while not staged");
+  return staged;
+}
+
+void DecoderLayer::stage() const {
+  for (const auto* group : {&attn, &mlp}) {
+    for (const FrozenLinear& l : *group) {
+      if (l.host.data.defined()) l.staged = to_device(l.host);
+    }
+  }
+}
+
+void DecoderLayer::unstage() const {
+  for (const auto* group : {&attn, &mlp}) {
+    for (const FrozenLinear& l : *group) l.staged = QuantizedWeight();
+  }
+}
+
+int64_t DecoderLayer::host_bytes() const {
+  int64_t b = 0;
+  for (const auto* group : {&attn, &mlp}) {
+    for (const FrozenLinear& l : *group) b += l.host.data.defined() ? l.host.bytes() : 0;
+  }
+  return b;
+}
 
 Tensor FrozenLinear::forward(const Tensor& x) const {
   if (!lora) return LinearFn::apply(x, c10::nullopt, c10::nullopt, reinterpret_cast<int64_t>(this));
@@ -366,20 +426,28 @@ std::vector<Tensor> DecoderLayer::trainable() const {
 }
 
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed)
+    : Model(m, c, seed, RandomWeights()) {}
+
+// Tensors are asked for one at a time, in the order of the file's inventory, and each is
+// converted or quantized before the next is read.
+Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights)
     : m_(m), c_(c), compute_(scalar_type(c.compute)) {
   torch::manual_seed(seed);
-  const double std_dev = 0.02;
-  auto init = [&](int64_t out, int64_t in) { return torch::randn({out, in}) * std_dev; };  // fp32
-  embed_ = init(m.vocab, m.hidden).to(compute_);
-  lm_head_ = m.tied_embeddings ? embed_ : init(m.vocab, m.hidden).to(compute_);
-  final_norm_ = (m.family == planner::Family::kGemma2 ? torch::zeros({m.hidden}) : torch::ones({m.hidden})).to(compute_);
+  const bool gemma = m.family == planner::Family::kGemma2;
+  embed_ = weights.get("model.embed_tokens.weight", {m.vocab, m.hidden}, Init::kNormal).to(compute_);
+  lm_head_ = m.tied_embeddings ? embed_ : weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal).to(compute_);
+  final_norm_ = weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes).to(compute_);
 
   auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in, bool bias) {
     FrozenLinear f;
     f.name = "model.layers." + std::to_string(l) + "." + path;
     f.compute = compute_;
-    f.weight = quantize(init(out, in), c.weights);
-    if (bias) f.bias = (torch::randn({out}) * std_dev).to(compute_);
+    f.weight = quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
+    if (l < static_cast<int>(c.offloaded.size()) && c.offloaded[l]) {
+      f.host = to_host(f.weight);
+      f.weight = QuantizedWeight();
+    }
+    if (bias) f.bias = weights.get(f.name + ".bias", {out}, Init::kNormal).to(compute_);
     if (c.lora_targets.contains(module)) {
       LoraAdapter a;
       // PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
@@ -393,22 +461,24 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
     return f;
   };
   const int64_t C = m.hidden, I = m.intermediate, HD = m.q_out(), KD = m.kv_out();
-  auto norm = [&](int64_t width) {
-    return (m.family == planner::Family::kGemma2 ? torch::zeros({width}) : torch::ones({width})).to(compute_);
+  auto norm = [&](int l, const char* path, int64_t width) {
+    const std::string name = "model.layers." + std::to_string(l) + "." + path + ".weight";
+    return weights.get(name, {width}, gemma ? Init::kZeros : Init::kOnes).to(compute_);
   };
   using planner::Module;
   for (int l = 0; l < m.layers; ++l) {
     DecoderLayer d;
     d.index = l;
-    d.input_norm = norm(C);
-    d.post_attn_norm = norm(C);
+    d.offloaded = l < static_cast<int>(c.offloaded.size()) && c.offloaded[l];
+    d.input_norm = norm(l, "input_layernorm", C);
+    d.post_attn_norm = norm(l, "post_attention_layernorm", C);
     if (m.norms_per_layer == 4) {
-      d.pre_ff_norm = norm(C);
-      d.post_ff_norm = norm(C);
+      d.pre_ff_norm = norm(l, "pre_feedforward_layernorm", C);
+      d.post_ff_norm = norm(l, "post_feedforward_layernorm", C);
     }
     if (m.qk_norm) {
-      d.q_norm = norm(m.head_dim);
-      d.k_norm = norm(m.head_dim);
+      d.q_norm = norm(l, "self_attn.q_norm", m.head_dim);
+      d.k_norm = norm(l, "self_attn.k_norm", m.head_dim);
     }
     if (m.fused_qkv) {
       d.attn.push_back(linear(l, "self_attn.qkv_proj", Module::kQkv, HD + 2 * KD, C, m.qkv_bias));
@@ -450,6 +520,26 @@ Tensor Model::embed(const Tensor& ids) const {
 }
 
 Tensor Model::layer(int l, const Tensor& x) const {
+  const DecoderLayer& d = layers_[l];
+  if (!d.offloaded) return layer_run(l, x);
+  const auto ptr = reinterpret_cast<int64_t>(&d);
+  d.stage();
+  Tensor y = layer_run(l, x.requires_grad() ? StageFn::apply(x, ptr, false) : x);
+  d.unstage();
+  return y.requires_grad() ? StageFn::apply(y, ptr, true) : y;
+}
+
+void Model::release_staged() const {
+  for (const DecoderLayer& d : layers_) d.unstage();
+}
+
+int64_t Model::host_bytes() const {
+  int64_t b = 0;
+  for (const DecoderLayer& d : layers_) b += d.host_bytes();
+  return b;
+}
+
+Tensor Model::layer_run(int l, const Tensor& x) const {
   if (!c_.checkpointed[l]) return layer_forward(layers_[l], x);
   const std::vector<Tensor> params = layers_[l].trainable();
   return CheckpointFn::apply(x, at::TensorList(params), reinterpret_cast<int64_t>(this), static_cast<int64_t>(l));
@@ -540,6 +630,13 @@ Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
   const Tensor h = RmsNormFn::apply(x, final_norm_, gemma);
   return LossFn::apply(h.reshape({-1, m_.hidden}), lm_head_, labels.reshape(-1), c_.loss_chunk,
                        m_.final_logit_softcapping);
+}
+
+Tensor Model::logits(const Tensor& x) const {
+  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2);
+  Tensor z = at::linear(h, lm_head_);
+  const double cap = m_.final_logit_softcapping;
+  return cap > 0 ? at::tanh(z / cap) * cap : z;
 }
 
 std::vector<Tensor> Model::trainable() const {

@@ -12,6 +12,7 @@
 #include "loraplan/planner/model.h"
 #include "loraplan/planner/train_config.h"
 #include "quant.h"
+#include "weight_source.h"
 
 namespace loraplan::executor {
 
@@ -25,12 +26,18 @@ struct LoraAdapter {
 // A frozen projection [out, in] in its device format, optionally with a LoRA adapter.
 struct FrozenLinear {
   std::string name;  // Hugging Face module path: "model.layers.0.self_attn.q_proj"
-  QuantizedWeight weight;
+  QuantizedWeight weight;  // in device (tracked) memory; empty when the layer is offloaded
+  // Offloaded layers: the weight in host memory outside the tracked pool, and the copy staged
+  // into device memory for the layer's forward, backward or recompute (empty between them).
+  QuantizedWeight host;
+  mutable QuantizedWeight staged;
   torch::Tensor bias;  // [out] in the compute dtype; undefined when the layer has none
   std::optional<LoraAdapter> lora;
   at::ScalarType compute = at::kFloat;
 
   torch::Tensor forward(const torch::Tensor& x) const;  // x [..., in] -> [..., out]
+  // The weight as the device holds it now: `weight`, or the staged copy of `host`.
+  const QuantizedWeight& device_weight() const;
 };
 
 struct DecoderLayer {
@@ -40,29 +47,46 @@ struct DecoderLayer {
   torch::Tensor q_norm, k_norm;              // [D], Qwen3 only
   std::vector<FrozenLinear> attn;            // q, k, v (or qkv), o
   std::vector<FrozenLinear> mlp;             // gate, up (or gate_up), down
+  bool offloaded = false;                    // linear weights live in host memory
 
   std::vector<torch::Tensor> trainable() const;  // LoRA A and B of every adapter
+  // Offloaded layers: copies every linear weight from host into device memory, or drops the
+  // copies. No-ops for resident layers.
+  void stage() const;
+  void unstage() const;
+  int64_t host_bytes() const;  // bytes of the weights kept in host memory
 };
 
 class Model {
  public:
+  // Frozen tensors from `weights`; LoRA adapters from `seed`.
+  Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights);
+  // Seeded random frozen tensors.
   Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed);
 
   // Embedding of input ids [B, T] -> hidden [B, T, C] (frozen, no gradient).
   torch::Tensor embed(const torch::Tensor& ids) const;
-  // One decoder layer, checkpointed when the configuration says so.
+  // One decoder layer, checkpointed when the configuration says so. An offloaded layer's weights
+  // are staged for its forward and again for its backward; the backward releases them at its end
+  // when x requires grad, otherwise release_staged() does (after backward()).
   torch::Tensor layer(int l, const torch::Tensor& x) const;
+  void release_staged() const;
   // Final norm, output head and mean cross-entropy over labels != -100.
   torch::Tensor loss(const torch::Tensor& x, const torch::Tensor& labels) const;
+  // Final norm and output head: logits [B, T, V] in the compute dtype, for evaluation.
+  torch::Tensor logits(const torch::Tensor& x) const;
 
   std::vector<torch::Tensor> trainable() const;
   const std::vector<DecoderLayer>& layers() const { return layers_; }
   const planner::ModelDesc& desc() const { return m_; }
+  int64_t host_bytes() const;  // offloaded weights, outside the tracked pool
 
   // Plain forward of one layer, no checkpoint (the checkpoint function calls it).
   torch::Tensor layer_forward(const DecoderLayer& layer, const torch::Tensor& x) const;
 
  private:
+  torch::Tensor layer_run(int l, const torch::Tensor& x) const;  // checkpointed or plain
+
   planner::ModelDesc m_;
   planner::TrainConfig c_;
   at::ScalarType compute_;

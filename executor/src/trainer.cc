@@ -1,11 +1,13 @@
 #include "trainer.h"
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -74,6 +76,20 @@ std::vector<Example> synthetic(int64_t vocab, int64_t T, uint64_t seed) {
     out.push_back(make_example(tokens, T));
   }
   return out;
+}
+
+// at::set_num_threads does not reach an OpenBLAS built with its own pthread pool (Debian's
+// LibTorch): its workers stay one per core and spin in sched_yield between matrix products,
+// costing a single-threaded run over half its speed here. Debian loads two copies (libblas.so.3
+// and libopenblas.so.0, each with its own pool); both are found among the libraries already
+// loaded. LibTorch builds on MKL or OpenMP BLAS have neither and need nothing.
+void set_blas_threads(int threads) {
+  for (const char* lib : {"libopenblas.so.0", "libblas.so.3"}) {
+    void* handle = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
+    if (!handle) continue;
+    if (auto* set = reinterpret_cast<void (*)(int)>(dlsym(handle, "openblas_set_num_threads"))) set(threads);
+    dlclose(handle);
+  }
 }
 
 double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
@@ -235,6 +251,7 @@ RunReport run_training(const TrainRequest& r) {
   }
   TrackingAllocator& mem = TrackingAllocator::install();
   at::set_num_threads(r.threads);
+  set_blas_threads(r.threads);
   mem.set_budget(0);
   RunReport report;
   report.device = "cpu";
@@ -243,7 +260,12 @@ RunReport run_training(const TrainRequest& r) {
 
   const std::vector<Example> data = r.data_path.empty() ? synthetic(m.vocab, c.seq_len, r.seed)
                                                          : read_jsonl(r.data_path, m.vocab, c.seq_len);
-  Model model(m, c, r.seed);
+  const std::unique_ptr<WeightSource> weights =
+      r.weights.empty() ? std::unique_ptr<WeightSource>(new RandomWeights())
+                        : std::unique_ptr<WeightSource>(new SafetensorsWeights(r.weights_source, r.weights));
+  Model model(m, c, r.seed, *weights);
+  report.weights = weights->description();
+  report.host_bytes = model.host_bytes();
   Optimizer opt(c.optimizer, model.trainable());
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
@@ -280,6 +302,7 @@ RunReport run_training(const TrainRequest& r) {
         x = Tensor();
         loss_sum += loss.item<double>();
         (loss / static_cast<double>(c.grad_accum)).backward();
+        model.release_staged();  // an offloaded first layer keeps its weights staged until here
       }
       mem.set_phase("optim");
       opt.clip(r.max_grad_norm);

@@ -138,4 +138,23 @@ ModelDesc load_model(const std::string& spec) {
   throw InputError(unknown_model_message(spec));
 }
 
+WeightFiles safetensors_weights(const std::string& spec) {
+  const fs::path path(spec);
+  std::error_code ec;
+  std::vector<fs::path> files;
+  if (fs::is_directory(path, ec)) {
+    files = weight_files(path);
+  } else if (spec.ends_with(".index.json") || path.extension() == ".safetensors") {
+    files = {path};
+  }
+  WeightFiles w;
+  for (const fs::path& f : files) {
+    if (f.extension() == ".onnx") return {};
+    std::vector<TensorRecord> part = read_safetensors_tensors(f.string());
+    w.tensors.insert(w.tensors.end(), part.begin(), part.end());
+  }
+  if (!w.tensors.empty()) w.source = spec;
+  return w;
+}
+
 }  // namespace loraplan::planner

@@ -24,7 +24,7 @@ struct Range {
 };
 
 // One entry of the header: {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}.
-TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_bytes,
+TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_start, uint64_t data_bytes,
                         const std::string& path, std::vector<Range>& ranges) {
   auto fail = [&](const std::string& msg) {
     throw InputError(located(path, 0, "tensor \"" + name + "\": " + msg));
@@ -57,6 +57,7 @@ TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_by
   if (end - begin != need) {
     fail("shape " + e["shape"].dump() + " x " + e["dtype"].get<std::string>() + " needs " + std::to_string(need) + " bytes, data_offsets " + off.dump() + " hold " + std::to_string(end - begin));
   }
+  t.offset = data_start + begin;
   ranges.push_back({begin, end, nullptr});
   return t;
 }
@@ -88,7 +89,7 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
   std::vector<Range> ranges;
   for (const auto& [name, entry] : j.items()) {
     if (name == "__metadata__") continue;
-    tensors.push_back(read_entry(name, entry, data_bytes, path, ranges));
+    tensors.push_back(read_entry(name, entry, 8 + header_len, data_bytes, path, ranges));
   }
   for (size_t i = 0; i < ranges.size(); ++i) ranges[i].name = &tensors[i].name;
   // Stable order so the reported pair does not depend on the header's key order.

@@ -159,6 +159,18 @@ TEST_P(Layouts, EfficientAttentionAndChunkedLossMatchEagerAndFull) {
   }
 }
 
+TEST(Checkpoint, RecomputeRepeatsTheForwardsDropoutMasks) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  planner::TrainConfig plain = tiny_config(m), ckpt = tiny_config(m);
+  plain.lora_dropout = ckpt.lora_dropout = 0.1;
+  ckpt.checkpointed.assign(m.layers, true);
+  const auto [loss_a, a] = step(m, plain);
+  const auto [loss_b, b] = step(m, ckpt);
+  EXPECT_EQ(loss_a, loss_b);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "gradient " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Tiny, Layouts,
                          ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2"),
                          [](const auto& info) {
@@ -255,6 +267,77 @@ TEST(Accuracy, PredictedPeakWithinOnePercent) {
   const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
                        static_cast<double>(measured.peak_bytes);
   EXPECT_LT(error, 0.01) << "predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
+}
+
+// ---- Offload: frozen weights of chosen layers in host memory, staged in for their turn. ----
+
+TEST(Offload, SameLossAndGradientsAsResidentWeights) {
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  for (bool checkpoint : {false, true}) {
+    planner::TrainConfig plain = tiny_config(m), off = tiny_config(m);
+    plain.checkpointed.assign(m.layers, checkpoint);
+    off.checkpointed.assign(m.layers, checkpoint);
+    off.offloaded.assign(m.layers, true);
+    const auto [loss_a, a] = step(m, plain);
+    const auto [loss_b, b] = step(m, off);
+    EXPECT_EQ(loss_a, loss_b) << "checkpoint " << checkpoint;
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "gradient " << i;
+  }
+}
+
+TEST(Offload, WeightsLeaveTheTrackedPoolAndAreStagedPerPhase) {
+  TrainRequest r = tiny_request();
+  r.steps = 2;
+  const RunReport plain = run_training(r);
+  r.config.offloaded = {false, true};
+  const RunReport off = run_training(r);
+  // Layer 1's seven nf4 weights, as the planner counts them, live outside the pool.
+  int64_t layer_bytes = 0;
+  for (const auto& [out, in] : {std::pair{64, 64}, {32, 64}, {32, 64}, {64, 64}, {176, 64}, {176, 64}, {64, 176}}) {
+    layer_bytes += planner::linear_weight_bytes(out, in, r.config.weights);
+  }
+  EXPECT_EQ(off.host_bytes, layer_bytes);
+  EXPECT_EQ(plain.host_bytes, 0);
+  EXPECT_EQ(plain.resident_bytes - off.resident_bytes, layer_bytes);
+  // The step's peak is in the loss phase, where layer 1's weights are not staged.
+  EXPECT_EQ(plain.peak_bytes - off.peak_bytes, layer_bytes);
+  ASSERT_EQ(plain.steps.size(), off.steps.size());
+  for (size_t i = 0; i < plain.steps.size(); ++i) EXPECT_EQ(plain.steps[i].loss, off.steps[i].loss) << "step " << i;
+  // While layer 1 runs its weights are staged in: its phases peak as high as without offload;
+  // layer 0's phases are lower by the whole layer.
+  std::map<std::string, int64_t> p, o;
+  for (const PhaseMeasure& x : plain.phases) p[x.name] = x.peak_bytes;
+  for (const PhaseMeasure& x : off.phases) o[x.name] = x.peak_bytes;
+  EXPECT_EQ(p["fwd L1"], o["fwd L1"]);
+  EXPECT_EQ(p["bwd L1"], o["bwd L1"]);
+  EXPECT_EQ(p["fwd L0"] - o["fwd L0"], layer_bytes);
+  EXPECT_EQ(p["bwd L0"] - o["bwd L0"], layer_bytes);
+}
+
+TEST(Accuracy, OffloadedPhasesWithinOnePercent) {
+  TrainRequest r = tiny_request();
+  r.steps = 2;
+  for (const std::vector<bool>& offload : {std::vector<bool>{true, false}, std::vector<bool>{true, true}}) {
+    for (bool checkpoint : {false, true}) {
+      r.config.offloaded = offload;
+      r.config.checkpointed.assign(r.model.layers, checkpoint);
+      const RunReport measured = run_training(r);
+      const planner::Estimate predicted = planner::estimate(r.model, r.config, planner::cpu_device(0));
+      const std::string what = std::string("offload ") + (offload[1] ? "all" : "L0") + " checkpoint " + (checkpoint ? "all" : "none");
+      EXPECT_EQ(predicted.host_bytes, measured.host_bytes) << what;
+      std::map<std::string, int64_t> want;
+      for (const planner::PhasePeak& x : predicted.phases) want[x.name] = x.peak_bytes;
+      for (const PhaseMeasure& x : measured.phases) {
+        if (!want.count(x.name)) continue;
+        const double error = std::abs(static_cast<double>(want[x.name] - x.peak_bytes)) / static_cast<double>(x.peak_bytes);
+        EXPECT_LT(error, 0.01) << what << ", " << x.name << ": predicted " << want[x.name] << " measured " << x.peak_bytes;
+      }
+      const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
+                           static_cast<double>(measured.peak_bytes);
+      EXPECT_LT(error, 0.01) << what << ": predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
+    }
+  }
 }
 
 }  // namespace

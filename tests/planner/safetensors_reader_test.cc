@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "fixtures/model_files.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/inventory.h"
@@ -31,6 +33,12 @@ TEST(Safetensors, ReadsNamesShapesAndDtypes) {
   EXPECT_EQ(t[0].dtype, DType::kBF16);
   EXPECT_EQ(t[0].file, path);
   EXPECT_EQ(t[1].dtype, DType::kF32);
+  // Byte offsets in the file: after the 8-byte length and the JSON header; "a" holds 12 bytes.
+  std::ifstream in(path, std::ios::binary);
+  uint64_t header = 0;
+  in.read(reinterpret_cast<char*>(&header), 8);  // little-endian, as this machine
+  EXPECT_EQ(t[0].offset, 8 + header);
+  EXPECT_EQ(t[1].offset, 8 + header + 12);
 }
 
 TEST(Safetensors, BadFiles) {
@@ -123,6 +131,22 @@ TEST(Safetensors, WeightsAloneDescribeTheModel) {
     EXPECT_EQ(read.kv_out(), m.kv_out()) << name;
     EXPECT_EQ(total_params(inventory(read)), total_params(inventory(m))) << name;
   }
+}
+
+TEST(Safetensors, WeightsBehindAModelSpec) {
+  TempDir dir;
+  const ModelDesc m = load_model("tiny-llama");
+  loraplan::testing::write_sharded_safetensors(dir.path(), loraplan::testing::records_of(m), 2);
+  const WeightFiles sharded = safetensors_weights(dir.path());
+  EXPECT_EQ(sharded.source, dir.path());
+  ASSERT_EQ(sharded.tensors.size(), inventory(m).size());
+  EXPECT_EQ(sharded.tensors.back().file, dir.file("model-00002-of-00002.safetensors"));
+  const WeightFiles index = safetensors_weights(dir.file("model.safetensors.index.json"));
+  EXPECT_EQ(index.source, dir.file("model.safetensors.index.json"));
+  EXPECT_EQ(index.tensors.size(), sharded.tensors.size());
+  // Profiles and config.json carry no weights: the executor uses seeded random ones.
+  EXPECT_TRUE(safetensors_weights("tiny-llama").source.empty());
+  EXPECT_TRUE(safetensors_weights("tiny-llama").tensors.empty());
 }
 
 }  // namespace

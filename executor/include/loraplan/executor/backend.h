@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "loraplan/planner/model.h"
+#include "loraplan/planner/tensor_layout.h"
 #include "loraplan/planner/train_config.h"
 
 namespace loraplan::executor {
@@ -21,6 +22,10 @@ struct BackendInfo {
 struct TrainRequest {
   planner::ModelDesc model;
   planner::TrainConfig config;
+  // Frozen weights: safetensors tensors with their files and offsets (planner::safetensors_weights)
+  // and the path they came from; empty: seeded random weights.
+  std::string weights_source;
+  std::vector<planner::TensorRecord> weights;
   std::string data_path;      // pre-tokenized JSONL ({"input_ids": [...]}); empty: synthetic
   int64_t steps = 50;         // optimizer steps
   double lr = 2e-4;           // peak learning rate
@@ -49,6 +54,8 @@ struct StepMeasure {
 // What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA).
 struct RunReport {
   std::string device;            // "cpu" or "cuda"
+  std::string weights;           // "random (seeded)" or the path the frozen weights came from
+  int64_t host_bytes = 0;        // offloaded weights kept in host memory, outside the peaks
   int64_t peak_bytes = 0;        // most live bytes over the measured steps
   int64_t resident_bytes = 0;    // live bytes between steps
   std::vector<PhaseMeasure> phases;  // in order of first occurrence, as the planner names them

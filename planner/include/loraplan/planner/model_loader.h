@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "loraplan/planner/model.h"
+#include "loraplan/planner/tensor_layout.h"
 
 namespace loraplan::planner {
 
@@ -20,5 +21,14 @@ std::vector<std::string> closest_names(const std::string& name, std::vector<std:
 // config.json, a model directory (config.json and/or *.safetensors), a .safetensors file, a
 // model.safetensors.index.json or an .onnx file. Throws InputError for anything else.
 ModelDesc load_model(const std::string& spec);
+
+// The safetensors weights behind a --model spec (a model directory, a .safetensors file or a
+// model.safetensors.index.json), with each tensor's file and byte offset: what the executor loads.
+// `source` is the path as given; both fields are empty for profiles, config.json and ONNX models.
+struct WeightFiles {
+  std::string source;
+  std::vector<TensorRecord> tensors;
+};
+WeightFiles safetensors_weights(const std::string& spec);
 
 }  // namespace loraplan::planner
