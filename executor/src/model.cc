@@ -214,7 +214,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
       Tensor ds = at::matmul(goc, vr.transpose(2, 3)).to(at::kFloat);      // dP
       ds.sub_(delta.unsqueeze(-1)).mul_(p);                                 // dS = P (dP - delta)
-      if (softcap > 0) ds.mul_(1 - capped.square_());
+      if (softcap > 0) ds.mul_(capped.square_().neg_().add_(1));  // in place: no chunk temporary
       ds.mul_(scale);
       const Tensor dsa = ds.to(q.scalar_type());
       gq.narrow(1, t0, c).copy_(at::matmul(dsa, kr).transpose(1, 2));
@@ -300,7 +300,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
       const Tensor ok = lab.ne(-100);
       p.scatter_add_(1, lab.clamp_min(0).unsqueeze(1), at::full({n, 1}, -1.0, p.options()));
       p.mul_(ok.unsqueeze(1)).mul_(factor);
-      if (softcap > 0) p.mul_(1 - capped.square_());
+      if (softcap > 0) p.mul_(capped.square_().neg_().add_(1));  // in place: no [n, V] temporary
       gh.narrow(0, t0, n).copy_(at::mm(p.to(w.scalar_type()), w));
     }
     return {gh, Tensor(), Tensor(), Tensor(), Tensor()};

@@ -116,9 +116,13 @@ class GraphBuilder {
       // A chunk's fp32 scores (and, below fp32, their compute-dtype copy) and its output.
       const int64_t per_score = d.a == 4 ? 4 : 4 + d.a;
       const int64_t chunk = d.B * d.H * c * (d.T * per_score + d.D * d.a);
-      // Backward adds the output gradient's layout, the K/V gradient accumulators and one
-      // [B, H, T, D] matmul result, and per chunk the probabilities and dS.
-      const int64_t bwd = layout + 4 * d.N * HD * d.a + d.B * d.H * c * d.T * 2 * per_score;
+      // Backward adds the output gradient's layout, grad Q and the K/V gradient accumulators
+      // ([B, H, T, D] each) and one [B, H, T, D] matmul result; per chunk rowsum(dO O) [B, H, c]
+      // and, in fp32, the probabilities, dS and under soft-capping tanh(S / cap), plus dS's
+      // compute-dtype copy below fp32.
+      const int64_t scores_chunk = d.B * d.H * c * d.T;  // [B, H, c, T]
+      const int64_t per_bwd_score = 8 + (m_.attn_logit_softcapping > 0 ? 4 : 0) + (d.a == 4 ? 0 : d.a);
+      const int64_t bwd = layout + 5 * d.N * HD * d.a + d.B * d.H * c * 4 + scores_chunk * per_bwd_score;
       g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
       return o;
     }

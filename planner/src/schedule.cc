@@ -164,6 +164,11 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
 struct GradState {
   std::vector<int32_t> adapter_grads;  // persistent buffers of the first micro-batch
   bool first_micro_batch = true;
+  // A checkpointed layer's backward (autograd::grad over the recomputed layer) returns all its
+  // adapter gradients at once: on later micro-batches they are held here until it ends, then
+  // accumulated into the first micro-batch's buffers.
+  bool hold_adapter_grads = false;
+  std::vector<int32_t> held;
 };
 
 // Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
@@ -202,6 +207,8 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
         if (bytes == 0) continue;
         if (gs.first_micro_batch) {
           gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
+        } else if (gs.hold_adapter_grads) {
+          gs.held.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
         } else {
           sb.transient("grad:lora", run.layer, run.mb, bytes, Category::kGradients);
         }
@@ -425,15 +432,21 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       const std::vector<int32_t> staged = stage(l);
       GraphRun& run = runs[l];
       int32_t recomputed = kNone;
+      const int32_t grad_out = g;
       if (c.checkpointed[l]) {
         const int32_t input = run.buf[layer.g.input];
         run.restart(l, mb);
         forward(sb, run, input, true, l > 0, last_use);
         recomputed = run.buf[layer.g.output];
+        sb.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
       }
+      gs.hold_adapter_grads = c.checkpointed[l];
       g = backward(sb, run, g, gs);
       if (recomputed != kNone) {
         sb.drop(recomputed);
+        sb.drop(grad_out);
+        for (int32_t id : gs.held) sb.drop(id);
+        gs.held.clear();
         sb.drop(run.buf[layer.g.input]);  // the checkpoint's hold
       }
       unstage(staged);
