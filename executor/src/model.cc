@@ -496,15 +496,17 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     k.reset();
     Tensor vr = expand_kv(v, H);
     v.reset();
-    Tensor s = at::matmul(q.transpose(1, 2), kr.transpose(2, 3));  // [B, H, T, T]
+    Tensor qt = q.transpose(1, 2).contiguous();  // [B, H, T, D]
     q.reset();
+    Tensor s = at::matmul(qt, kr.transpose(2, 3));  // [B, H, T, T]
+    qt.reset();
     kr.reset();
     s.mul_(scale);
     if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
     s.masked_fill_(causal_, -INFINITY);
     Tensor p = at::softmax(s, -1);
     s.reset();
-    o = at::matmul(p, vr).transpose(1, 2);  // [B, T, H, D]
+    o = at::matmul(p, vr).transpose(1, 2).reshape({B, T, HD});  // the [B, H, T, D] product is a temporary
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
   o.reset();

@@ -127,11 +127,40 @@ struct GraphRun {
 
 bool has_adapter(const OpDef& op) { return op.adapter_grad_bytes[0] > 0; }
 
+// The `n` allocations of one op (forward: its outputs; backward: its gradients) with the op's
+// temporaries between them (see Temp); `allocate(k)` makes allocation k. `ids`: scratch.
+template <typename Allocate>
+void allocate_with_temps(StepBuilder& sb, const GraphRun& run, const char* tag, const std::vector<Temp>& temps,
+                         int n, bool input_grad, std::vector<int32_t>& ids, Allocate allocate) {
+  ids.assign(temps.size(), kNone);
+  for (int k = 0; k <= n + 1; ++k) {
+    for (size_t i = 0; i < temps.size(); ++i) {
+      if (ids[i] != kNone && temps[i].to == k && temps[i].from < k) {
+        sb.drop(ids[i]);
+        ids[i] = kNone;
+      }
+    }
+    for (size_t i = 0; i < temps.size(); ++i) {
+      const Temp& t = temps[i];
+      if (t.from == k && t.bytes > 0 && (input_grad || !t.only_with_input_grad)) {
+        ids[i] = sb.alloc(tag, run.layer, run.mb, t.bytes, Category::kWorkspace);
+      }
+    }
+    for (size_t i = 0; i < temps.size(); ++i) {
+      if (ids[i] != kNone && temps[i].from == k && temps[i].to == k) {
+        sb.drop(ids[i]);
+        ids[i] = kNone;
+      }
+    }
+    if (k < n) allocate(k);
+  }
+}
+
 // `last_use`: scratch storage, overwritten.
 // `save`: autograd records ops (not under no_grad); it records only ops with an input in the
 // graph or with an adapter, so an op on the frozen embedding's output keeps nothing.
 void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool input_requires_grad,
-             std::vector<int>& last_use) {
+             std::vector<int>& last_use, std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   last_use.assign(run.plan->last_use.begin(), run.plan->last_use.end());
   run.buf[g.input] = input;
@@ -140,11 +169,13 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
     const OpDef& op = g.ops[i];
     const bool in_graph = has_adapter(op) || std::any_of(op.inputs.begin(), op.inputs.end(),
                                                          [&](int t) { return run.requires_grad[t]; });
-    for (int t : op.outputs) {
-      const TensorDef& td = g.tensors[t];
-      run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
-      run.requires_grad[t] = in_graph;
-    }
+    allocate_with_temps(sb, run, op.tag, op.fwd_temps, static_cast<int>(op.outputs.size()), true, temp_ids,
+                        [&](int k) {
+                          const int t = op.outputs[k];
+                          const TensorDef& td = g.tensors[t];
+                          run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+                          run.requires_grad[t] = in_graph;
+                        });
     sb.transient(op.tag, run.layer, run.mb, op.fwd_workspace, Category::kWorkspace);
     run.recorded[i] = save && in_graph;
     if (run.recorded[i]) {
@@ -169,50 +200,57 @@ struct GradState {
   // accumulated into the first micro-batch's buffers.
   bool hold_adapter_grads = false;
   std::vector<int32_t> held;
+  std::vector<int32_t> added;  // scratch: one op's gradient contributions to accumulate
 };
 
 // Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
 // input (kNone when the input needs none). Gradient buffers are shared by reference count when
-// an op hands its output gradient on unchanged.
-int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs) {
+// an op hands its output gradient on unchanged. After an op's backward returns, autograd frees
+// its output gradients and saved tensors, then adds each further gradient contribution into the
+// buffer already there (and adapter gradients of later micro-batches into .grad) and frees it.
+int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs, std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
+  std::vector<int32_t>& added = gs.added;
   for (size_t i = g.ops.size(); i-- > 0;) {
     const OpDef& op = g.ops[i];
     const bool reached = std::any_of(op.outputs.begin(), op.outputs.end(),
                                      [&](int t) { return run.grad[t] != kNone; });
+    added.clear();
     if (reached) {
       const bool input_grad = std::any_of(op.grad_inputs.begin(), op.grad_inputs.end(),
                                           [&](int t) { return run.requires_grad[t]; });
-      const int64_t ws = !input_grad && op.bwd_workspace_frozen_input >= 0 ? op.bwd_workspace_frozen_input
-                                                                           : op.bwd_workspace;
-      sb.transient(op.tag, run.layer, run.mb, ws, Category::kWorkspace);
+      sb.transient(op.tag, run.layer, run.mb, op.bwd_workspace, Category::kWorkspace);
       int32_t given = kNone;
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) given = run.grad[t];
       }
-      for (int t : op.grad_inputs) {
-        if (!run.requires_grad[t]) continue;
+      const int inputs = static_cast<int>(op.grad_inputs.size());
+      const int n = inputs + (has_adapter(op) ? 2 : 0);
+      allocate_with_temps(sb, run, op.tag, op.bwd_temps, n, input_grad, temp_ids, [&](int k) {
+        if (k >= inputs) {  // grad B, grad A
+          const int64_t bytes = op.adapter_grad_bytes[k - inputs];
+          if (gs.first_micro_batch) {
+            gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
+          } else if (gs.hold_adapter_grads) {
+            gs.held.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
+          } else {
+            added.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
+          }
+          return;
+        }
+        const int t = op.grad_inputs[k];
+        if (!run.requires_grad[t]) return;
         const TensorDef& td = g.tensors[t];
         if (run.grad[t] != kNone) {
-          sb.transient("grad", run.layer, run.mb, td.bytes, td.category);  // accumulated in place
+          added.push_back(sb.alloc("grad", run.layer, run.mb, td.bytes, td.category));
         } else if (op.pass_through_grad) {
           run.grad[t] = given;
           sb.hold(given);
         } else {
           run.grad[t] = sb.alloc("grad", run.layer, run.mb, td.bytes, td.category);
         }
-      }
-      for (int64_t bytes : op.adapter_grad_bytes) {
-        if (bytes == 0) continue;
-        if (gs.first_micro_batch) {
-          gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
-        } else if (gs.hold_adapter_grads) {
-          gs.held.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
-        } else {
-          sb.transient("grad:lora", run.layer, run.mb, bytes, Category::kGradients);
-        }
-      }
+      });
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) {
           sb.drop(run.grad[t]);
@@ -227,6 +265,7 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
     if (run.recorded[i]) {
       for (int t : op.saved) sb.drop(run.buf[t]);
     }
+    for (int32_t id : added) sb.drop(id);
   }
   return run.requires_grad[g.input] ? run.grad[g.input] : kNone;
 }
@@ -369,7 +408,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
   const GraphPlan layer(decoder_layer_graph(m, c));
   const GraphPlan head(head_graph(m, c));
-  std::vector<int> last_use;  // scratch for forward()
+  std::vector<int> last_use;     // scratch for forward()
+  std::vector<int32_t> temp_ids;  // scratch for forward() and backward()
   auto stage = [&](int l) {
     std::vector<int32_t> staged;
     if (c.offloaded[l]) {
@@ -413,7 +453,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       }
       if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
       // Layer 0's input is the frozen embedding's output: it is not part of the graph.
-      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use);
+      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use, temp_ids);
       sb.drop(x);
       unstage(staged);
       x = runs[l].buf[layer.g.output];
@@ -421,10 +461,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
     sb.phase("loss");
     head_run.restart(-1, mb);
-    forward(sb, head_run, x, true, true, last_use);
+    forward(sb, head_run, x, true, true, last_use, temp_ids);
     sb.drop(x);
     const int32_t loss = head_run.buf[head.g.output];
-    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs);
+    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs, temp_ids);
     sb.drop(loss);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
@@ -436,12 +476,12 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       if (c.checkpointed[l]) {
         const int32_t input = run.buf[layer.g.input];
         run.restart(l, mb);
-        forward(sb, run, input, true, l > 0, last_use);
+        forward(sb, run, input, true, l > 0, last_use, temp_ids);
         recomputed = run.buf[layer.g.output];
         sb.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
       }
       gs.hold_adapter_grads = c.checkpointed[l];
-      g = backward(sb, run, g, gs);
+      g = backward(sb, run, g, gs, temp_ids);
       if (recomputed != kNone) {
         sb.drop(recomputed);
         sb.drop(grad_out);
