@@ -110,9 +110,13 @@ class GraphBuilder {
   // rotation) needs only cos and sin.
   int rope(const char* tag, int q, int64_t bytes) { return elementwise(tag, {q}, {}, bytes); }
 
-  // A slice of a fused projection copied into its own tensor (reshape of a narrow view); its
-  // backward scatters the gradient into a zeroed full-size tensor.
-  int split(const char* tag, int fused, int64_t bytes) { return elementwise(tag, {fused}, {}, bytes); }
+  // A slice of a fused projection, reshaped to heads: a view, which keeps the whole fused output
+  // alive as long as it lives; its backward scatters the gradient into a zeroed full-size tensor.
+  int split(const char* tag, int fused, int64_t bytes) {
+    const int y = elementwise(tag, {fused}, {}, bytes);
+    g_.tensors[y].view_of = fused;
+    return y;
+  }
 
   int attention(int q, int k, int v) {
     const Dims& d = d_;

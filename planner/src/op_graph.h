@@ -14,8 +14,9 @@ namespace loraplan::planner {
 
 struct TensorDef {
   const char* tag;  // "attn.q", "mlp.act"
-  int64_t bytes = 0;
+  int64_t bytes = 0;  // its own size (a view's gradient is this size too)
   Category category = Category::kActivations;
+  int view_of = -1;  // a view of this tensor: allocates nothing and keeps that tensor alive
 };
 
 // A temporary of an op, placed between the op's own allocations. Slot k < n is just before the

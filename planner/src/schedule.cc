@@ -173,7 +173,12 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
                         [&](int k) {
                           const int t = op.outputs[k];
                           const TensorDef& td = g.tensors[t];
-                          run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+                          if (td.view_of >= 0) {  // shares its base's buffer
+                            run.buf[t] = run.buf[td.view_of];
+                            sb.hold(run.buf[t]);
+                          } else {
+                            run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+                          }
                           run.requires_grad[t] = in_graph;
                         });
     sb.transient(op.tag, run.layer, run.mb, op.fwd_workspace, Category::kWorkspace);
