@@ -217,7 +217,9 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c) {
   const int h2 = b.norm(gemma ? "mlp.pre_norm" : "mlp.norm", "mlp.norm.rstd", x2, N, C);
   int gate, up;
   if (m.fused_gate_up) {
-    gate = up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I], halves are views
+    const int gate_up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I]
+    gate = b.split("mlp.gate", gate_up, N * I * a);                              // [N, I] views
+    up = b.split("mlp.up", gate_up, N * I * a);
   } else {
     gate = b.linear("mlp.gate", Module::kGate, h2, C, I);  // [N, I]
     up = b.linear("mlp.up", Module::kUp, h2, C, I);        // [N, I]

@@ -66,6 +66,7 @@ class StepBuilder {
   }
 
   void hold(int32_t id) { ++refs_[id]; }
+  bool shared(int32_t id) const { return refs_[id] > 1; }
 
   void drop(int32_t id) {
     if (--refs_[id] == 0) s_.events.push_back({false, id, phase_});
@@ -206,13 +207,15 @@ struct GradState {
   bool hold_adapter_grads = false;
   std::vector<int32_t> held;
   std::vector<int32_t> added;  // scratch: one op's gradient contributions to accumulate
+  std::vector<int> out_of_place;  // scratch: tensors whose accumulated gradient is a new buffer
 };
 
 // Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
 // input (kNone when the input needs none). Gradient buffers are shared by reference count when
 // an op hands its output gradient on unchanged. After an op's backward returns, autograd frees
 // its output gradients and saved tensors, then adds each further gradient contribution into the
-// buffer already there (and adapter gradients of later micro-batches into .grad) and frees it.
+// buffer already there (and adapter gradients of later micro-batches into .grad) and frees it;
+// when that buffer is shared (a checkpoint still holds its output gradient), the sum is new.
 int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs, std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
@@ -249,6 +252,8 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
         const TensorDef& td = g.tensors[t];
         if (run.grad[t] != kNone) {
           added.push_back(sb.alloc("grad", run.layer, run.mb, td.bytes, td.category));
+          // A gradient buffer something else still holds is not added into: the sum is new.
+          if (sb.shared(run.grad[t])) gs.out_of_place.push_back(t);
         } else if (op.pass_through_grad) {
           run.grad[t] = given;
           sb.hold(given);
@@ -270,6 +275,13 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
     if (run.recorded[i]) {
       for (int t : op.saved) sb.drop(run.buf[t]);
     }
+    for (int t : gs.out_of_place) {
+      const TensorDef& td = g.tensors[t];
+      const int32_t sum = sb.alloc("grad", run.layer, run.mb, td.bytes, td.category);
+      sb.drop(run.grad[t]);
+      run.grad[t] = sum;
+    }
+    gs.out_of_place.clear();
     for (int32_t id : added) sb.drop(id);
   }
   return run.requires_grad[g.input] ? run.grad[g.input] : kNone;
