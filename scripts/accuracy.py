@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Predicted vs measured memory, per configuration and per phase, on the CPU executor.
 
-For each configuration of a fixed grid of tiny models, runs
+For each configuration of a fixed grid of tiny models (llama, phi3, gemma2, qwen3 and qwen2 layouts;
+weight formats, checkpointing, shapes, LoRA, optimizer, attention, loss, accumulation and
+compute dtype varied together), runs
   loraplan estimate --device cpu --format json ...   (the prediction)
   loraplan train --steps 2 --out DIR ...             (the measurement, tracking allocator)
 and compares the total peak and every phase's peak. Writes docs/accuracy.md and prints the summary.
@@ -24,13 +26,15 @@ AXES = {
     "checkpoint": [["--checkpoint", "none"], ["--checkpoint", "all"], ["--checkpoint", "every:2"],
                    ["--checkpoint", "layers:1"]],
     "shape": [["--micro-batch", "1", "--seq-len", "16"], ["--micro-batch", "4", "--seq-len", "64"],
-              ["--micro-batch", "2", "--seq-len", "160"], ["--micro-batch", "8", "--seq-len", "32"]],
+              ["--micro-batch", "2", "--seq-len", "160"], ["--micro-batch", "8", "--seq-len", "32"],
+              ["--micro-batch", "1", "--seq-len", "512"]],
     "lora": [["--lora-rank", "4", "--lora-targets", "q,k,v,o"], ["--lora-rank", "16", "--lora-targets", "all-linear"],
              ["--lora-rank", "64", "--lora-targets", "all-linear", "--lora-dropout", "0"]],
     "optimizer": [["--optimizer", "adamw"], ["--optimizer", "sgd"]],
     "attention": [["--attention", "efficient"], ["--attention", "eager"]],
     "loss": [["--loss", "full"], ["--loss", "chunked:24"]],
     "accum": [["--grad-accum", "1"], ["--grad-accum", "4"]],
+    "compute": [["--compute-dtype", "fp32"], ["--compute-dtype", "fp32"], ["--compute-dtype", "bf16"]],
 }
 
 
@@ -40,7 +44,7 @@ def grid(count):
     configs = []
     for i in range(count):
         model = MODELS[i % len(MODELS)]
-        flags = ["--model", model, "--device", "cpu", "--compute-dtype", "fp32"]
+        flags = ["--model", model, "--device", "cpu"]
         for k, (axis, values) in enumerate(AXES.items()):
             flags += values[(i // (k + 1) + k) % len(values)]
         if model == "tiny-phi3":
@@ -82,7 +86,7 @@ def main():
                     phase_errors.append(abs(e))
                     if abs(e) > abs(worst[1]):
                         worst = (p["name"], e)
-            rows.append((" ".join(flags[1:2] + flags[6:]), predicted, measured, err, worst))
+            rows.append((" ".join(flags[1:2] + flags[4:]), predicted, measured, err, worst))
             print(f"{i:3d} {err:+7.2%}  worst phase {worst[0]} {worst[1]:+.2%}  {' '.join(flags)}", flush=True)
 
     abs_err = [abs(r[3]) for r in rows]
@@ -92,7 +96,7 @@ def main():
     with open(args.out, "w") as f:
         f.write("# Accuracy: predicted vs measured (CPU executor)\n\n")
         f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
-                "against `loraplan train --steps 2`, both with `--compute-dtype fp32` and the flags shown; "
+                "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
                 "measured with the executor's tracking allocator, single-threaded).\n\n")
         f.write(f"**{summary}**\n\n")
         f.write("| configuration | predicted | measured | error | worst phase |\n|---|---:|---:|---:|---|\n")

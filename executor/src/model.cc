@@ -218,7 +218,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
       Tensor ds = at::matmul(goc, vr.transpose(2, 3)).to(at::kFloat);      // dP
       ds.sub_(delta.unsqueeze(-1)).mul_(p);                                 // dS = P (dP - delta)
-      if (softcap > 0) ds.mul_(1 - capped.square_());
+      if (softcap > 0) ds.mul_(capped.square_().neg_().add_(1));  // in place: no chunk temporary
       ds.mul_(scale);
       const Tensor dsa = ds.to(q.scalar_type());
       gq.narrow(1, t0, c).copy_(at::matmul(dsa, kr).transpose(1, 2));
@@ -304,7 +304,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
       const Tensor ok = lab.ne(-100);
       p.scatter_add_(1, lab.clamp_min(0).unsqueeze(1), at::full({n, 1}, -1.0, p.options()));
       p.mul_(ok.unsqueeze(1)).mul_(factor);
-      if (softcap > 0) p.mul_(1 - capped.square_());
+      if (softcap > 0) p.mul_(capped.square_().neg_().add_(1));  // in place: no [n, V] temporary
       gh.narrow(0, t0, n).copy_(at::mm(p.to(w.scalar_type()), w));
     }
     return {gh, Tensor(), Tensor(), Tensor(), Tensor()};
@@ -586,15 +586,17 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     k.reset();
     Tensor vr = expand_kv(v, H);
     v.reset();
-    Tensor s = at::matmul(q.transpose(1, 2), kr.transpose(2, 3));  // [B, H, T, T]
+    Tensor qt = q.transpose(1, 2).contiguous();  // [B, H, T, D]
     q.reset();
+    Tensor s = at::matmul(qt, kr.transpose(2, 3));  // [B, H, T, T]
+    qt.reset();
     kr.reset();
     s.mul_(scale);
     if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
     s.masked_fill_(causal_, -INFINITY);
     Tensor p = at::softmax(s, -1);
     s.reset();
-    o = at::matmul(p, vr).transpose(1, 2);  // [B, T, H, D]
+    o = at::matmul(p, vr).transpose(1, 2).reshape({B, T, HD});  // the [B, H, T, D] product is a temporary
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
   o.reset();

@@ -10,6 +10,7 @@ namespace loraplan::executor {
 TrackingAllocator& TrackingAllocator::install() {
   static TrackingAllocator* instance = [] {
     auto* a = new TrackingAllocator();  // lives as long as LibTorch may free through it
+    if (const char* path = std::getenv("LORAPLAN_ALLOC_TRACE"); path && *path) a->trace_ = std::fopen(path, "w");
     c10::SetCPUAllocator(a, /*priority=*/100);
     return a;
   }();
@@ -31,6 +32,10 @@ c10::DataPtr TrackingAllocator::allocate(size_t bytes) const {
     live_ += n;
     peak_ = std::max(peak_, live_);
     if (phase_ >= 0) phases_[phase_].peak_bytes = std::max(phases_[phase_].peak_bytes, live_);
+    if (trace_) {
+      std::fprintf(trace_, "+ %lld %lld %s\n", static_cast<long long>(n), static_cast<long long>(live_),
+                   phase_ >= 0 ? phases_[phase_].name.c_str() : "none");
+    }
   }
   // The context is the pointer itself: oneDNN allocates through raw_allocate and checks it.
   return {ptr, ptr, &TrackingAllocator::release, c10::Device(c10::DeviceType::CPU)};
@@ -46,6 +51,11 @@ void TrackingAllocator::release(void* ptr) {
     auto it = self.sizes_.find(ptr);
     if (it != self.sizes_.end()) {
       self.live_ -= static_cast<int64_t>(it->second);
+      if (self.trace_) {
+        std::fprintf(self.trace_, "- %lld %lld %s\n", static_cast<long long>(it->second),
+                     static_cast<long long>(self.live_),
+                     self.phase_ >= 0 ? self.phases_[self.phase_].name.c_str() : "none");
+      }
       self.sizes_.erase(it);
     }
   }

@@ -3,10 +3,15 @@
 // CPU, keeps the peak overall and per phase, and can enforce a budget (an allocation past it
 // throws c10::OutOfMemoryError, as a GPU would). BLAS workspaces are not tensor allocations and
 // are not seen.
+//
+// LORAPLAN_ALLOC_TRACE=path writes every allocation and release to `path`, one line each:
+// "+ bytes live phase" or "- bytes live phase" (live: tensor bytes after the event). It is the
+// measured counterpart of the simulator's event trace.
 
 #include <c10/core/Allocator.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -44,6 +49,7 @@ class TrackingAllocator final : public c10::Allocator {
   int64_t budget_ = 0;
   int phase_ = -1;
   mutable std::vector<PhaseMeasure> phases_;
+  std::FILE* trace_ = nullptr;  // LORAPLAN_ALLOC_TRACE, or null
   std::unordered_map<std::string, int> phase_index_;
 };
 

@@ -26,52 +26,64 @@ class GraphBuilder {
   int input(const char* tag, int64_t bytes) { return g_.input = g_.tensor(tag, bytes); }
 
   // RMSNorm over `rows` rows of `width`: keeps its input and 1/rms per row (fp32) for backward;
-  // computes in fp32, so fp32 copies of the input are transient.
+  // computes in fp32.
   int norm(const char* tag, const char* rstd_tag, int x, int64_t rows, int64_t width) {
-    const int y = g_.tensor(tag, rows * width * d_.a);                  // [rows, width]
     const int rstd = g_.tensor(rstd_tag, rows * 4);                     // [rows] fp32
-    // Forward: the fp32 copy of x (none when x is fp32) and its square; backward: g w, x / rms and
-    // their product, all fp32.
+    const int y = g_.tensor(tag, rows * width * d_.a);                  // [rows, width]
     const int64_t fp32 = rows * width * 4;
-    g_.ops.push_back({tag, {x}, {y, rstd}, {x, rstd}, {x}, (d_.a == 4 ? 1 : 2) * fp32, 3 * fp32});
+    OpDef op{tag, {x}, {rstd, y}, {x, rstd}, {x}};
+    if (d_.a == 4) {
+      // Forward: x^2 until 1/rms exists. Backward: the gradient g w (x / rms) is built in place
+      // in g w, beside x / rms and their product.
+      op.fwd_temps = {{fp32, 0, 1}};
+      op.bwd_temps = {{2 * fp32, 1, 1}};
+    } else {
+      // Forward: the fp32 copy of x, kept until y is cast back, and x^2. Backward: g w and
+      // x / rms in fp32 until the gradient is cast back, and one fp32 temporary beside them.
+      op.fwd_temps = {{fp32, 0, 2}, {fp32, 0, 1}};
+      op.bwd_temps = {{2 * fp32, 0, 2}, {fp32, 0, 0}};
+    }
+    g_.ops.push_back(op);
     return y;
   }
 
   // A frozen linear [out, in], with a LoRA adapter when `module` is targeted.
-  //   base:  y = x W^T, W dequantized/cast into a transient for forward and again for backward
+  //   base:  y = x W^T, W dequantized/cast into a temporary for forward and again for backward
   //   LoRA:  y += s B(A(dropout(x))); keeps x (or the dropped x and its mask) and u = A(..) [N, r]
   int linear(const char* tag, Module module, int x, int64_t in, int64_t out) {
     const int64_t N = d_.N, a = d_.a, r = d_.r;
     const int64_t w = materialised_weight_bytes(c_, out, in);
     const int y = g_.tensor(tag, N * out * a);  // [N, out]
-    // Backward dequantizes only to pass a gradient to x; a frozen input needs none.
-    OpDef op{tag, {x}, {y}, {}, {x}, w, w, 0};
+    OpDef op{tag, {x}, {y}, {}, {x}};
+    op.fwd_temps = {{w, 0, 1}};                        // W, until y exists
+    op.bwd_temps = {{w, 0, 1, true}};                  // W, until grad x exists (only for it)
     if (c_.lora_targets.contains(module)) {
       int lora_in = x;
       if (c_.lora_dropout > 0) {
+        // Dropout multiplies by its bool mask, cast to the compute dtype first.
         const int mask = g_.tensor("lora.mask", N * in);     // [N, in] bool
         lora_in = g_.tensor("lora.dropped", N * in * a);     // [N, in]
         op.outputs.insert(op.outputs.end(), {mask, lora_in});
         op.saved.push_back(mask);
+        op.fwd_temps.push_back({N * in * a, 2, 3});          // the mask's cast, [N, in]
       }
-      const int u = g_.tensor("lora.u", N * r * a);          // [N, r]
-      op.outputs.push_back(u);
-      op.saved.insert(op.saved.end(), {lora_in, u});
       if (a != 4) {
         // Adapters are fp32; the matmuls use compute-dtype copies, which autograd keeps.
         const int casts = g_.tensor("lora.cast", (r * in + out * r) * a);  // A [r, in] + B [out, r]
         op.outputs.push_back(casts);
         op.saved.push_back(casts);
       }
-      // B u is added into y in place. Dropout multiplies by its bool mask, which the op casts to
-      // the compute dtype first ([N, in] temporary), in forward and in backward; backward also
-      // holds grad u [N, r] and the gradient through the dropped input [N, in].
-      const int64_t mask_cast = c_.lora_dropout > 0 ? N * in * a : 0;
-      op.fwd_workspace = std::max(w, mask_cast);
-      op.bwd_workspace = std::max(w, N * r * a + 2 * mask_cast);
-      op.bwd_workspace_frozen_input = N * r * a;
-      op.adapter_grad_bytes[0] = r * in * 4;                  // grad A [r, in] fp32
-      op.adapter_grad_bytes[1] = out * r * 4;                 // grad B [out, r] fp32
+      const int u = g_.tensor("lora.u", N * r * a);          // [N, r]; B u is added into y in place
+      op.outputs.push_back(u);
+      op.saved.insert(op.saved.end(), {lora_in, u});
+      // Backward allocates grad x, grad B, grad A (slots 0, 1, 2); grad u [N, r] lives from grad
+      // B to the end; below fp32 each adapter gradient is computed in the compute dtype and cast.
+      // With dropout, the gradient through the dropped input [N, in] and the mask's cast.
+      op.bwd_temps.push_back({N * r * a, 1, 4});
+      if (a != 4) op.bwd_temps.insert(op.bwd_temps.end(), {{out * r * a, 1, 2}, {r * in * a, 2, 3}});
+      if (c_.lora_dropout > 0) op.bwd_temps.push_back({2 * N * in * a, 3, 3, true});
+      op.adapter_grad_bytes[0] = out * r * 4;                 // grad B [out, r] fp32
+      op.adapter_grad_bytes[1] = r * in * 4;                  // grad A [r, in] fp32
     }
     g_.ops.push_back(op);
     return y;
@@ -79,9 +91,9 @@ class GraphBuilder {
 
   // Elementwise op whose backward needs `saved` (e.g. SiLU keeps its input).
   int elementwise(const char* tag, std::vector<int> inputs, std::vector<int> saved, int64_t bytes,
-                  int64_t bwd_workspace = 0) {
+                  int64_t bwd_workspace = 0, int64_t fwd_workspace = 0) {
     const int y = g_.tensor(tag, bytes);
-    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, 0, bwd_workspace});
+    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, fwd_workspace, bwd_workspace});
     return y;
   }
 
@@ -98,9 +110,13 @@ class GraphBuilder {
   // rotation) needs only cos and sin.
   int rope(const char* tag, int q, int64_t bytes) { return elementwise(tag, {q}, {}, bytes); }
 
-  // A slice of a fused projection copied into its own tensor (reshape of a narrow view); its
-  // backward scatters the gradient into a zeroed full-size tensor.
-  int split(const char* tag, int fused, int64_t bytes) { return elementwise(tag, {fused}, {}, bytes); }
+  // A slice of a fused projection, reshaped to heads: a view, which keeps the whole fused output
+  // alive as long as it lives; its backward scatters the gradient into a zeroed full-size tensor.
+  int split(const char* tag, int fused, int64_t bytes) {
+    const int y = elementwise(tag, {fused}, {}, bytes);
+    g_.tensors[y].view_of = fused;
+    return y;
+  }
 
   int attention(int q, int k, int v) {
     const Dims& d = d_;
@@ -116,15 +132,21 @@ class GraphBuilder {
       // A chunk's fp32 scores (and, below fp32, their compute-dtype copy) and its output.
       const int64_t per_score = d.a == 4 ? 4 : 4 + d.a;
       const int64_t chunk = d.B * d.H * c * (d.T * per_score + d.D * d.a);
-      // Backward adds the output gradient's layout, the K/V gradient accumulators and one
-      // [B, H, T, D] matmul result, and per chunk the probabilities and dS.
-      const int64_t bwd = layout + 4 * d.N * HD * d.a + d.B * d.H * c * d.T * 2 * per_score;
+      // Backward adds the output gradient's layout, grad Q and the K/V gradient accumulators
+      // ([B, H, T, D] each) and one [B, H, T, D] matmul result; per chunk rowsum(dO O) [B, H, c]
+      // and, in fp32, the probabilities, dS and under soft-capping tanh(S / cap), plus dS's
+      // compute-dtype copy below fp32.
+      const int64_t scores_chunk = d.B * d.H * c * d.T;  // [B, H, c, T]
+      const int64_t per_bwd_score = 8 + (m_.attn_logit_softcapping > 0 ? 4 : 0) + (d.a == 4 ? 0 : d.a);
+      const int64_t bwd = layout + 5 * d.N * HD * d.a + d.B * d.H * c * 4 + scores_chunk * per_bwd_score;
       g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
       return o;
     }
     // Eager: S = Q K^T, P = softmax(S) kept for backward, O = P V.
-    const int kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
-    const int vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a);
+    // K/V expanded to H heads (repeat_interleave; with Hkv < H it copies its input first).
+    const int64_t expand = d.H == d.Hkv ? 0 : d.N * d.Hkv * d.D * d.a;
+    const int kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a, 0, expand);  // [B, H, T, D] copy
+    const int vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a, 0, expand);
     const int qt = elementwise("attn.q_t", {q}, {}, d.N * HD * d.a);    // [B, H, T, D] copy
     int s = g_.tensor("attn.scores", scores * d.a);  // [B, H, T, T]
     g_.ops.push_back({"attn.scores", {qt, kr}, {s}, {qt, kr}, {qt, kr}});
@@ -195,7 +217,9 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c) {
   const int h2 = b.norm(gemma ? "mlp.pre_norm" : "mlp.norm", "mlp.norm.rstd", x2, N, C);
   int gate, up;
   if (m.fused_gate_up) {
-    gate = up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I], halves are views
+    const int gate_up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I]
+    gate = b.split("mlp.gate", gate_up, N * I * a);                              // [N, I] views
+    up = b.split("mlp.up", gate_up, N * I * a);
   } else {
     gate = b.linear("mlp.gate", Module::kGate, h2, C, I);  // [N, I]
     up = b.linear("mlp.up", Module::kUp, h2, C, I);        // [N, I]

@@ -14,20 +14,34 @@ namespace loraplan::planner {
 
 struct TensorDef {
   const char* tag;  // "attn.q", "mlp.act"
-  int64_t bytes = 0;
+  int64_t bytes = 0;  // its own size (a view's gradient is this size too)
   Category category = Category::kActivations;
+  int view_of = -1;  // a view of this tensor: allocates nothing and keeps that tensor alive
+};
+
+// A temporary of an op, placed between the op's own allocations. Slot k < n is just before the
+// op's k-th allocation (of n), slot n after the last one, slot n + 1 the op's end. It is allocated
+// at slot `from` and freed at slot `to` (from == to: allocated and freed at once). At a slot, the
+// temporaries ending there are freed first, then those starting there are allocated.
+struct Temp {
+  int64_t bytes = 0;
+  int from = 0, to = 0;
+  bool only_with_input_grad = false;  // backward: only when a grad input needs its gradient
 };
 
 struct OpDef {
   const char* tag;
   std::vector<int> inputs;       // tensors read in forward
-  std::vector<int> outputs;      // tensors this op allocates
+  std::vector<int> outputs;      // tensors this op allocates, in order
   std::vector<int> saved;        // tensors held for this op's backward
   std::vector<int> grad_inputs;  // inputs that receive a gradient contribution
-  int64_t fwd_workspace = 0;     // transient bytes while the op runs forward
-  int64_t bwd_workspace = 0;     // transient bytes while its backward runs
-  int64_t bwd_workspace_frozen_input = -1;  // ... when its input needs no gradient (-1: same)
-  int64_t adapter_grad_bytes[2] = {0, 0};  // LoRA A and B gradients (fp32); 0 if none
+  int64_t fwd_workspace = 0;     // transient bytes after the op's outputs are allocated
+  int64_t bwd_workspace = 0;     // transient bytes before its backward allocates gradients
+  // Forward temporaries between the outputs; backward temporaries between the allocations of
+  // backward: the grad inputs' gradients, then grad B and grad A.
+  std::vector<Temp> fwd_temps = {}, bwd_temps = {};
+  int64_t adapter_grad_bytes[2] = {0, 0};  // LoRA B and A gradients (fp32), in the order backward
+                                           // produces them; 0 if none
   bool pass_through_grad = false;  // backward hands its output gradient to every grad input
                                    // without allocating (residual add)
 };

@@ -66,6 +66,7 @@ class StepBuilder {
   }
 
   void hold(int32_t id) { ++refs_[id]; }
+  bool shared(int32_t id) const { return refs_[id] > 1; }
 
   void drop(int32_t id) {
     if (--refs_[id] == 0) s_.events.push_back({false, id, phase_});
@@ -127,11 +128,40 @@ struct GraphRun {
 
 bool has_adapter(const OpDef& op) { return op.adapter_grad_bytes[0] > 0; }
 
+// The `n` allocations of one op (forward: its outputs; backward: its gradients) with the op's
+// temporaries between them (see Temp); `allocate(k)` makes allocation k. `ids`: scratch.
+template <typename Allocate>
+void allocate_with_temps(StepBuilder& sb, const GraphRun& run, const char* tag, const std::vector<Temp>& temps,
+                         int n, bool input_grad, std::vector<int32_t>& ids, Allocate allocate) {
+  ids.assign(temps.size(), kNone);
+  for (int k = 0; k <= n + 1; ++k) {
+    for (size_t i = 0; i < temps.size(); ++i) {
+      if (ids[i] != kNone && temps[i].to == k && temps[i].from < k) {
+        sb.drop(ids[i]);
+        ids[i] = kNone;
+      }
+    }
+    for (size_t i = 0; i < temps.size(); ++i) {
+      const Temp& t = temps[i];
+      if (t.from == k && t.bytes > 0 && (input_grad || !t.only_with_input_grad)) {
+        ids[i] = sb.alloc(tag, run.layer, run.mb, t.bytes, Category::kWorkspace);
+      }
+    }
+    for (size_t i = 0; i < temps.size(); ++i) {
+      if (ids[i] != kNone && temps[i].from == k && temps[i].to == k) {
+        sb.drop(ids[i]);
+        ids[i] = kNone;
+      }
+    }
+    if (k < n) allocate(k);
+  }
+}
+
 // `last_use`: scratch storage, overwritten.
 // `save`: autograd records ops (not under no_grad); it records only ops with an input in the
 // graph or with an adapter, so an op on the frozen embedding's output keeps nothing.
 void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool input_requires_grad,
-             std::vector<int>& last_use) {
+             std::vector<int>& last_use, std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   last_use.assign(run.plan->last_use.begin(), run.plan->last_use.end());
   run.buf[g.input] = input;
@@ -140,11 +170,18 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
     const OpDef& op = g.ops[i];
     const bool in_graph = has_adapter(op) || std::any_of(op.inputs.begin(), op.inputs.end(),
                                                          [&](int t) { return run.requires_grad[t]; });
-    for (int t : op.outputs) {
-      const TensorDef& td = g.tensors[t];
-      run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
-      run.requires_grad[t] = in_graph;
-    }
+    allocate_with_temps(sb, run, op.tag, op.fwd_temps, static_cast<int>(op.outputs.size()), true, temp_ids,
+                        [&](int k) {
+                          const int t = op.outputs[k];
+                          const TensorDef& td = g.tensors[t];
+                          if (td.view_of >= 0) {  // shares its base's buffer
+                            run.buf[t] = run.buf[td.view_of];
+                            sb.hold(run.buf[t]);
+                          } else {
+                            run.buf[t] = sb.alloc(td.tag, run.layer, run.mb, td.bytes, td.category);
+                          }
+                          run.requires_grad[t] = in_graph;
+                        });
     sb.transient(op.tag, run.layer, run.mb, op.fwd_workspace, Category::kWorkspace);
     run.recorded[i] = save && in_graph;
     if (run.recorded[i]) {
@@ -164,48 +201,66 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
 struct GradState {
   std::vector<int32_t> adapter_grads;  // persistent buffers of the first micro-batch
   bool first_micro_batch = true;
+  // A checkpointed layer's backward (autograd::grad over the recomputed layer) returns all its
+  // adapter gradients at once: on later micro-batches they are held here until it ends, then
+  // accumulated into the first micro-batch's buffers.
+  bool hold_adapter_grads = false;
+  std::vector<int32_t> held;
+  std::vector<int32_t> added;  // scratch: one op's gradient contributions to accumulate
+  std::vector<int> out_of_place;  // scratch: tensors whose accumulated gradient is a new buffer
 };
 
 // Runs the graph's backward from the gradient of its output; returns the gradient buffer of its
 // input (kNone when the input needs none). Gradient buffers are shared by reference count when
-// an op hands its output gradient on unchanged.
-int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs) {
+// an op hands its output gradient on unchanged. After an op's backward returns, autograd frees
+// its output gradients and saved tensors, then adds each further gradient contribution into the
+// buffer already there (and adapter gradients of later micro-batches into .grad) and frees it;
+// when that buffer is shared (a checkpoint still holds its output gradient), the sum is new.
+int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs, std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
+  std::vector<int32_t>& added = gs.added;
   for (size_t i = g.ops.size(); i-- > 0;) {
     const OpDef& op = g.ops[i];
     const bool reached = std::any_of(op.outputs.begin(), op.outputs.end(),
                                      [&](int t) { return run.grad[t] != kNone; });
+    added.clear();
     if (reached) {
       const bool input_grad = std::any_of(op.grad_inputs.begin(), op.grad_inputs.end(),
                                           [&](int t) { return run.requires_grad[t]; });
-      const int64_t ws = !input_grad && op.bwd_workspace_frozen_input >= 0 ? op.bwd_workspace_frozen_input
-                                                                           : op.bwd_workspace;
-      sb.transient(op.tag, run.layer, run.mb, ws, Category::kWorkspace);
+      sb.transient(op.tag, run.layer, run.mb, op.bwd_workspace, Category::kWorkspace);
       int32_t given = kNone;
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) given = run.grad[t];
       }
-      for (int t : op.grad_inputs) {
-        if (!run.requires_grad[t]) continue;
+      const int inputs = static_cast<int>(op.grad_inputs.size());
+      const int n = inputs + (has_adapter(op) ? 2 : 0);
+      allocate_with_temps(sb, run, op.tag, op.bwd_temps, n, input_grad, temp_ids, [&](int k) {
+        if (k >= inputs) {  // grad B, grad A
+          const int64_t bytes = op.adapter_grad_bytes[k - inputs];
+          if (gs.first_micro_batch) {
+            gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
+          } else if (gs.hold_adapter_grads) {
+            gs.held.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
+          } else {
+            added.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
+          }
+          return;
+        }
+        const int t = op.grad_inputs[k];
+        if (!run.requires_grad[t]) return;
         const TensorDef& td = g.tensors[t];
         if (run.grad[t] != kNone) {
-          sb.transient("grad", run.layer, run.mb, td.bytes, td.category);  // accumulated in place
+          added.push_back(sb.alloc("grad", run.layer, run.mb, td.bytes, td.category));
+          // A gradient buffer something else still holds is not added into: the sum is new.
+          if (sb.shared(run.grad[t])) gs.out_of_place.push_back(t);
         } else if (op.pass_through_grad) {
           run.grad[t] = given;
           sb.hold(given);
         } else {
           run.grad[t] = sb.alloc("grad", run.layer, run.mb, td.bytes, td.category);
         }
-      }
-      for (int64_t bytes : op.adapter_grad_bytes) {
-        if (bytes == 0) continue;
-        if (gs.first_micro_batch) {
-          gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
-        } else {
-          sb.transient("grad:lora", run.layer, run.mb, bytes, Category::kGradients);
-        }
-      }
+      });
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) {
           sb.drop(run.grad[t]);
@@ -220,6 +275,14 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
     if (run.recorded[i]) {
       for (int t : op.saved) sb.drop(run.buf[t]);
     }
+    for (int t : gs.out_of_place) {
+      const TensorDef& td = g.tensors[t];
+      const int32_t sum = sb.alloc("grad", run.layer, run.mb, td.bytes, td.category);
+      sb.drop(run.grad[t]);
+      run.grad[t] = sum;
+    }
+    gs.out_of_place.clear();
+    for (int32_t id : added) sb.drop(id);
   }
   return run.requires_grad[g.input] ? run.grad[g.input] : kNone;
 }
@@ -362,7 +425,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
   const GraphPlan layer(decoder_layer_graph(m, c));
   const GraphPlan head(head_graph(m, c));
-  std::vector<int> last_use;  // scratch for forward()
+  std::vector<int> last_use;     // scratch for forward()
+  std::vector<int32_t> temp_ids;  // scratch for forward() and backward()
   auto stage = [&](int l) {
     std::vector<int32_t> staged;
     if (c.offloaded[l]) {
@@ -406,7 +470,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       }
       if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
       // Layer 0's input is the frozen embedding's output: it is not part of the graph.
-      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use);
+      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use, temp_ids);
       sb.drop(x);
       unstage(staged);
       x = runs[l].buf[layer.g.output];
@@ -414,10 +478,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
     sb.phase("loss");
     head_run.restart(-1, mb);
-    forward(sb, head_run, x, true, true, last_use);
+    forward(sb, head_run, x, true, true, last_use, temp_ids);
     sb.drop(x);
     const int32_t loss = head_run.buf[head.g.output];
-    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs);
+    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs, temp_ids);
     sb.drop(loss);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
@@ -425,15 +489,21 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       const std::vector<int32_t> staged = stage(l);
       GraphRun& run = runs[l];
       int32_t recomputed = kNone;
+      const int32_t grad_out = g;
       if (c.checkpointed[l]) {
         const int32_t input = run.buf[layer.g.input];
         run.restart(l, mb);
-        forward(sb, run, input, true, l > 0, last_use);
+        forward(sb, run, input, true, l > 0, last_use, temp_ids);
         recomputed = run.buf[layer.g.output];
+        sb.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
       }
-      g = backward(sb, run, g, gs);
+      gs.hold_adapter_grads = c.checkpointed[l];
+      g = backward(sb, run, g, gs, temp_ids);
       if (recomputed != kNone) {
         sb.drop(recomputed);
+        sb.drop(grad_out);
+        for (int32_t id : gs.held) sb.drop(id);
+        gs.held.clear();
         sb.drop(run.buf[layer.g.input]);  // the checkpoint's hold
       }
       unstage(staged);

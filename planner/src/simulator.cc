@@ -18,7 +18,8 @@ Replay replay(const Schedule& s) {
     const int64_t delta = e.alloc ? b.bytes : -b.bytes;
     live += delta;
     live_by[static_cast<int>(b.category)] += delta;
-    r.phase_peak[e.phase] = std::max(r.phase_peak[e.phase], live);
+    // A phase's peak counts what is live when it begins (its first event may be a free).
+    r.phase_peak[e.phase] = std::max({r.phase_peak[e.phase], live - delta, live});
     if (live > r.peak_bytes) {
       r.peak_bytes = live;
       r.peak_event = static_cast<int32_t>(i);

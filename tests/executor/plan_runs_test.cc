@@ -30,7 +30,6 @@ TEST_P(ChosenPlan, RunsWithinItsBudget) {
   const planner::DeviceModel d = planner::cpu_device(planner::parse_size(k.budget, "budget"));
   planner::SearchSpace space;
   space.margin_share = 0.05;
-  space.allow_offload = false;  // offload needs the executor's staging
   const planner::PlanSearch s = planner::search_plan(r.model, base, d, planner::cpu_rates(1), space);
   ASSERT_TRUE(s.found) << k.model << " " << k.budget;
   r.config = s.chosen.config;

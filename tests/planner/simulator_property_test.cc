@@ -321,25 +321,35 @@ RC_GTEST_PROP(SimulatorProperty, PeakNeverFallsWithRankBelowThreshold8bitCuda, (
 
 // {live, allocated} bytes by which checkpointing the layers in mask `added` may raise the peak.
 // Recompute adds N C a (output or its gradient) + the adapter grads above it when grad-accum is 1;
-// checkpointing layer 0 also holds the embedding output [N, C], which a plain layer 0 frees
-// (its ops on the frozen embedding output are not recorded by autograd).
+// the checkpoint's backward holds its output gradient [N, C] until it returns, and on later
+// micro-batches (grad-accum > 1) the adapter gradients of its layer together. Checkpointing layer
+// 0 also holds the embedding output [N, C], which a plain layer 0 frees (its ops on the frozen
+// embedding output are not recorded by autograd).
 std::pair<int64_t, int64_t> checkpoint_slack(const Case& c, uint32_t added) {
   if (added == 0) return {0, 0};
   const auto round = [](int64_t bytes) { return CudaAllocatorModel::round_size(bytes); };
   const int64_t output = c.micro_batch * c.seq_len * model(c.model).hidden * dtype_bytes(c.compute);
   const int lowest = std::countr_zero(added);
-  int64_t live = output, allocated = round(output);
+  int64_t live = 2 * output, allocated = 2 * round(output);
   if (lowest == 0) {
     live += output;
     allocated += round(output);
   }
+  std::vector<int64_t> layer_live(model(c.model).layers), layer_allocated(model(c.model).layers);
   for (const TensorSpec& t : adapted_linears(c)) {
-    if (c.grad_accum > 1 || t.layer <= lowest) continue;
     for (const int64_t n : {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A, B
-      live += 4 * n;
-      allocated += round(4 * n);
+      if (c.grad_accum == 1 && t.layer > lowest) {
+        live += 4 * n;
+        allocated += round(4 * n);
+      }
+      if (c.grad_accum > 1 && (added >> t.layer & 1)) {
+        layer_live[t.layer] += 4 * n;
+        layer_allocated[t.layer] += round(4 * n);
+      }
     }
   }
+  live += *std::max_element(layer_live.begin(), layer_live.end());
+  allocated += *std::max_element(layer_allocated.begin(), layer_allocated.end());
   return {live, allocated};
 }
 

@@ -25,7 +25,7 @@ struct Replay {
   int32_t peak_phase = 0;         // index into Schedule::phases
   CategoryBytes at_peak{};        // live bytes per category at that event
   int64_t resident_bytes = 0;     // live bytes when the step ends (held between steps)
-  std::vector<int64_t> phase_peak;  // [phases] most live bytes within each phase
+  std::vector<int64_t> phase_peak;  // [phases] most live bytes within each phase, from its start
 };
 Replay replay(const Schedule& s);
 
