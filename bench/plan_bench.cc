@@ -62,10 +62,15 @@ void BM_SweepLlama8B(benchmark::State& state) {
   SearchSpace space;
   space.margin_share = 0.05;
   const int threads = static_cast<int>(state.range(0));
+  int estimates = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(sweep(m, c, gpus, {512, 1024, 2048, 4096, 8192}, space, threads).size());
+    estimates = 0;
+    for (const SweepCell& cell : sweep(m, c, gpus, {512, 1024, 2048, 4096, 8192}, space, threads)) {
+      estimates += cell.search.estimates;
+    }
   }
   state.counters["searches"] = static_cast<double>(gpus.size() * 5);
+  state.counters["estimates"] = estimates;
 }
 BENCHMARK(BM_SweepLlama8B)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
