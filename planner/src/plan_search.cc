@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <set>
 #include <thread>
 #include <tuple>
 
@@ -71,50 +72,68 @@ class Searcher {
     return t;
   }
 
-  // The cheapest way to make `combo` fit: the fewest checkpointed layers, then (with every layer
-  // checkpointed) the fewest offloaded. The peak does not rise as either grows and falls about
-  // linearly, so the search starts where the line through both ends crosses the limit. Gives up
-  // (simulated = false) as soon as what is left of the combination cannot beat `must_beat`
-  // tokens/s: recomputing or offloading one more layer never makes a step faster.
-  PlanCandidate fit(const Combo& combo, double must_beat) {
+  // Positions order a combination's plans from the fastest and largest to the slowest and
+  // smallest: p <= L checkpoints the first p layers; p > L checkpoints every layer and offloads
+  // the first p - L.
+  TrainConfig at(const Combo& combo, int64_t p) const {
     const int64_t L = m_.layers;
+    return p <= L ? with(combo.config, p, 0) : with(combo.config, L, p - L);
+  }
+
+  // The cheapest way to make `combo` fit: the least position that fits. The peak does not rise
+  // with the position, so a bracket (lo does not fit, hi does) narrows to it. Other micro-batches
+  // of the combination may have bounded it already: a position that did not fit a smaller one
+  // does not fit this one (`known_unfit`; -1 when nothing is known). Gives up (simulated = false) as soon as what is
+  // left cannot beat `must_beat` tokens/s: recomputing or offloading more never makes a step
+  // faster.
+  PlanCandidate fit(const Combo& combo, double must_beat, int64_t known_unfit) {
+    const int64_t L = m_.layers, top = space_.allow_offload ? 2 * L : L;
     PlanCandidate p;
-    auto beaten = [&](int64_t k, int64_t n) {
-      p.config = with(combo.config, k, n);
+    auto beaten = [&](int64_t pos) {
+      p.config = at(combo, pos);
       p.cost = step_cost(m_, p.config, r_);
       if (p.cost.tokens_per_s > must_beat) return false;
+      const int64_t k = std::min(pos, L), n = std::max<int64_t>(pos - L, 0);
       p.simulated = false;
       p.reason = "slower: at most " + tokens_text(p.cost.tokens_per_s) + " (" + std::to_string(k) +
                  " or more layers checkpointed" + (n > 0 ? ", " + std::to_string(n) + " or more offloaded)" : ")");
       return true;
     };
-    const FitCheck none = check(with(combo.config, 0, 0));
-    int64_t k = 0, n = 0;
-    p.peak_bytes = none.peak_bytes;
-    if (!none.fits) {
-      if (beaten(1, 0)) return p;
-      const FitCheck all = check(with(combo.config, L, 0));
-      if (all.fits) {
-        k = least(none, all, L, [&](int64_t x) { return check(with(combo.config, x, 0)); },
-                  [&](int64_t x) { return beaten(x, 0); }, p.peak_bytes);
-        if (k < 0) return p;
-      } else {
-        if (!space_.allow_offload || beaten(L, 1)) {
-          if (!space_.allow_offload) return infeasible(combo, p, all);
-          return p;
+    int64_t lo = known_unfit, hi = -1;
+    FitCheck c_lo, c_hi;  // checks at lo and hi when this combination ran them
+    c_lo.tensor_bytes = c_hi.tensor_bytes = -1;
+    if (lo < 0) {
+      c_lo = check(at(combo, 0));
+      if (c_lo.fits) return fitted(combo, p, 0, c_lo.peak_bytes);
+      lo = 0;
+    }
+    if (beaten(lo + 1)) return p;
+    if (hi < 0) {
+      for (int64_t end : {L, top}) {  // every layer checkpointed, then every layer offloaded
+        if (end <= lo) continue;
+        const FitCheck e = check(at(combo, end));
+        if (e.fits) {
+          hi = end;
+          c_hi = e;
+          break;
         }
-        const FitCheck offloaded = check(with(combo.config, L, L));
-        if (!offloaded.fits) return infeasible(combo, p, offloaded);
-        k = L;
-        n = least(all, offloaded, L, [&](int64_t x) { return check(with(combo.config, L, x)); },
-                  [&](int64_t x) { return beaten(L, x); }, p.peak_bytes);
-        if (n < 0) return p;
+        lo = end;
+        c_lo = e;
+        if (end == top) return infeasible(combo, p, e);
+        if (beaten(lo + 1)) return p;
       }
     }
-    p.config = with(combo.config, k, n);
+    const int64_t pos = least(lo, hi, c_lo, c_hi, [&](int64_t x) { return check(at(combo, x)); }, beaten);
+    if (pos < 0) return p;
+    return fitted(combo, p, pos, last_fit_.peak_bytes);
+  }
+
+  PlanCandidate& fitted(const Combo& combo, PlanCandidate& p, int64_t pos, int64_t peak) {
+    p.config = at(combo, pos);
     p.fits = true;
     p.simulated = true;
     p.reason.clear();
+    p.peak_bytes = peak;
     p.cost = step_cost(m_, p.config, r_);
     return p;
   }
@@ -133,29 +152,34 @@ class Searcher {
     return p;
   }
 
-  // The least x in [1, L] that fits, knowing x = 0 does not (check c0) and x = L does (cL); its
-  // peak goes to `peak`. The tensors' peak falls about linearly in x and the allocator only adds
-  // to it, so each probe is where the line through the bracket's tensor peaks crosses the limit
-  // (then its neighbour, to close the bracket). -1 when `beaten(lo + 1)` says the rest cannot win.
-  int64_t least(const FitCheck& c0, const FitCheck& cL, int64_t L, const std::function<FitCheck(int64_t)>& check_at,
-                const std::function<bool(int64_t)>& beaten, int64_t& peak) const {
-    int64_t lo = 0, hi = L;  // lo does not fit, hi does
-    int64_t t_lo = c0.tensor_bytes, t_hi = cL.tensor_bytes;
-    peak = cL.peak_bytes;
-    for (int probes = 0; hi - lo > 1; ++probes) {
-      int64_t probe = lo + (hi - lo) / 2;  // bisection once the line has had its two tries
-      const double slope = static_cast<double>(t_lo - t_hi) / static_cast<double>(hi - lo);
-      if (probes == 0 && slope > 0) {
+  // The least position in (lo, hi] that fits, knowing lo does not and hi does (c_hi); last_fit_
+  // holds the check of the answer. The
+  // tensors' peak falls about linearly within a segment (checkpointing, then offloading) and the
+  // allocator only adds to it, so each probe is where the line through the bracket's tensor peaks
+  // crosses the limit (regula falsi); after three probes that moved the same end, one bisection
+  // keeps the worst case logarithmic. -1 when `beaten(lo + 1)` says the rest cannot win.
+  int64_t least(int64_t lo, int64_t hi, const FitCheck& c_lo, const FitCheck& c_hi,
+                const std::function<FitCheck(int64_t)>& check_at, const std::function<bool(int64_t)>& beaten) {
+    const int64_t L = m_.layers;
+    last_fit_ = c_hi;
+    int64_t t_lo = c_lo.tensor_bytes, t_hi = c_hi.tensor_bytes;  // -1: unknown
+    int same_side = 0, last_side = 0;  // +1: hi moved, -1: lo moved
+    while (hi - lo > 1) {
+      int64_t probe = lo + (hi - lo) / 2;
+      const bool line = t_lo >= 0 && t_hi >= 0 && t_lo > t_hi && (hi <= L || lo >= L) && same_side < 3;
+      if (line) {
+        const double slope = static_cast<double>(t_lo - t_hi) / static_cast<double>(hi - lo);
         probe = lo + static_cast<int64_t>(std::ceil(static_cast<double>(t_lo - out_.limit_bytes) / slope));
-      } else if (probes == 1) {
-        probe = hi == L ? lo + 1 : hi - 1;  // the neighbour of the first probe, on the open side
       }
       probe = std::clamp(probe, lo + 1, hi - 1);
       const FitCheck f = check_at(probe);
+      const int side = f.fits ? 1 : -1;
+      same_side = line && side == last_side ? same_side + 1 : line ? 1 : 0;
+      last_side = side;
       if (f.fits) {
         hi = probe;
         t_hi = f.tensor_bytes;
-        peak = f.peak_bytes;
+        last_fit_ = f;
       } else {
         lo = probe;
         t_lo = f.tensor_bytes;
@@ -171,6 +195,7 @@ class Searcher {
   const Rates& r_;
   const SearchSpace& space_;
   PlanSearch& out_;
+  FitCheck last_fit_;
 };
 
 std::vector<int64_t> divisors(int64_t n) {
@@ -233,21 +258,40 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   std::stable_sort(combos.begin(), combos.end(), [](const Combo& a, const Combo& b) { return a.best_case > b.best_case; });
 
   std::map<Shape, int64_t> infeasible_from;  // shape -> smallest micro-batch known not to fit
-  // A combination whose most frugal plan does not fit at micro-batch 1 fits at none; one check each.
-  for (const Combo& k : combos) {
-    if (k.config.micro_batch != 1 || infeasible_from.count(k.shape)) continue;
-    const TrainConfig frugal = Searcher::with(k.config, m.layers, space.allow_offload ? m.layers : 0);
-    if (const FitCheck f = searcher.check(frugal); !f.fits) {
-      infeasible_from[k.shape] = 1;
-      PlanCandidate p;
-      out.rejected.push_back(searcher.infeasible(k, p, f));
+  std::map<Shape, std::map<int64_t, int64_t>> least_position;  // shape -> micro-batch -> least position that fits
+  // The largest micro-batch at which each combination's most frugal plan fits, by bisection over
+  // the micro-batches (a larger one never needs less): the ones above it are rejected unsimulated.
+  std::map<Shape, std::vector<const Combo*>> by_shape;  // ascending micro-batch
+  for (const Combo& k : combos) by_shape[k.shape].push_back(&k);
+  std::set<std::pair<Shape, int64_t>> rejected_frugal;  // (shape, micro-batch) rejected with its peak
+  for (auto& [shape, list] : by_shape) {
+    std::sort(list.begin(), list.end(), [](const Combo* a, const Combo* b) { return a->config.micro_batch < b->config.micro_batch; });
+    auto frugal_fits = [&](size_t i) {
+      const FitCheck f = searcher.check(Searcher::with(list[i]->config, m.layers, space.allow_offload ? m.layers : 0));
+      if (!f.fits) {
+        PlanCandidate p;
+        out.rejected.push_back(searcher.infeasible(*list[i], p, f));
+        rejected_frugal.insert({shape, list[i]->config.micro_batch});
+      }
+      return f.fits;
+    };
+    size_t lo = 0, hi = list.size();  // list[lo] fits (once checked), list[hi] does not
+    if (!frugal_fits(0)) {
+      hi = 0;
+    } else if (list.size() > 1 && !frugal_fits(list.size() - 1)) {
+      hi = list.size() - 1;
+      while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (frugal_fits(mid)) lo = mid; else hi = mid;
+      }
     }
+    if (hi < list.size()) infeasible_from[shape] = list[hi]->config.micro_batch;
   }
   const size_t kept = static_cast<size_t>(space.runner_ups) + 1;  // the chosen plan and its runner-ups
   std::vector<PlanCandidate> feasible;
   for (const Combo& k : combos) {
     if (auto it = infeasible_from.find(k.shape); it != infeasible_from.end() && k.config.micro_batch >= it->second) {
-      if (k.config.micro_batch == it->second) continue;  // rejected already, with its peak
+      if (rejected_frugal.count({k.shape, k.config.micro_batch})) continue;  // rejected already, with its peak
       PlanCandidate p;
       p.config = k.config;
       p.simulated = false;
@@ -266,7 +310,16 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       continue;
     }
     const double must_beat = feasible.empty() ? 0 : feasible.front().cost.tokens_per_s;
-    PlanCandidate p = searcher.fit(k, must_beat);
+    // What other micro-batches of the same combination found bracket this one.
+    int64_t known_unfit = -1;
+    for (const auto& [b, pos] : least_position[k.shape]) {
+      if (b < k.config.micro_batch) known_unfit = std::max(known_unfit, pos - 1);
+    }
+    PlanCandidate p = searcher.fit(k, must_beat, known_unfit);
+    if (p.fits) {
+      const int64_t ck = count(p.config.checkpointed), off = count(p.config.offloaded);
+      least_position[k.shape][k.config.micro_batch] = off > 0 ? m.layers + off : ck;
+    }
     if (!p.simulated) {
       out.rejected.push_back(std::move(p));
       continue;
