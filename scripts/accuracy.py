@@ -2,8 +2,8 @@
 """Predicted vs measured memory, per configuration and per phase, on the CPU executor.
 
 For each configuration of a fixed grid of tiny models (llama, phi3, gemma2, qwen3 and qwen2 layouts;
-weight formats, checkpointing, shapes, LoRA, optimizer, attention, loss, accumulation and
-compute dtype varied together), runs
+weight formats, checkpointing, shapes, LoRA, optimizer, attention, loss, accumulation, compute
+dtype and offloaded layers varied together), runs
   loraplan estimate --device cpu --format json ...   (the prediction)
   loraplan train --steps 2 --out DIR ...             (the measurement, tracking allocator)
 and compares the total peak and every phase's peak. Writes docs/accuracy.md and prints the summary.
@@ -35,6 +35,7 @@ AXES = {
     "loss": [["--loss", "full"], ["--loss", "chunked:24"]],
     "accum": [["--grad-accum", "1"], ["--grad-accum", "4"]],
     "compute": [["--compute-dtype", "fp32"], ["--compute-dtype", "fp32"], ["--compute-dtype", "bf16"]],
+    "offload": [["--offload", "none"], ["--offload", "1"], ["--offload", "none"]],
 }
 
 
