@@ -34,6 +34,16 @@ std::string tokens_text(double tokens_per_s) {
   return out + " tokens/s";
 }
 
+// "6.31 GiB > 5.70 GiB"; in bytes when the rounded sizes would read the same.
+std::string over_limit(int64_t need, int64_t limit) {
+  std::string a = format_bytes(need), b = format_bytes(limit);
+  if (a == b) {
+    a = std::to_string(need) + " bytes";
+    b = std::to_string(limit) + " bytes";
+  }
+  return a + " > " + b;
+}
+
 // The choices other than micro-batch; a combination is infeasible for every micro-batch at least
 // as large as one that is.
 using Shape = std::tuple<int, int64_t, int, int>;  // attention, loss chunk (0 or 1 = chunked), weights, optimizer
@@ -147,7 +157,7 @@ class Searcher {
     // rounding broke it, and only a full estimate tells the peak.
     p.peak_bytes = frugal.peak_bytes > out_.limit_bytes ? frugal.peak_bytes : simulate(p.config).peak_bytes;
     p.cost = step_cost(m_, p.config, r_);
-    p.reason = "needs " + format_bytes(p.peak_bytes) + " > " + format_bytes(out_.limit_bytes) +
+    p.reason = "needs " + over_limit(p.peak_bytes, out_.limit_bytes) +
                (space_.allow_offload ? " with every layer checkpointed and offloaded" : " with every layer checkpointed");
     return p;
   }
@@ -376,7 +386,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
     const Estimate e = searcher.simulate(fewer);
     out.boundaries.push_back((n > 0 ? "offloading " + std::to_string(n - 1) + " layers instead of " + std::to_string(n)
                                     : "checkpointing " + std::to_string(k - 1) + " layers instead of " + std::to_string(k)) +
-                             ": needs " + format_bytes(e.peak_bytes) + " > " + format_bytes(out.limit_bytes));
+                             ": needs " + over_limit(e.peak_bytes, out.limit_bytes));
   }
   return out;
 }
