@@ -43,15 +43,22 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
                    {"weights", r.weights},
                    {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
   j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
-  j["measured"] = {{"peak_bytes", r.peak_bytes}, {"resident_bytes", r.resident_bytes}, {"host_bytes", r.host_bytes}};
+  // peak_bytes: allocated (live tensor) bytes; reserved_peak_bytes: with the caching allocator's
+  // free cached blocks on CUDA, equal to peak_bytes on the CPU.
+  j["measured"] = {{"peak_bytes", r.peak_bytes},
+                   {"reserved_peak_bytes", r.reserved_peak_bytes},
+                   {"resident_bytes", r.resident_bytes},
+                   {"host_bytes", r.host_bytes}};
   j["measured"]["phases"] = nlohmann::json::array();
   for (const executor::PhaseMeasure& p : r.phases) {
-    j["measured"]["phases"].push_back({{"name", p.name}, {"peak_bytes", p.peak_bytes}});
+    j["measured"]["phases"].push_back(
+        {{"name", p.name}, {"peak_bytes", p.peak_bytes}, {"reserved_peak_bytes", p.reserved_peak_bytes}});
   }
   j["steps"] = nlohmann::json::array();
   for (const executor::StepMeasure& s : r.steps) {
     j["steps"].push_back({{"step", s.step}, {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
-                          {"peak_bytes", s.peak_bytes}, {"lr", s.lr}});
+                          {"peak_bytes", s.peak_bytes}, {"reserved_peak_bytes", s.reserved_peak_bytes},
+                          {"lr", s.lr}});
   }
   j["out_of_memory"] = r.out_of_memory;
   j["error"] = r.error.empty() ? nlohmann::json() : nlohmann::json(r.error);

@@ -1,14 +1,22 @@
 #!/usr/bin/python3
-"""Predicted vs measured memory, per configuration and per phase, on the CPU executor.
+"""Predicted vs measured memory, per configuration and per phase, on the CPU or CUDA executor.
 
 For each configuration of a fixed grid of tiny models (llama, phi3, gemma2, qwen3 and qwen2 layouts;
 weight formats, checkpointing, shapes, LoRA, optimizer, attention, loss, accumulation, compute
 dtype and offloaded layers varied together), runs
-  loraplan estimate --device cpu --format json ...   (the prediction)
-  loraplan train --steps 2 --out DIR ...             (the measurement, tracking allocator)
-and compares the total peak and every phase's peak. Writes docs/accuracy.md and prints the summary.
+  loraplan estimate --device D --format json ...     (the prediction)
+  loraplan train --steps 2 --out DIR ...             (the measurement)
+and compares the total peak and every phase's peak. Writes the table and prints the summary.
+
+--device cpu (default): the tracking allocator's bytes against the CPU prediction's peak_bytes.
+--device cuda --gpu SIZE|PROFILE: the caching allocator's allocated peak (report.json
+measured.peak_bytes) against the prediction's allocated_peak_bytes, and each phase's allocated
+peak against the phase's allocated_bytes; the reserved peaks (measured.reserved_peak_bytes and
+reserved_peak_bytes) are compared and reported beside them. Needs a loraplan built against a CUDA
+LibTorch (scripts/build-cuda.sh) and a GPU.
 
 usage: /usr/bin/python3 scripts/accuracy.py [--loraplan build/cli/loraplan] [--out docs/accuracy.md]
+                                            [--device cpu|cuda] [--gpu SIZE|PROFILE]
 """
 import argparse
 import itertools
@@ -39,13 +47,13 @@ AXES = {
 }
 
 
-def grid(count):
+def grid(count, device):
     """A deterministic spread over the axes: configuration i takes value i mod len on each axis,
     with the axes offset so that values combine differently."""
     configs = []
     for i in range(count):
         model = MODELS[i % len(MODELS)]
-        flags = ["--model", model, "--device", "cpu"]
+        flags = ["--model", model, "--device", device]
         for k, (axis, values) in enumerate(AXES.items()):
             flags += values[(i // (k + 1) + k) % len(values)]
         if model == "tiny-phi3":
@@ -61,48 +69,87 @@ def run(cmd):
     return p
 
 
+# What each device compares: the prediction's total and per-phase keys against report.json's.
+# CPU: the tracking allocator's live bytes are the whole device. CUDA: the caching allocator's
+# allocated bytes (the prediction's peak_bytes adds reserved slack and the CUDA context).
+KEYS = {"cpu": {"total": "peak_bytes", "phase": "peak_bytes"},
+        "cuda": {"total": "allocated_peak_bytes", "phase": "allocated_bytes"}}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loraplan", default="build/cli/loraplan")
-    ap.add_argument("--out", default="docs/accuracy.md")
+    ap.add_argument("--out", default=None, help="default: docs/accuracy.md (cpu), docs/accuracy-cuda.md (cuda)")
     ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--gpu", help="with --device cuda: the GPU the prediction is for (a size, e.g. 81559MiB, "
+                                  "or a profile); required")
     args = ap.parse_args()
+    if args.device == "cuda" and not args.gpu:
+        ap.error("--device cuda needs --gpu SIZE|PROFILE (the card the run measures)")
+    if args.device == "cpu" and args.gpu:
+        ap.error("--gpu goes with --device cuda")
+    out = args.out or ("docs/accuracy.md" if args.device == "cpu" else "docs/accuracy-cuda.md")
+    keys = KEYS[args.device]
+    gpu_flags = ["--gpu", args.gpu] if args.gpu else []
 
-    rows, phase_errors = [], []
+    rows, phase_errors, reserved_errors = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, flags in enumerate(grid(args.count)):
-            est = json.loads(run([args.loraplan, "estimate", "--format", "json"] + flags).stdout)
+        for i, flags in enumerate(grid(args.count, args.device)):
+            est = json.loads(run([args.loraplan, "estimate", "--format", "json"] + flags + gpu_flags).stdout)
             run_dir = os.path.join(tmp, str(i))
             run([args.loraplan, "train", "--steps", "2", "--out", run_dir] + flags)
             with open(os.path.join(run_dir, "report.json")) as f:
                 rep = json.load(f)
             measured = rep["measured"]["peak_bytes"]
-            predicted = est["peak_bytes"]
+            predicted = est[keys["total"]]
             err = (predicted - measured) / measured
+            mreserved = rep["measured"].get("reserved_peak_bytes", measured)
+            preserved = est["reserved_peak_bytes"]
+            rerr = (preserved - mreserved) / mreserved
+            reserved_errors.append(abs(rerr))
             mphases = {p["name"]: p["peak_bytes"] for p in rep["measured"]["phases"]}
             worst = ("", 0.0)
             for p in est["phases"]:
                 if p["name"] in mphases and p["name"] != "setup":
-                    e = (p["peak_bytes"] - mphases[p["name"]]) / mphases[p["name"]]
+                    e = (p[keys["phase"]] - mphases[p["name"]]) / mphases[p["name"]]
                     phase_errors.append(abs(e))
                     if abs(e) > abs(worst[1]):
                         worst = (p["name"], e)
-            rows.append((" ".join(flags[1:2] + flags[4:]), predicted, measured, err, worst))
-            print(f"{i:3d} {err:+7.2%}  worst phase {worst[0]} {worst[1]:+.2%}  {' '.join(flags)}", flush=True)
+            rows.append((" ".join(flags[1:2] + flags[4:]), predicted, measured, err, worst, preserved, mreserved, rerr))
+            print(f"{i:3d} {err:+7.2%}  reserved {rerr:+7.2%}  worst phase {worst[0]} {worst[1]:+.2%}  "
+                  f"{' '.join(flags)}", flush=True)
 
     abs_err = [abs(r[3]) for r in rows]
     summary = (f"{len(rows)} configurations. Total peak: median |error| {statistics.median(abs_err):.2%}, "
                f"max {max(abs_err):.2%}. Phase peaks ({len(phase_errors)}): median |error| "
                f"{statistics.median(phase_errors):.2%}, max {max(phase_errors):.2%}.")
-    with open(args.out, "w") as f:
-        f.write("# Accuracy: predicted vs measured (CPU executor)\n\n")
-        f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
-                "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
-                "measured with the executor's tracking allocator, single-threaded).\n\n")
+    if args.device == "cuda":
+        summary += (f" Reserved peak: median |error| {statistics.median(reserved_errors):.2%}, "
+                    f"max {max(reserved_errors):.2%}.")
+    with open(out, "w") as f:
+        if args.device == "cpu":
+            f.write("# Accuracy: predicted vs measured (CPU executor)\n\n")
+            f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
+                    "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
+                    "measured with the executor's tracking allocator, single-threaded).\n\n")
+        else:
+            f.write("# Accuracy: predicted vs measured (CUDA executor)\n\n")
+            f.write(f"Written by `/usr/bin/python3 scripts/accuracy.py --device cuda --gpu {args.gpu}` (each row: "
+                    f"`loraplan estimate --device cuda --gpu {args.gpu}` against `loraplan train --steps 2 "
+                    "--device cuda` with the flags shown; measured with the CUDA caching allocator's counters). "
+                    "Peak and phases: allocated bytes; reserved: the allocator's segments.\n\n")
         f.write(f"**{summary}**\n\n")
-        f.write("| configuration | predicted | measured | error | worst phase |\n|---|---:|---:|---:|---|\n")
-        for name, pred, meas, err, worst in rows:
-            f.write(f"| `{name}` | {pred:,} | {meas:,} | {err:+.2%} | {worst[0]} {worst[1]:+.2%} |\n")
+        if args.device == "cpu":
+            f.write("| configuration | predicted | measured | error | worst phase |\n|---|---:|---:|---:|---|\n")
+            for name, pred, meas, err, worst, *_ in rows:
+                f.write(f"| `{name}` | {pred:,} | {meas:,} | {err:+.2%} | {worst[0]} {worst[1]:+.2%} |\n")
+        else:
+            f.write("| configuration | predicted allocated | measured allocated | error | worst phase | "
+                    "predicted reserved | measured reserved | error |\n|---|---:|---:|---:|---|---:|---:|---:|\n")
+            for name, pred, meas, err, worst, pres, mres, rerr in rows:
+                f.write(f"| `{name}` | {pred:,} | {meas:,} | {err:+.2%} | {worst[0]} {worst[1]:+.2%} | "
+                        f"{pres:,} | {mres:,} | {rerr:+.2%} |\n")
     print(summary)
 
 

@@ -13,9 +13,22 @@
 # ABI (torch.compiled_with_cxx11_abi(); PyTorch 2.7 and later wheels do), as Debian's ONNX,
 # protobuf and GoogleTest that the rest of loraplan links do; the script stops otherwise.
 #
+# What the CUDA build measures (`loraplan train --device cuda`): the model's tensors (frozen
+# weights quantized on the CPU then moved, adapters, batches) live on GPU 0; offloaded layers'
+# weights stay in pinned host memory and are staged with non-blocking copies. Memory comes from
+# the CUDA caching allocator's own counters: allocated and reserved bytes, current and peak, with
+# the peaks reset at each phase boundary the trainer marks ("embed", "fwd L3", "loss", "bwd L3",
+# "optim"), so report.json's phase peak_bytes is the allocated peak within the phase and
+# reserved_peak_bytes the reserved one. The CUDA context and cuBLAS/cuDNN memory outside the
+# caching allocator are not counted. --budget becomes the caching allocator's memory fraction
+# (budget / total GPU memory): reserved bytes past it raise the same out-of-memory report as the
+# CPU's tracking allocator. scripts/gpu-verify.sh builds with this script and runs
+# scripts/accuracy.py --device cuda.
+#
 # Not run here: this development machine has no GPU and no CUDA PyTorch (only Debian's CPU
-# LibTorch 1.13), so this script is untested against a CUDA wheel and LibTorch 2.x. The executor
-# itself still trains on the CPU only (`train --device cuda` says so).
+# LibTorch 1.13), so neither this script nor the CUDA path has been run on a GPU or built against
+# a CUDA wheel and LibTorch 2.x. The CUDA sources were only checked for syntax, against Debian's
+# LibTorch 1.13 headers and the CUDA toolkit's.
 set -euo pipefail
 
 python=${1:-python3}

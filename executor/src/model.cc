@@ -312,6 +312,33 @@ struct LossFn : torch::autograd::Function<LossFn> {
 };
 
 // ---------------------------------------------------------------------------------------------
+// Runs f with the device's default generator in the state `saved` holds, then puts back the state
+// it had. On the CPU through the Mersenne Twister engine: get_state() would make a state tensor in
+// the tracked pool. A CUDA generator's state is a small CPU tensor (seed and offset), outside the
+// measured device memory.
+template <typename F>
+void with_generator(const at::Generator& saved, c10::Device device, F f) {
+  if (device.is_cpu()) {
+    auto* rng = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
+    const at::mt19937 resume = rng->engine();
+    rng->set_engine(at::check_generator<at::CPUGeneratorImpl>(saved)->engine());
+    f();
+    rng->set_engine(resume);
+    return;
+  }
+  at::Generator gen = at::globalContext().defaultGenerator(device);
+  Tensor resume;
+  {
+    const std::lock_guard<std::mutex> lock(gen.mutex());
+    resume = gen.get_state();
+    gen.set_state(saved.get_state());
+  }
+  f();  // draws lock the generator themselves
+  const std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(resume);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Gradient checkpointing: the layer runs without keeping anything but its input; backward runs it
 // again with grad and differentiates it with respect to its input and its adapters explicitly
 // (autograd::grad), so adapter gradients arrive even when the input needs none.
@@ -324,7 +351,7 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     ctx->saved_data["x_grad"] = x.requires_grad();
     // The generator as the forward finds it, so that the recompute draws the same dropout masks
     // (a copy of the generator object; no tensor, nothing in the tracked pool).
-    ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().clone();
+    ctx->saved_data["rng"] = at::globalContext().defaultGenerator(x.device()).clone();
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
     return model->layer_forward(model->layers()[layer], x);
@@ -340,12 +367,10 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     if (x_grad) inputs.insert(inputs.begin(), x);
     variable_list g;
     {
-      auto* rng = at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator());
-      const at::mt19937 resume = rng->engine();
-      rng->set_engine(at::check_generator<at::CPUGeneratorImpl>(ctx->saved_data["rng"].toGenerator())->engine());
       torch::AutoGradMode enable(true);
-      Tensor out = model->layer_forward(layer, x);
-      rng->set_engine(resume);
+      Tensor out;
+      with_generator(ctx->saved_data["rng"].toGenerator(), x.device(),
+                     [&] { out = model->layer_forward(layer, x); });
       g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }
@@ -390,7 +415,7 @@ const QuantizedWeight& FrozenLinear::device_weight() const {
 void DecoderLayer::stage() const {
   for (const auto* group : {&attn, &mlp}) {
     for (const FrozenLinear& l : *group) {
-      if (l.host.data.defined()) l.staged = to_device(l.host);
+      if (l.host.data.defined()) l.staged = to_device(l.host, device);
     }
   }
 }
@@ -425,35 +450,43 @@ std::vector<Tensor> DecoderLayer::trainable() const {
   return out;
 }
 
+c10::Device torch_device(planner::Device device) {
+  return device == planner::Device::kCuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+}
+
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed)
     : Model(m, c, seed, RandomWeights()) {}
 
 // Tensors are asked for one at a time, in the order of the file's inventory, and each is
 // converted or quantized before the next is read.
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights)
-    : m_(m), c_(c), compute_(scalar_type(c.compute)) {
+    : m_(m), c_(c), device_(torch_device(c.device)), compute_(scalar_type(c.compute)) {
   torch::manual_seed(seed);
   const bool gemma = m.family == planner::Family::kGemma2;
-  embed_ = weights.get("model.embed_tokens.weight", {m.vocab, m.hidden}, Init::kNormal).to(compute_);
-  lm_head_ = m.tied_embeddings ? embed_ : weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal).to(compute_);
-  final_norm_ = weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes).to(compute_);
+  // A frozen tensor in the compute dtype on the device (a no-op on the CPU when already so).
+  auto place = [&](const Tensor& t) { return t.to(device_, compute_); };
+  embed_ = place(weights.get("model.embed_tokens.weight", {m.vocab, m.hidden}, Init::kNormal));
+  lm_head_ = m.tied_embeddings ? embed_ : place(weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal));
+  final_norm_ = place(weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes));
 
   auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in, bool bias) {
     FrozenLinear f;
     f.name = "model.layers." + std::to_string(l) + "." + path;
     f.compute = compute_;
-    f.weight = quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
+    // Quantized on the CPU, then kept where the layer says: host memory or the device.
+    const QuantizedWeight q = quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
     if (l < static_cast<int>(c.offloaded.size()) && c.offloaded[l]) {
-      f.host = to_host(f.weight);
-      f.weight = QuantizedWeight();
+      f.host = to_host(q, device_);
+    } else {
+      f.weight = q.to(device_);
     }
-    if (bias) f.bias = weights.get(f.name + ".bias", {out}, Init::kNormal).to(compute_);
+    if (bias) f.bias = place(weights.get(f.name + ".bias", {out}, Init::kNormal));
     if (c.lora_targets.contains(module)) {
       LoraAdapter a;
       // PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-      a.A = (torch::rand({c.lora_rank, in}) * 2 - 1).mul_(bound).requires_grad_(true);
-      a.B = torch::zeros({out, c.lora_rank}).requires_grad_(true);
+      a.A = (torch::rand({c.lora_rank, in}) * 2 - 1).mul_(bound).to(device_).requires_grad_(true);
+      a.B = torch::zeros({out, c.lora_rank}, torch::TensorOptions().device(device_)).requires_grad_(true);
       a.scale = c.lora_alpha / static_cast<double>(c.lora_rank);
       a.dropout = c.lora_dropout;
       f.lora = a;
@@ -463,13 +496,14 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
   const int64_t C = m.hidden, I = m.intermediate, HD = m.q_out(), KD = m.kv_out();
   auto norm = [&](int l, const char* path, int64_t width) {
     const std::string name = "model.layers." + std::to_string(l) + "." + path + ".weight";
-    return weights.get(name, {width}, gemma ? Init::kZeros : Init::kOnes).to(compute_);
+    return place(weights.get(name, {width}, gemma ? Init::kZeros : Init::kOnes));
   };
   using planner::Module;
   for (int l = 0; l < m.layers; ++l) {
     DecoderLayer d;
     d.index = l;
     d.offloaded = l < static_cast<int>(c.offloaded.size()) && c.offloaded[l];
+    d.device = device_;
     d.input_norm = norm(l, "input_layernorm", C);
     d.post_attn_norm = norm(l, "post_attention_layernorm", C);
     if (m.norms_per_layer == 4) {
@@ -502,10 +536,10 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
   const int64_t half = m.rotary_dim() / 2;
   const Tensor inv = torch::pow(10000.0, -torch::arange(0, half, torch::kFloat) * 2.0 / static_cast<double>(m.rotary_dim()));
   const Tensor angles = torch::outer(torch::arange(c.seq_len, torch::kFloat), inv);  // [T, half]
-  cos_ = angles.cos().to(compute_);
-  sin_ = angles.sin().to(compute_);
+  cos_ = place(angles.cos());
+  sin_ = place(angles.sin());
   if (c.attention == planner::Attention::kEager) {
-    causal_ = torch::ones({c.seq_len, c.seq_len}, torch::kBool).triu_(1);
+    causal_ = torch::ones({c.seq_len, c.seq_len}, torch::TensorOptions().dtype(torch::kBool).device(device_)).triu_(1);
   }
 }
 

@@ -16,6 +16,9 @@
 
 namespace loraplan::executor {
 
+// Where the model's tensors live and compute: the CPU, or the first CUDA device.
+c10::Device torch_device(planner::Device device);
+
 struct LoraAdapter {
   torch::Tensor A;      // [r, in] fp32, trainable
   torch::Tensor B;      // [out, r] fp32, trainable (zeros at start)
@@ -27,8 +30,9 @@ struct LoraAdapter {
 struct FrozenLinear {
   std::string name;  // Hugging Face module path: "model.layers.0.self_attn.q_proj"
   QuantizedWeight weight;  // in device (tracked) memory; empty when the layer is offloaded
-  // Offloaded layers: the weight in host memory outside the tracked pool, and the copy staged
-  // into device memory for the layer's forward, backward or recompute (empty between them).
+  // Offloaded layers: the weight in host memory outside the tracked pool (pinned when the device
+  // is a GPU), and the copy staged into device memory for the layer's forward, backward or
+  // recompute (empty between them).
   QuantizedWeight host;
   mutable QuantizedWeight staged;
   torch::Tensor bias;  // [out] in the compute dtype; undefined when the layer has none
@@ -48,6 +52,7 @@ struct DecoderLayer {
   std::vector<FrozenLinear> attn;            // q, k, v (or qkv), o
   std::vector<FrozenLinear> mlp;             // gate, up (or gate_up), down
   bool offloaded = false;                    // linear weights live in host memory
+  c10::Device device{c10::kCPU};              // where staged copies go
 
   std::vector<torch::Tensor> trainable() const;  // LoRA A and B of every adapter
   // Offloaded layers: copies every linear weight from host into device memory, or drops the
@@ -59,7 +64,8 @@ struct DecoderLayer {
 
 class Model {
  public:
-  // Frozen tensors from `weights`; LoRA adapters from `seed`.
+  // Frozen tensors from `weights`; LoRA adapters from `seed`. Tensors are made on the CPU (the same
+  // values on every device), quantized there and moved to c.device.
   Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights);
   // Seeded random frozen tensors.
   Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed);
@@ -89,6 +95,7 @@ class Model {
 
   planner::ModelDesc m_;
   planner::TrainConfig c_;
+  c10::Device device_;  // every tensor below, and every activation
   at::ScalarType compute_;
   torch::Tensor embed_;      // [V, C] compute dtype
   torch::Tensor lm_head_;    // [V, C]; the embedding when tied

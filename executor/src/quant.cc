@@ -156,6 +156,7 @@ void dequantize_into(const QuantizedWeight& q, const float* absmax, T* dst) {
 
 at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
   if (!four_bit(options.format) && options.format != WeightFormat::kInt8) return data.to(dtype);
+  if (!data.is_cpu()) return dequantize_ops(dtype);
   at::Tensor absmax32 = absmax;
   if (four_bit(options.format) && options.double_quant) {
     // First-level absmax [blocks] fp32 = code2[u8] * absmax2[block / 256] + offset.
@@ -168,7 +169,7 @@ at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
     float* dst = absmax32.data_ptr<float>();
     for (int64_t b = 0; b < blocks; ++b) dst[b] = c2[u8[b]] * a2[b / 256] + off;
   }
-  at::Tensor w = at::empty({out, in}, at::TensorOptions().dtype(dtype));
+  at::Tensor w = at::empty({out, in}, data.options().dtype(dtype));
   const float* am = absmax32.defined() ? absmax32.data_ptr<float>() : nullptr;
   switch (dtype) {
     case at::kFloat: dequantize_into(*this, am, w.data_ptr<float>()); break;
@@ -177,6 +178,53 @@ at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
     default: TORCH_CHECK(false, "dequantize: unsupported dtype ", dtype);
   }
   return w;
+}
+
+at::Tensor QuantizedWeight::dequantize_ops(at::ScalarType dtype) const {
+  if (!four_bit(options.format) && options.format != WeightFormat::kInt8) return data.to(dtype);
+  at::Tensor w = at::empty({out, in}, data.options().dtype(dtype));
+  if (options.format == WeightFormat::kInt8) {
+    // Row r: int8 * (scb[r] / 127), as the CPU loop computes it (fp32, then the cast).
+    const int64_t rows = std::max<int64_t>(1, kDequantChunk / std::max<int64_t>(1, in));
+    const at::Tensor scale = (scb / 127.0f).unsqueeze(1);  // [out, 1]
+    for (int64_t r0 = 0; r0 < out; r0 += rows) {
+      const int64_t n = std::min(rows, out - r0);
+      w.narrow(0, r0, n).copy_(data.narrow(0, r0, n).to(at::kFloat).mul_(scale.narrow(0, r0, n)));
+    }
+    return w;
+  }
+  // 4-bit: one byte holds elements 2j (high nibble) and 2j+1; a 256-row table maps a byte to
+  // both values: row b = (code[b >> 4], code[b & 15]).
+  const at::Tensor pairs = at::stack({code.repeat_interleave(16), code.repeat({16})}, 1);  // [256, 2]
+  at::Tensor am = absmax;
+  if (options.double_quant) {
+    // First-level absmax [blocks] fp32 = code2[u8] * absmax2[block / 256] + offset.
+    const int64_t blocks = absmax.numel();
+    am = code2.index_select(0, absmax.to(at::kInt))
+             .mul_(absmax2.repeat_interleave(256).narrow(0, 0, blocks))
+             .add_(offset);
+  }
+  const int64_t block = options.block, n_all = out * in;
+  // A multiple of the block and even, so that each chunk starts on a byte and on a block.
+  const int64_t chunk = 2 * block * std::max<int64_t>(1, kDequantChunk / (2 * block));
+  at::Tensor flat = w.view({-1});
+  for (int64_t e0 = 0; e0 < n_all; e0 += chunk) {
+    const int64_t n = std::min(chunk, n_all - e0), blocks = (n + block - 1) / block;
+    const at::Tensor bytes = data.narrow(0, e0 / 2, (n + 1) / 2).to(at::kInt);
+    at::Tensor v = pairs.index_select(0, bytes).view({-1}).narrow(0, 0, n);  // [n] fp32
+    const at::Tensor scale = am.narrow(0, e0 / block, blocks);
+    if (n % block == 0) {
+      v.view({blocks, block}).mul_(scale.unsqueeze(1));
+    } else {
+      v.mul_(scale.repeat_interleave(block).narrow(0, 0, n));
+    }
+    flat.narrow(0, e0, n).copy_(v);
+  }
+  return w;
+}
+
+QuantizedWeight QuantizedWeight::to(c10::Device device) const {
+  return map([&](const at::Tensor& t) { return t.to(device); });
 }
 
 int64_t QuantizedWeight::bytes() const {

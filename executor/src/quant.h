@@ -10,6 +10,8 @@
 
 namespace loraplan::executor {
 
+constexpr int64_t kDequantChunk = int64_t{1} << 20;  // elements per step of dequantize_ops
+
 struct QuantizedWeight {
   planner::QuantOptions options;
   int64_t out = 0, in = 0;
@@ -21,8 +23,25 @@ struct QuantizedWeight {
   at::Tensor offset;   // double quant: fp32 [] mean of the first-level absmax
   at::Tensor scb;      // int8: fp32 [out] row absmax
 
-  // The weight [out, in] in `dtype`, a fresh tensor (the caller drops it after use).
+  // The weight [out, in] in `dtype` on the buffers' device, a fresh tensor (the caller drops it
+  // after use). On the CPU the loops below write straight into it; elsewhere dequantize_ops().
   at::Tensor dequantize(at::ScalarType dtype) const;
+  // The same values with ATen operations only (any device: the CUDA path), through the weight in
+  // chunks of kDequantChunk elements. Its transients beside the output, per element of a chunk:
+  // 2 bytes of int32 byte indices and 4 of fp32 values (int8: 4 of fp32), which bitsandbytes'
+  // kernels, and so the planner, do not have.
+  at::Tensor dequantize_ops(at::ScalarType dtype) const;
+  // The same weight with every defined buffer passed through f (a Tensor -> Tensor function).
+  template <typename F>
+  QuantizedWeight map(F f) const {
+    QuantizedWeight q = *this;
+    for (at::Tensor* t : {&q.data, &q.code, &q.absmax, &q.absmax2, &q.code2, &q.offset, &q.scb}) {
+      if (t->defined()) *t = f(*t);
+    }
+    return q;
+  }
+  // Every buffer on `device` (the same buffers when already there).
+  QuantizedWeight to(c10::Device device) const;
   // Bytes of every buffer above, as the planner counts them.
   int64_t bytes() const;
 };

@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include <dlfcn.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,8 +14,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "memory_meter.h"
 #include "model.h"
-#include "tracking_allocator.h"
 
 namespace loraplan::executor {
 namespace {
@@ -177,7 +178,7 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
         const std::string module = l.name.substr(l.name.rfind('.') + 1);
         if (std::find(modules.begin(), modules.end(), module) == modules.end()) modules.push_back(module);
         for (const auto& [suffix, t] : {std::pair{"lora_A", l.lora->A}, std::pair{"lora_B", l.lora->B}}) {
-          const Tensor c = t.detach().to(torch::kFloat).contiguous();
+          const Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
           const int64_t bytes = c.numel() * 4;
           header["base_model.model." + l.name + "." + suffix + ".weight"] = {
               {"dtype", "F32"}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
@@ -230,15 +231,16 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
   return {st.string(), cj.string()};
 }
 
+// Ids or labels [B, T] of the next micro-batch, on `device` (built on the CPU, then copied).
 Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>& order, size_t& cursor,
-                    int64_t B, int64_t T, bool labels) {
+                    int64_t B, int64_t T, bool labels, c10::Device device) {
   Tensor t = torch::empty({B, T}, torch::kLong);
   int64_t* p = t.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
     const Example& e = data[order[(cursor + b) % order.size()]];
     std::copy_n((labels ? e.labels : e.ids).begin(), T, p + b * T);
   }
-  return t;
+  return t.to(device);  // the same tensor on the CPU
 }
 
 }  // namespace
@@ -246,15 +248,16 @@ Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>&
 RunReport run_training(const TrainRequest& r) {
   const planner::ModelDesc& m = r.model;
   const planner::TrainConfig& c = r.config;
-  if (c.device == planner::Device::kCuda) {
-    throw std::invalid_argument("--device cuda: this executor runs on the CPU (its LibTorch has no CUDA)");
-  }
-  TrackingAllocator& mem = TrackingAllocator::install();
+  const c10::Device device = torch_device(c.device);
+  // The CPU's tracking allocator or the CUDA caching allocator's counters; refuses a device this
+  // build cannot run on.
+  const std::unique_ptr<MemoryMeter> meter = make_memory_meter(device);
+  MemoryMeter& mem = *meter;
   at::set_num_threads(r.threads);
   set_blas_threads(r.threads);
   mem.set_budget(0);
   RunReport report;
-  report.device = "cpu";
+  report.device = device.is_cuda() ? "cuda" : "cpu";
   report.threads = r.threads;
   report.libtorch_version = TORCH_VERSION;
 
@@ -285,8 +288,8 @@ RunReport run_training(const TrainRequest& r) {
       double loss_sum = 0;
       for (int64_t mb = 0; mb < c.grad_accum; ++mb) {
         mem.set_phase("batch");
-        const Tensor ids = batch_tensor(data, order, cursor, B, T, false);
-        const Tensor labels = batch_tensor(data, order, cursor, B, T, true);
+        const Tensor ids = batch_tensor(data, order, cursor, B, T, false, device);
+        const Tensor labels = batch_tensor(data, order, cursor, B, T, true, device);
         cursor += static_cast<size_t>(B);
         mem.set_phase("embed");
         Tensor x = model.embed(ids);
@@ -308,21 +311,25 @@ RunReport run_training(const TrainRequest& r) {
       opt.clip(r.max_grad_norm);
       opt.step(lr, r.weight_decay);
       opt.zero_grad();
+      if (device.is_cuda()) torch::cuda::synchronize(device.index());  // the step's kernels are done
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       StepMeasure s;
       s.step = step + 1;
       s.loss = loss_sum / static_cast<double>(c.grad_accum);
       s.tokens_per_s = static_cast<double>(B * T * c.grad_accum) / seconds;
       s.peak_bytes = mem.peak_bytes();
+      s.reserved_peak_bytes = mem.reserved_peak_bytes();
       s.lr = lr;
       report.steps.push_back(s);
       report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
+      report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, s.reserved_peak_bytes);
     }
   } catch (const c10::OutOfMemoryError& e) {
     report.out_of_memory = true;
     const std::string what = e.what_without_backtrace();
     report.error = what.substr(0, what.find('\n'));
     report.peak_bytes = std::max(report.peak_bytes, mem.peak_bytes());
+    report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, mem.reserved_peak_bytes());
   }
   mem.set_budget(0);
   report.phases = mem.phases();

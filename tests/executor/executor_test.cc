@@ -12,6 +12,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/readers.h"
 #include "loraplan/planner/simulator.h"
+#include "memory_meter.h"
 #include "model.h"
 #include "quant.h"
 #include "tracking_allocator.h"
@@ -84,6 +85,28 @@ TEST(Quant, Int8RowScales) {
   const QuantizedWeight q = quantize(w, {.format = WeightFormat::kInt8});
   EXPECT_TRUE(torch::equal(q.data, torch::tensor({{64, -127}, {127, 64}}, torch::kChar)));
   EXPECT_TRUE(torch::allclose(q.dequantize(at::kFloat), w, 0, 0.01));
+}
+
+// The ATen-only dequantization (the CUDA path) gives the CPU loops' values bit for bit: odd sizes
+// and a last partial block, and a weight of more than one chunk.
+TEST(Quant, DequantizeOpsEqualsTheCpuLoops) {
+  torch::manual_seed(5);
+  const std::vector<std::vector<int64_t>> shapes = {{3, 37}, {kDequantChunk / 1024 + 6, 1024}};
+  const std::vector<QuantOptions> formats = {{.format = WeightFormat::kNf4, .double_quant = true},
+                                             {.format = WeightFormat::kNf4, .double_quant = false},
+                                             {.format = WeightFormat::kFp4, .double_quant = true},
+                                             {.format = WeightFormat::kInt8}};
+  for (const std::vector<int64_t>& shape : shapes) {
+    const Tensor w = torch::randn(shape);
+    for (const QuantOptions& o : formats) {
+      const QuantizedWeight q = quantize(w, o);
+      for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+        EXPECT_TRUE(torch::equal(q.dequantize_ops(dtype), q.dequantize(dtype)))
+            << shape[0] << "x" << shape[1] << " format " << static_cast<int>(o.format) << " dq " << o.double_quant
+            << " dtype " << dtype;
+      }
+    }
+  }
 }
 
 TEST(FrozenLinear, GradientsEqualTheDequantizedDenseLayer) {
@@ -198,6 +221,45 @@ TEST(TrackingAllocator, CountsBytesPhasesAndBudget) {
   EXPECT_EQ(phases[0].peak_bytes, before + 4000);
 }
 
+TEST(MemoryMeter, CpuMeterIsTheTrackingAllocatorWithReservedEqualToAllocated) {
+  const std::unique_ptr<MemoryMeter> meter = make_memory_meter(c10::Device(c10::kCPU));
+  meter->clear_phases();
+  meter->reset_peak();
+  const int64_t before = meter->live_bytes();
+  meter->set_phase("a");
+  {
+    const Tensor t = torch::empty({1000}, torch::kFloat);  // +4000 -> before + 4000 peak
+    EXPECT_EQ(meter->live_bytes(), before + 4000);
+  }
+  meter->set_phase("b");
+  const Tensor u = torch::empty({500}, torch::kFloat);  // +2000 -> before + 2000 in phase b
+  EXPECT_EQ(meter->peak_bytes(), before + 4000);
+  EXPECT_EQ(meter->reserved_peak_bytes(), before + 4000);
+  const std::vector<PhaseMeasure> phases = meter->phases();
+  ASSERT_EQ(phases.size(), 2u);
+  EXPECT_EQ(phases[0].peak_bytes, before + 4000);
+  EXPECT_EQ(phases[0].reserved_peak_bytes, before + 4000);
+  EXPECT_EQ(phases[1].peak_bytes, before + 2000);
+  EXPECT_EQ(phases[1].reserved_peak_bytes, before + 2000);
+  meter->clear_phases();
+}
+
+#ifndef LORAPLAN_TORCH_CUDA
+TEST(Training, CudaIsRefusedWithoutACudaLibTorch) {
+  TrainRequest r;
+  r.model = planner::load_model("tiny-llama");
+  r.config = tiny_config(r.model);
+  r.config.device = planner::Device::kCuda;
+  r.steps = 1;
+  try {
+    run_training(r);
+    FAIL() << "expected a refusal";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "--device cuda: this executor runs on the CPU (its LibTorch has no CUDA)");
+  }
+}
+#endif
+
 // tiny-llama, T 32, B 4, r 16, every layer checkpointed.
 TrainRequest tiny_request() {
   TrainRequest r;
@@ -226,7 +288,9 @@ TEST(Training, LossFallsMeasurementRepeatsAndAdapterIsPeftShaped) {
   EXPECT_LT(mean_loss(45), mean_loss(0) - 0.4) << mean_loss(0) << " -> " << mean_loss(45);
   r.out_dir.clear();
   const RunReport b = run_training(r);
+  EXPECT_EQ(a.device, "cpu");
   EXPECT_EQ(a.peak_bytes, b.peak_bytes);
+  EXPECT_EQ(a.reserved_peak_bytes, a.peak_bytes);  // the tracking allocator caches nothing
   ASSERT_EQ(a.phases.size(), b.phases.size());
   for (size_t i = 0; i < a.phases.size(); ++i) EXPECT_EQ(a.phases[i].peak_bytes, b.phases[i].peak_bytes);
 

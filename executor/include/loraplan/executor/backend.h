@@ -33,7 +33,7 @@ struct TrainRequest {
   double max_grad_norm = 1.0;  // 0 = no clipping
   double weight_decay = 0.0;
   uint64_t seed = 0;          // weights, adapters, dropout and data order
-  int64_t budget_bytes = 0;   // the tracking allocator's limit; 0 = none
+  int64_t budget_bytes = 0;   // device memory limit (CPU: allocated, CUDA: reserved); 0 = none
   int threads = 1;            // intra-op threads
   std::string out_dir;        // where the adapter is written; empty: not written
 };
@@ -41,6 +41,9 @@ struct TrainRequest {
 struct PhaseMeasure {
   std::string name;        // "fwd L3", "loss", "bwd L3", "optim", ...
   int64_t peak_bytes = 0;  // most live tensor bytes within the phase (max over micro-batches)
+  // Most reserved bytes within the phase: CUDA, the caching allocator's segments, free or not;
+  // CPU, equal to peak_bytes (the tracking allocator caches nothing).
+  int64_t reserved_peak_bytes = 0;
 };
 
 struct StepMeasure {
@@ -48,15 +51,18 @@ struct StepMeasure {
   double loss = 0;           // mean over the step's micro-batches
   double tokens_per_s = 0;
   int64_t peak_bytes = 0;    // most live bytes during the step
+  int64_t reserved_peak_bytes = 0;  // most reserved bytes during the step (CPU: = peak_bytes)
   double lr = 0;
 };
 
-// What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA).
+// What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA):
+// live/peak bytes are allocated bytes; reserved adds the caching allocator's free cached blocks.
 struct RunReport {
   std::string device;            // "cpu" or "cuda"
   std::string weights;           // "random (seeded)" or the path the frozen weights came from
   int64_t host_bytes = 0;        // offloaded weights kept in host memory, outside the peaks
   int64_t peak_bytes = 0;        // most live bytes over the measured steps
+  int64_t reserved_peak_bytes = 0;  // most reserved bytes over the measured steps (CPU: = peak)
   int64_t resident_bytes = 0;    // live bytes between steps
   std::vector<PhaseMeasure> phases;  // in order of first occurrence, as the planner names them
   std::vector<StepMeasure> steps;
