@@ -132,7 +132,9 @@ def main():
             f.write("# Accuracy: predicted vs measured (CPU executor)\n\n")
             f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
                     "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
-                    "measured with the executor's tracking allocator, single-threaded).\n\n")
+                    "measured with the executor's tracking allocator, single-threaded). On a GPU, "
+                    "`scripts/gpu-verify.sh` runs the same grid against CUDA's caching allocator and writes "
+                    "docs/accuracy-cuda.md; no GPU has run it yet.\n\n")
         else:
             f.write("# Accuracy: predicted vs measured (CUDA executor)\n\n")
             f.write(f"Written by `/usr/bin/python3 scripts/accuracy.py --device cuda --gpu {args.gpu}` (each row: "
