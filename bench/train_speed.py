@@ -15,10 +15,12 @@ sets it through openblas_set_num_threads).
 --attention efficient switches the executor to its chunked attention; the PyTorch loop stays
 eager.
 
-Recorded on the 2-core development VM (shared, load average ~4.7), B 4, T 256, 12 steps:
-  eager:     loraplan 1814 tokens/s, PyTorch 1723 tokens/s, ratio 1.05
-  efficient: loraplan 2334 tokens/s, PyTorch 1855 tokens/s, ratio 1.26
-Before the executor limited OpenBLAS's own thread pool, loraplan ran at 922 tokens/s (eager).
+Recorded on the 2-core development VM (quiet), B 4, T 256, 12 steps:
+  eager:     loraplan 2531 tokens/s, PyTorch 2403 tokens/s, ratio 1.05
+  efficient: loraplan 2224 tokens/s, PyTorch 2348 tokens/s, ratio 0.95 (the chunked attention
+             recomputes its scores in backward, which costs more than it saves on a CPU)
+Before the executor limited OpenBLAS's own thread pool, loraplan ran at 922 tokens/s (eager,
+under load).
 
 usage: /usr/bin/python3 bench/train_speed.py [--loraplan build/cli/loraplan] [--steps 12]
        [--micro-batch 4] [--seq-len 256] [--attention eager|efficient] [--rounds 2]
