@@ -15,6 +15,7 @@
 #include "memory_meter.h"
 #include "model.h"
 #include "quant.h"
+#include "tiny_config.h"
 #include "tracking_allocator.h"
 #include "trainer.h"
 
@@ -24,21 +25,6 @@ namespace {
 using planner::QuantOptions;
 using planner::WeightFormat;
 using torch::Tensor;
-
-planner::TrainConfig tiny_config(const planner::ModelDesc& m) {
-  planner::TrainConfig c;
-  c.seq_len = 32;
-  c.micro_batch = 2;
-  c.grad_accum = 1;
-  c.compute = planner::DType::kF32;
-  c.lora_rank = 8;
-  c.lora_dropout = 0;
-  c.lora_targets = planner::parse_lora_targets("all-linear", m, "--lora-targets");
-  c.checkpointed.assign(m.layers, false);
-  c.offloaded.assign(m.layers, false);
-  c.device = planner::Device::kCpu;
-  return c;
-}
 
 TEST(Quant, Nf4PacksHighNibbleFirstAndRoundTripsLevels) {
   // Two elements at the extreme levels: code 15 (1.0) in the high nibble, code 0 (-1.0) low.

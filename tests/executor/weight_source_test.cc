@@ -13,6 +13,7 @@
 #include "fixtures/model_files.h"
 #include "loraplan/planner/model_loader.h"
 #include "model.h"
+#include "tiny_config.h"
 #include "tracking_allocator.h"
 #include "trainer.h"
 
@@ -21,18 +22,12 @@ namespace {
 
 using torch::Tensor;
 
+// fp32 frozen weights, LoRA r4, accumulation 8: the logits are the base model's own.
 planner::TrainConfig fp32_config(const planner::ModelDesc& m) {
-  planner::TrainConfig c;
-  c.seq_len = 32;
-  c.micro_batch = 2;
-  c.compute = planner::DType::kF32;
+  planner::TrainConfig c = tiny_config(m);
+  c.grad_accum = 8;
   c.weights = {.format = planner::WeightFormat::kFp32};
   c.lora_rank = 4;
-  c.lora_dropout = 0;
-  c.lora_targets = planner::parse_lora_targets("all-linear", m, "--lora-targets");
-  c.checkpointed.assign(m.layers, false);
-  c.offloaded.assign(m.layers, false);
-  c.device = planner::Device::kCpu;
   return c;
 }
 
