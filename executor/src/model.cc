@@ -14,7 +14,6 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 constexpr int64_t kQueryChunk = 128;  // efficient attention: query rows per score chunk
-constexpr double kNormEps = 1e-6;
 
 at::ScalarType scalar_type(planner::DType t) {
   switch (t) {
@@ -92,9 +91,9 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 // RMSNorm over the last dimension, computed in fp32. Keeps x and 1/rms [rows] (fp32).
 // `gemma`: the weight is applied as (1 + w), before the cast back.
 struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
-  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool gemma) {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool gemma, double eps) {
     const Tensor x32 = x.to(at::kFloat);  // x itself when x is fp32
-    Tensor rstd = x32.square().mean(-1, true).add_(kNormEps).rsqrt_();  // [..., 1]
+    Tensor rstd = x32.square().mean(-1, true).add_(eps).rsqrt_();  // [..., 1]
     Tensor y32 = x32.is_same(x) ? at::mul(x32, rstd) : x32.mul_(rstd);
     Tensor y;
     if (gemma) {
@@ -117,7 +116,7 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
     Tensor xhat = at::mul(x.to(at::kFloat), rstd);               // x / rms
     const Tensor dot = at::mul(gw, xhat).mean(-1, true);         // mean(g w xhat)
     gw.sub_(xhat.mul_(dot)).mul_(rstd);
-    return {gw.to(x.scalar_type()), Tensor(), Tensor()};
+    return {gw.to(x.scalar_type()), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -532,9 +531,9 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
     layers_.push_back(std::move(d));
   }
 
-  // Rotary tables for positions 0..T-1 (rope_theta 10000), and the causal mask for eager attention.
+  // Rotary tables for positions 0..T-1 (base rope_theta), and the causal mask for eager attention.
   const int64_t half = m.rotary_dim() / 2;
-  const Tensor inv = torch::pow(10000.0, -torch::arange(0, half, torch::kFloat) * 2.0 / static_cast<double>(m.rotary_dim()));
+  const Tensor inv = torch::pow(m.rope_theta, -torch::arange(0, half, torch::kFloat) * 2.0 / static_cast<double>(m.rotary_dim()));
   const Tensor angles = torch::outer(torch::arange(c.seq_len, torch::kFloat), inv);  // [T, half]
   cos_ = place(angles.cos());
   sin_ = place(angles.sin());
@@ -588,7 +587,8 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   const int64_t HD = H * D, KD = Hkv * D;
 
   // Attention half.
-  Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma);
+  const double eps = m.rms_norm_eps;
+  Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma, eps);
   Tensor q, k, v;
   size_t next = 0;
   if (m.fused_qkv) {
@@ -603,8 +603,8 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   }
   h1.reset();
   if (m.qk_norm) {
-    q = RmsNormFn::apply(q, d.q_norm, false);
-    k = RmsNormFn::apply(k, d.k_norm, false);
+    q = RmsNormFn::apply(q, d.q_norm, false, eps);
+    k = RmsNormFn::apply(k, d.k_norm, false, eps);
   }
   q = RopeFn::apply(q, cos_, sin_);
   k = RopeFn::apply(k, cos_, sin_);
@@ -634,12 +634,12 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
   o.reset();
-  if (gemma) attn = RmsNormFn::apply(attn, d.post_attn_norm, true);
+  if (gemma) attn = RmsNormFn::apply(attn, d.post_attn_norm, true, eps);
   Tensor x2 = x + attn;
   attn.reset();
 
   // MLP half.
-  Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma);
+  Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma, eps);
   Tensor gate, up;
   if (m.fused_gate_up) {
     Tensor gu = d.mlp[0].forward(h2);
@@ -657,19 +657,19 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   up.reset();
   Tensor down = d.mlp.back().forward(prod);
   prod.reset();
-  if (gemma) down = RmsNormFn::apply(down, d.post_ff_norm, true);
+  if (gemma) down = RmsNormFn::apply(down, d.post_ff_norm, true, eps);
   return x2 + down;
 }
 
 Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
   const bool gemma = m_.family == planner::Family::kGemma2;
-  const Tensor h = RmsNormFn::apply(x, final_norm_, gemma);
+  const Tensor h = RmsNormFn::apply(x, final_norm_, gemma, m_.rms_norm_eps);
   return LossFn::apply(h.reshape({-1, m_.hidden}), lm_head_, labels.reshape(-1), c_.loss_chunk,
                        m_.final_logit_softcapping);
 }
 
 Tensor Model::logits(const Tensor& x) const {
-  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2);
+  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2, m_.rms_norm_eps);
   Tensor z = at::linear(h, lm_head_);
   const double cap = m_.final_logit_softcapping;
   return cap > 0 ? at::tanh(z / cap) * cap : z;

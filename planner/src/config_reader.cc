@@ -88,6 +88,8 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.norms_per_layer = fam == Family::kGemma2 ? 4 : 2;
 
   m.partial_rotary_factor = f.number_or("partial_rotary_factor", 1.0);
+  m.rope_theta = f.number_or("rope_theta", 10000.0);
+  m.rms_norm_eps = f.number_or("rms_norm_eps", fam == Family::kPhi3 ? 1e-5 : 1e-6);
   m.max_position_embeddings = f.positive_int_or("max_position_embeddings", 0);
   if (fam == Family::kGemma2 || f.bool_or("use_sliding_window", fam == Family::kMistral)) {
     m.sliding_window = f.positive_int_or("sliding_window", 0);

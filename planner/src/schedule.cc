@@ -335,7 +335,7 @@ int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
 // Every field of the model: inventory() depends on nothing else.
 bool same_model(const ModelDesc& a, const ModelDesc& b) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-  static_assert(sizeof(ModelDesc) == 248,
+  static_assert(sizeof(ModelDesc) == 264,
                 "ModelDesc changed: compare its new fields in same_model()");
 #endif
   return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family &&
@@ -346,7 +346,8 @@ bool same_model(const ModelDesc& a, const ModelDesc& b) {
          a.lm_head_bias == b.lm_head_bias && a.qk_norm == b.qk_norm &&
          a.fused_qkv == b.fused_qkv && a.fused_gate_up == b.fused_gate_up &&
          a.norms_per_layer == b.norms_per_layer &&
-         a.partial_rotary_factor == b.partial_rotary_factor &&
+         a.partial_rotary_factor == b.partial_rotary_factor && a.rope_theta == b.rope_theta &&
+         a.rms_norm_eps == b.rms_norm_eps &&
          a.max_position_embeddings == b.max_position_embeddings &&
          a.sliding_window == b.sliding_window &&
          a.attn_logit_softcapping == b.attn_logit_softcapping &&

@@ -16,6 +16,18 @@ std::string error_of(const std::string& text) {
   return "(no error)";
 }
 
+TEST(ConfigJson, NormEpsilonAndRotaryBase) {
+  const ModelDesc m = parse_config_json(R"({"model_type": "llama", "vocab_size": 128256,
+      "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+      "num_attention_heads": 32, "rms_norm_eps": 1e-05, "rope_theta": 500000.0})", "config.json");
+  EXPECT_EQ(m.rms_norm_eps, 1e-5);
+  EXPECT_EQ(m.rope_theta, 500000.0);
+  const ModelDesc phi3 = parse_config_json(R"({"model_type": "phi3", "vocab_size": 32064,
+      "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+      "num_attention_heads": 32})", "config.json");
+  EXPECT_EQ(phi3.rms_norm_eps, 1e-5);  // Phi3Config's default
+}
+
 TEST(ConfigJson, FamilyDefaults) {
   const ModelDesc llama = parse_config_json(R"({"model_type": "llama", "vocab_size": 32000,
       "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
@@ -26,6 +38,8 @@ TEST(ConfigJson, FamilyDefaults) {
   EXPECT_FALSE(llama.tied_embeddings);
   EXPECT_FALSE(llama.qkv_bias);
   EXPECT_EQ(llama.dtype, DType::kF16);
+  EXPECT_EQ(llama.rms_norm_eps, 1e-6);
+  EXPECT_EQ(llama.rope_theta, 10000.0);
 
   const ModelDesc gemma = parse_config_json(R"({"model_type": "gemma2", "vocab_size": 256000,
       "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,

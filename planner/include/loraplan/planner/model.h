@@ -40,6 +40,8 @@ struct ModelDesc {
   int norms_per_layer = 2;       // 4 for Gemma-2's sandwich norms
 
   double partial_rotary_factor = 1.0;  // fraction of D that is rotated (Phi-4-mini: 0.75)
+  double rope_theta = 10000;            // rotary base
+  double rms_norm_eps = 1e-6;           // RMSNorm epsilon (Phi-3: 1e-5)
   int64_t max_position_embeddings = 0;  // tokens; 0 when unknown
   int64_t sliding_window = 0;           // tokens; 0 = full attention everywhere
   double attn_logit_softcapping = 0;    // Gemma-2: tanh capping of scores; 0 = off
