@@ -3,7 +3,7 @@
 that fits a CPU budget and compares the chosen plan's measured throughput with the best.
 
     python3 scripts/plan_speed.py [--model tiny-llama-256] [--budget 24MiB] [--seq-len 128]
-                                  [--steps 6] [--binary build/cli/loraplan]
+                                  [--steps 12] [--binary build/cli/loraplan]
 
 For each micro-batch (divisors of the target batch 8), number of checkpointed layers (the first
 k), attention and loss, `loraplan estimate --device cpu --budget B` says whether it fits under the
@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--model", default="tiny-llama-256")
     ap.add_argument("--budget", default="24MiB")
     ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--binary", default="build/cli/loraplan")
     a = ap.parse_args()
 

@@ -83,6 +83,9 @@ Rates cpu_rates(int threads) {
   r.host_link_bw = r.memory_bw;  // staging is a copy within host memory
   r.op_overhead_s = 10e-6;
   r.causal_skip = 1.0;  // the executor's query chunks compute every score, then mask
+  // The executor expands NF4/FP4 codes with a scalar loop (two table lookups and a scale per
+  // element): about 4.2 ns per element, fitted to scripts/plan_speed.py runs of tiny-llama-256.
+  r.unpack_4bit_s = 4.2e-9;
   r.source = "cpu (" + std::to_string(threads) + " thread" + (threads == 1 ? "" : "s") + ")";
   return r;
 }
@@ -109,7 +112,9 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     frozen_flops += flops;
     const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
     weight_bytes += w;
-    if (dequantized) dequant += (w + in * out * a) / r.memory_bw;
+    const bool four_bit = c.weights.format == WeightFormat::kNf4 || c.weights.format == WeightFormat::kFp4;
+    if (four_bit && r.unpack_4bit_s > 0) dequant += in * out * r.unpack_4bit_s;
+    else if (dequantized) dequant += (w + in * out * a) / r.memory_bw;
     ops_fwd += dequantized ? 2 : 1;
     if (c.lora_targets.contains(l.module)) {
       const double lf = 2 * N * rank * (in + out);
