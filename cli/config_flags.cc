@@ -5,6 +5,8 @@
 #include "app.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
+#include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/plan_file.h"
 
 namespace loraplan::cli {
 
@@ -61,6 +63,25 @@ void refuse_config_flags_with_plan(const CLI::App& sub) {
       throw InputError(std::string(name) + ": the plan sets the configuration; give either --plan or " + name);
     }
   }
+}
+
+RunSpec resolve_run(const CLI::App& sub, const ConfigFlags& f, const std::string& plan) {
+  RunSpec r;
+  if (plan.empty()) {
+    r.model_spec = f.model;
+    r.model = planner::load_model(f.model);
+    r.config = resolve_config(f, r.model);
+    r.device = resolve_device(f);
+    return r;
+  }
+  refuse_config_flags_with_plan(sub);
+  planner::PlanFile p = planner::read_plan(plan);
+  r.model_spec = p.model_reference;
+  r.model = std::move(p.model);
+  r.config = p.config;
+  r.device = p.device == planner::Device::kCpu ? planner::cpu_device(p.budget_bytes)
+                                               : planner::cuda_device(planner::resolve_gpu(p.gpu), p.budget_bytes);
+  return r;
 }
 
 planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m) {

@@ -51,6 +51,15 @@ void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs = true,
 // (--budget and --device excepted, which say where the plan runs).
 void refuse_config_flags_with_plan(const CLI::App& sub);
 
+// What a run is: from --plan (refusing configuration flags beside it) or from the flags.
+struct RunSpec {
+  std::string model_spec;  // what names the model: --model, or the plan's reference
+  planner::ModelDesc model;
+  planner::TrainConfig config;
+  planner::DeviceModel device;
+};
+RunSpec resolve_run(const CLI::App& sub, const ConfigFlags& f, const std::string& plan);
+
 planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m);
 planner::DeviceModel resolve_device(const ConfigFlags& f);
 

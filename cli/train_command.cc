@@ -86,18 +86,10 @@ Handler define_train(CLI::App& sub) {
   return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
-    std::string model_spec = f->config.model;
-    if (!f->plan.empty()) {
-      refuse_config_flags_with_plan(sub);
-      planner::PlanFile plan = planner::read_plan(f->plan);
-      model_spec = plan.model_reference;
-      q.model = std::move(plan.model);
-      q.config = plan.config;
-    } else {
-      q.model = planner::load_model(f->config.model);
-      q.config = resolve_config(f->config, q.model);
-    }
-    planner::WeightFiles weights = planner::safetensors_weights(model_spec);
+    RunSpec run = resolve_run(sub, f->config, f->plan);
+    q.model = std::move(run.model);
+    q.config = run.config;
+    planner::WeightFiles weights = planner::safetensors_weights(run.model_spec);
     q.weights_source = std::move(weights.source);
     q.weights = std::move(weights.tensors);
     q.data_path = f->data;

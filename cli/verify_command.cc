@@ -52,21 +52,10 @@ Handler define_verify(CLI::App& sub) {
   add_format_flag(sub, f->format);
   return [f, &sub](Io& io) {
     const double tolerance = parse_tolerance(f->tolerance);
-    planner::ModelDesc model;
-    planner::TrainConfig config;
-    planner::DeviceModel device;
-    if (!f->plan.empty()) {
-      refuse_config_flags_with_plan(sub);
-      planner::PlanFile plan = planner::read_plan(f->plan);
-      model = std::move(plan.model);
-      config = plan.config;
-      device = plan.device == planner::Device::kCpu ? planner::cpu_device(plan.budget_bytes)
-                                                    : planner::cuda_device(planner::resolve_gpu(plan.gpu), plan.budget_bytes);
-    } else {
-      model = planner::load_model(f->config.model);
-      config = resolve_config(f->config, model);
-      device = resolve_device(f->config);
-    }
+    const RunSpec spec = resolve_run(sub, f->config, f->plan);
+    const planner::ModelDesc& model = spec.model;
+    const planner::TrainConfig& config = spec.config;
+    const planner::DeviceModel& device = spec.device;
     const std::string text = planner::read_text_file(f->run);
     const nlohmann::json report = planner::parse_json(text, f->run);
     if (!report.is_object() || !report.contains("measured") || !report.contains("config")) {
