@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "loraplan/planner/rope.h"
 #include "offload.h"
 
 namespace loraplan::executor {
@@ -156,9 +157,18 @@ Tensor expand_kv(const Tensor& k, int64_t heads) {
   return rep == 1 ? t.contiguous() : t.repeat_interleave(rep, 1);
 }
 
+// The masked (true) scores of query rows t0 .. t0 + c - 1 against all T keys: later keys, and with
+// a window, keys `window` or more tokens back.
+Tensor chunk_mask(int64_t t0, int64_t c, int64_t T, int64_t window, const torch::TensorOptions& o) {
+  Tensor mask = at::ones({c, T}, o.dtype(at::kBool)).triu_(t0 + 1);
+  if (window > 0 && window < T) mask.logical_or_(at::ones({c, T}, o.dtype(at::kBool)).tril_(t0 - window));
+  return mask;
+}
+
 struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
-  // q [B, T, H, D], k/v [B, T, Hkv, D] -> [B, T, H, D]
-  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale, double softcap) {
+  // q [B, T, H, D], k/v [B, T, Hkv, D] -> [B, T, H, D]; window 0 = causal only.
+  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale, double softcap,
+                        int64_t window) {
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
     Tensor out = at::empty({B, T, H, D}, q.options());
     Tensor lse = at::empty({B, H, T}, q.options().dtype(at::kFloat));
@@ -170,7 +180,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
         Tensor s = at::matmul(qt.narrow(2, t0, c), kr.transpose(2, 3)).to(at::kFloat);  // [B, H, c, T]
         s.mul_(scale);
         if (softcap > 0) s.div_(softcap).tanh_().mul_(softcap);
-        s.masked_fill_(at::ones({c, T}, q.options().dtype(at::kBool)).triu_(t0 + 1), -INFINITY);
+        s.masked_fill_(chunk_mask(t0, c, T, window, q.options()), -INFINITY);
         const Tensor m = std::get<0>(s.max(-1, true));
         s.sub_(m).exp_();
         const Tensor sum = s.sum(-1, true);
@@ -182,6 +192,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     }
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["softcap"] = softcap;
+    ctx->saved_data["window"] = window;
     ctx->save_for_backward({q, k, v, out, lse});
     return out;
   }
@@ -191,6 +202,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     const Tensor &q = s[0], &k = s[1], &v = s[2], &out = s[3], &lse = s[4];
     const double scale = ctx->saved_data["scale"].toDouble();
     const double softcap = ctx->saved_data["softcap"].toDouble();
+    const int64_t window = ctx->saved_data["window"].toInt();
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), Hkv = k.size(2);
     const Tensor go = grads[0].transpose(1, 2).contiguous();  // [B, H, T, D]
     const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);
@@ -211,7 +223,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
         capped = p.clone();  // tanh(s / cap), for the capping's derivative
         p.mul_(softcap);
       }
-      p.masked_fill_(at::ones({c, T}, q.options().dtype(at::kBool)).triu_(t0 + 1), -INFINITY);
+      p.masked_fill_(chunk_mask(t0, c, T, window, q.options()), -INFINITY);
       p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();                  // probabilities
       const Tensor goc = go.narrow(2, t0, c);
       gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
@@ -227,7 +239,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       const Tensor t = g.transpose(1, 2);
       return H == Hkv ? t.contiguous() : t.reshape({B, T, Hkv, H / Hkv, q.size(3)}).sum(3);
     };
-    return {gq, fold(gk), fold(gv), Tensor(), Tensor()};
+    return {gq, fold(gk), fold(gv), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -531,14 +543,19 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
     layers_.push_back(std::move(d));
   }
 
-  // Rotary tables for positions 0..T-1 (base rope_theta), and the causal mask for eager attention.
-  const int64_t half = m.rotary_dim() / 2;
-  const Tensor inv = torch::pow(m.rope_theta, -torch::arange(0, half, torch::kFloat) * 2.0 / static_cast<double>(m.rotary_dim()));
+  // Rotary tables for positions 0..T-1 (rope_scaling applied), and the masks for eager attention.
+  const planner::RopeFrequencies rope = planner::rope_frequencies(m, c.seq_len);
+  const Tensor inv = torch::tensor(rope.inv_freq, torch::kDouble).to(torch::kFloat);
   const Tensor angles = torch::outer(torch::arange(c.seq_len, torch::kFloat), inv);  // [T, half]
-  cos_ = place(angles.cos());
-  sin_ = place(angles.sin());
+  cos_ = place(rope.attention_factor == 1 ? angles.cos() : angles.cos() * rope.attention_factor);
+  sin_ = place(rope.attention_factor == 1 ? angles.sin() : angles.sin() * rope.attention_factor);
   if (c.attention == planner::Attention::kEager) {
-    causal_ = torch::ones({c.seq_len, c.seq_len}, torch::TensorOptions().dtype(torch::kBool).device(device_)).triu_(1);
+    const int64_t T = c.seq_len;
+    bool full = false, windowed = false;
+    for (int64_t l = 0; l < m.layers; ++l) (planner::windowed_attention(m, l, T) ? windowed : full) = true;
+    const auto opts = torch::TensorOptions().dtype(torch::kBool).device(device_);
+    if (full) causal_ = torch::ones({T, T}, opts).triu_(1);
+    if (windowed) window_ = torch::ones({T, T}, opts).triu_(1).logical_or_(torch::ones({T, T}, opts).tril_(-m.sliding_window));
   }
 }
 
@@ -608,10 +625,11 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   }
   q = RopeFn::apply(q, cos_, sin_);
   k = RopeFn::apply(k, cos_, sin_);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale = m.attention_scale();
+  const bool windowed = planner::windowed_attention(m, d.index, T);
   Tensor o;
   if (c_.attention == planner::Attention::kEfficient) {
-    o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping);
+    o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping, windowed ? m.sliding_window : 0);
     q.reset();
     k.reset();
     v.reset();
@@ -627,7 +645,7 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     kr.reset();
     s.mul_(scale);
     if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
-    s.masked_fill_(causal_, -INFINITY);
+    s.masked_fill_(windowed ? window_ : causal_, -INFINITY);
     Tensor p = at::softmax(s, -1);
     s.reset();
     o = at::matmul(p, vr).transpose(1, 2).reshape({B, T, HD});  // the [B, H, T, D] product is a temporary

@@ -101,7 +101,8 @@ class Model {
   torch::Tensor lm_head_;    // [V, C]; the embedding when tied
   torch::Tensor final_norm_;  // [C]
   torch::Tensor cos_, sin_;  // [T, rotary/2] compute dtype, for the configured T
-  torch::Tensor causal_;     // [T, T] bool, eager attention only
+  torch::Tensor causal_;     // [T, T] bool, eager attention, layers that see every earlier token
+  torch::Tensor window_;     // [T, T] bool, eager attention, layers whose window is shorter than T
   std::vector<DecoderLayer> layers_;
 };
 

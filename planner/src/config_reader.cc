@@ -1,5 +1,7 @@
 // Hugging Face config.json -> ModelDesc. Defaults are those of each family's transformers
 // config class, so a minimal config reads the way transformers would read it.
+#include <cmath>
+
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/readers.h"
@@ -54,6 +56,93 @@ DType read_dtype(const JsonFields& f) {
   return *t;
 }
 
+double positive_number(const JsonFields& f, const char* key) {
+  if (!f.has(key)) f.fail(key, "must be a positive number");
+  const double v = f.number_or(key, 0);
+  if (!(v > 0)) f.fail(key, "must be a positive number");
+  return v;
+}
+
+double positive_number_or(const JsonFields& f, const char* key, double fallback) {
+  return f.has(key) ? positive_number(f, key) : fallback;
+}
+
+std::vector<double> number_list(const JsonFields& f, const char* key) {
+  std::vector<double> out;
+  for (const json& v : f.array(key)) {
+    if (!v.is_number()) f.fail(key, "must be a list of numbers");
+    out.push_back(v.get<double>());
+  }
+  return out;
+}
+
+// transformers' YaRN attention factor: 0.1 mscale ln(factor) + 1.
+double yarn_mscale(double factor, double mscale) {
+  return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
+}
+
+// "rope_scaling", with the defaults and derived values transformers applies.
+RopeScaling read_rope_scaling(const JsonFields& config, const ModelDesc& m) {
+  const JsonFields s = config.object("rope_scaling");
+  const char* type_key = s.has("rope_type") || !s.has("type") ? "rope_type" : "type";
+  const std::string type = s.string_or(type_key, "default");
+  RopeScaling r;
+  auto context_or_max = [&](const JsonFields& f, const char* key) {
+    const int64_t n = f.positive_int_or(key, m.max_position_embeddings);
+    if (n <= 0) s.fail(key, "is needed (or max_position_embeddings) for rope_type " + type);
+    return n;
+  };
+  if (type == "default") return r;
+  if (type == "linear") {
+    r.type = RopeType::kLinear;
+    r.factor = positive_number(s, "factor");
+  } else if (type == "dynamic") {
+    r.type = RopeType::kDynamic;
+    r.factor = positive_number(s, "factor");
+    if (m.max_position_embeddings <= 0) config.fail("max_position_embeddings", "is needed by rope_type dynamic");
+  } else if (type == "llama3") {
+    r.type = RopeType::kLlama3;
+    r.factor = positive_number(s, "factor");
+    r.low_freq_factor = positive_number(s, "low_freq_factor");
+    r.high_freq_factor = positive_number(s, "high_freq_factor");
+    if (r.high_freq_factor <= r.low_freq_factor) s.fail("high_freq_factor", "must be greater than low_freq_factor");
+    r.original_max_position_embeddings = s.positive_int("original_max_position_embeddings");
+  } else if (type == "yarn") {
+    r.type = RopeType::kYarn;
+    r.factor = positive_number(s, "factor");
+    r.original_max_position_embeddings = context_or_max(s, "original_max_position_embeddings");
+    r.beta_fast = s.number_or("beta_fast", 32);
+    r.beta_slow = s.number_or("beta_slow", 1);
+    r.truncate = s.bool_or("truncate", true);
+    const double mscale = s.number_or("mscale", 0), mscale_all_dim = s.number_or("mscale_all_dim", 0);
+    const double derived = mscale > 0 && mscale_all_dim > 0
+                               ? yarn_mscale(r.factor, mscale) / yarn_mscale(r.factor, mscale_all_dim)
+                               : yarn_mscale(r.factor, 1);
+    r.attention_factor = s.number_or("attention_factor", derived);
+  } else if (type == "longrope" || type == "su") {  // "su": Phi-3's name before transformers 4.42
+    r.type = RopeType::kLongRope;
+    r.short_factor = number_list(s, "short_factor");
+    r.long_factor = number_list(s, "long_factor");
+    // Phi-3 keeps the pretrained context at the top level and derives the factor from it.
+    double factor = 0;
+    if (config.has("original_max_position_embeddings")) {
+      r.original_max_position_embeddings = config.positive_int("original_max_position_embeddings");
+      if (m.max_position_embeddings <= 0) config.fail("max_position_embeddings", "is needed by rope_type longrope");
+      factor = static_cast<double>(m.max_position_embeddings) / static_cast<double>(r.original_max_position_embeddings);
+    } else {
+      r.original_max_position_embeddings = context_or_max(s, "original_max_position_embeddings");
+      factor = positive_number(s, "factor");
+    }
+    r.factor = factor;
+    const double derived =
+        factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(r.original_max_position_embeddings)));
+    r.attention_factor = s.number_or("attention_factor", derived);
+  } else {
+    s.fail(type_key, "must be one of default, linear, dynamic, yarn, longrope, llama3");
+  }
+  return r;
+}
+
 }  // namespace
 
 ModelDesc parse_config_json(const std::string& text, const std::string& where) {
@@ -91,10 +180,23 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.rope_theta = f.number_or("rope_theta", 10000.0);
   m.rms_norm_eps = f.number_or("rms_norm_eps", fam == Family::kPhi3 ? 1e-5 : 1e-6);
   m.max_position_embeddings = f.positive_int_or("max_position_embeddings", 0);
-  if (fam == Family::kGemma2 || f.bool_or("use_sliding_window", fam == Family::kMistral)) {
+  if (f.has("rope_scaling")) m.rope_scaling = read_rope_scaling(f, m);
+  // Sliding windows as transformers applies them: Gemma-2 always (default 4096), Mistral and
+  // Phi-3 whenever "sliding_window" is set, Qwen only with use_sliding_window, from
+  // max_window_layers on.
+  if (fam == Family::kGemma2) {
+    m.sliding_window = f.positive_int_or("sliding_window", 4096);
+  } else if (fam == Family::kQwen2 || fam == Family::kQwen3) {
+    if (f.bool_or("use_sliding_window", false)) {
+      m.sliding_window = f.positive_int_or("sliding_window", 4096);
+      m.max_window_layers =
+          f.has("max_window_layers") ? f.integer("max_window_layers", 0, "must be a non-negative integer") : 28;
+    }
+  } else if (fam == Family::kMistral || fam == Family::kPhi3) {
     m.sliding_window = f.positive_int_or("sliding_window", 0);
   }
   if (fam == Family::kGemma2) {
+    m.query_pre_attn_scalar = positive_number_or(f, "query_pre_attn_scalar", 256);
     m.attn_logit_softcapping = f.number_or("attn_logit_softcapping", 50.0);
     m.final_logit_softcapping = f.number_or("final_logit_softcapping", 30.0);
   }

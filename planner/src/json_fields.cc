@@ -39,7 +39,7 @@ bool JsonFields::has(const char* key) const { return find(key) != nullptr; }
 
 void JsonFields::fail(const char* key, const std::string& requirement) const {
   const json* v = find(key);
-  const std::string message = "\"" + std::string(key) + "\" " +
+  const std::string message = "\"" + path_ + key + "\" " +
                               (v ? requirement + ", got " + v->dump() : "is missing (" + requirement + ")");
   throw InputError(located(where_, v ? json_key_line(text_, key) : 0, message));
 }
@@ -99,7 +99,9 @@ std::string JsonFields::string_or(const char* key, const std::string& fallback) 
 JsonFields JsonFields::object(const char* key) const {
   const json* v = find(key);
   if (!v || !v->is_object()) fail(key, "must be an object");
-  return JsonFields(*v, text_, where_);
+  JsonFields nested(*v, text_, where_);
+  nested.path_ = path_ + key + ".";
+  return nested;
 }
 
 const json& JsonFields::array(const char* key) const {

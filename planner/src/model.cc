@@ -18,6 +18,32 @@ std::string_view family_name(Family f) {
   return "?";
 }
 
+std::string_view rope_type_name(RopeType t) {
+  switch (t) {
+    case RopeType::kDefault: return "default";
+    case RopeType::kLinear: return "linear";
+    case RopeType::kDynamic: return "dynamic";
+    case RopeType::kYarn: return "yarn";
+    case RopeType::kLongRope: return "longrope";
+    case RopeType::kLlama3: return "llama3";
+  }
+  return "?";
+}
+
+bool ModelDesc::layer_slides(int64_t l) const {
+  if (sliding_window <= 0) return false;
+  switch (family) {
+    case Family::kGemma2: return l % 2 == 0;
+    case Family::kQwen2:
+    case Family::kQwen3: return l >= max_window_layers;
+    default: return true;
+  }
+}
+
+double ModelDesc::attention_scale() const {
+  return 1.0 / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar : static_cast<double>(head_dim));
+}
+
 int64_t ModelDesc::rotary_dim() const {
   // Phi-3 rounds down to an even number of rotated dims per head.
   const auto rotated = static_cast<int64_t>(std::floor(head_dim * partial_rotary_factor));
@@ -42,6 +68,18 @@ void validate(const ModelDesc& m, const std::string& where) {
   }
   if (!(m.partial_rotary_factor > 0 && m.partial_rotary_factor <= 1)) {
     fail("partial_rotary_factor must be in (0, 1], got " + std::to_string(m.partial_rotary_factor));
+  }
+  if (m.rotary_dim() < 2) fail("head_dim * partial_rotary_factor leaves no rotated dims");
+  const RopeScaling& r = m.rope_scaling;
+  if (r.type == RopeType::kLongRope) {
+    const size_t half = static_cast<size_t>(m.rotary_dim() / 2);
+    for (const auto* f : {&r.short_factor, &r.long_factor}) {
+      if (f->size() != half) {
+        fail(std::string("rope_scaling.") + (f == &r.short_factor ? "short_factor" : "long_factor") +
+             " must hold rotary dim / 2 = " + std::to_string(half) + " numbers, got " +
+             std::to_string(f->size()));
+      }
+    }
   }
 }
 

@@ -335,7 +335,7 @@ int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
 // Every field of the model: inventory() depends on nothing else.
 bool same_model(const ModelDesc& a, const ModelDesc& b) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-  static_assert(sizeof(ModelDesc) == 264,
+  static_assert(sizeof(ModelDesc) == 400,
                 "ModelDesc changed: compare its new fields in same_model()");
 #endif
   return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family &&
@@ -347,6 +347,8 @@ bool same_model(const ModelDesc& a, const ModelDesc& b) {
          a.fused_qkv == b.fused_qkv && a.fused_gate_up == b.fused_gate_up &&
          a.norms_per_layer == b.norms_per_layer &&
          a.partial_rotary_factor == b.partial_rotary_factor && a.rope_theta == b.rope_theta &&
+         a.rope_scaling == b.rope_scaling && a.max_window_layers == b.max_window_layers &&
+         a.query_pre_attn_scalar == b.query_pre_attn_scalar &&
          a.rms_norm_eps == b.rms_norm_eps &&
          a.max_position_embeddings == b.max_position_embeddings &&
          a.sliding_window == b.sliding_window &&
@@ -419,10 +421,16 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   }
   if (gemm_workspace_bytes > 0) sb.alloc("cublas_workspace", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
   // Tables every step shares: cos and sin [T, rotary dim / 2] in the compute dtype, and for eager
-  // attention the causal mask [T, T] (bool).
+  // attention the masks [T, T] (bool): causal for the layers that see every earlier token, causal
+  // and windowed for those whose window is shorter than the sequence.
   sb.alloc("rope.cos", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
   sb.alloc("rope.sin", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
-  if (c.attention == Attention::kEager) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
+  if (c.attention == Attention::kEager) {
+    bool full = false, windowed = false;
+    for (int64_t l = 0; l < m.layers; ++l) (windowed_attention(m, l, d.T) ? windowed : full) = true;
+    if (full) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
+    if (windowed) sb.alloc("attn.window_mask", -1, -1, d.T * d.T, Category::kActivations);
+  }
 
   const GraphPlan layer(decoder_layer_graph(m, c));
   const GraphPlan head(head_graph(m, c));

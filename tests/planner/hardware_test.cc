@@ -256,7 +256,7 @@ TEST_F(ReadGpuProfile, BadFieldIsReportedAtItsLine) {
 
   const std::string nested = write("nested.json", profile_text("  \"memory_bytes\": 4096,", "1.5"));
   EXPECT_EQ(error_of([&] { read_gpu_profile(nested); }),
-            nested + ":12: \"cuda_context_bytes\" must be a non-negative integer, got 1.5");
+            nested + ":12: \"overheads.cuda_context_bytes\" must be a non-negative integer, got 1.5");
 }
 
 TEST_F(ReadGpuProfile, MissingFieldNamesTheFile) {

@@ -258,16 +258,16 @@ TEST_F(PlanFileTest, SameInputsSameBytesAndItReadsBack) {
 TEST_F(PlanFileTest, BadFieldsAreNamed) {
   EXPECT_EQ(error_of(replaced("\"micro_batch\": " + std::to_string(search_.chosen.config.micro_batch), "\"micro_batch\": 0")),
             "bad.json:" + std::to_string(json_key_line(plan_text(), "micro_batch")) +
-                ": \"micro_batch\" must be a positive integer, got 0");
+                ": \"config.micro_batch\" must be a positive integer, got 0");
   EXPECT_EQ(error_of(replaced("\"version\": 1", "\"version\": 7")).substr(0, 15), "bad.json:3: \"ve");
   EXPECT_NE(error_of(replaced("\"version\": 1", "\"version\": 7")).find("must be 1 (this loraplan reads plan version 1)"),
             std::string::npos);
-  EXPECT_NE(error_of(replaced("\"attention\": \"", "\"attention\": \"x")).find("\"attention\" must be \"eager\" or \"efficient\""),
+  EXPECT_NE(error_of(replaced("\"attention\": \"", "\"attention\": \"x")).find("\"config.attention\" must be \"eager\" or \"efficient\""),
             std::string::npos);
-  EXPECT_NE(error_of(replaced("\"layers\": 2", "\"layers\": 3")).find("\"layers\" must match the model tiny-llama (2)"),
+  EXPECT_NE(error_of(replaced("\"layers\": 2", "\"layers\": 3")).find("\"model.layers\" must match the model tiny-llama (2)"),
             std::string::npos);
   EXPECT_NE(error_of(replaced("\"offload\": [\n      \"gpu\",", "\"offload\": [")).find(
-                "\"offload\" must give \"gpu\" or \"cpu\" for each of the 2 layers"),
+                "\"config.offload\" must give \"gpu\" or \"cpu\" for each of the 2 layers"),
             std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("a plan must be a JSON object"), std::string::npos);
   EXPECT_NE(error_of("{\"schema\": \"loraplan-plan\"").find("malformed plan"), std::string::npos);

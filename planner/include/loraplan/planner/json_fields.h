@@ -14,8 +14,9 @@ nlohmann::json parse_json(const std::string& text, const std::string& where,
                           const std::string& what = "JSON");
 
 // Typed access to the fields of one JSON object. Every error names the file, the line that holds
-// the field and the field: `config.json:6: "num_hidden_layers" must be a positive integer, got "32"`.
-// JSON null reads as absent. Holds references: the object, text and name must outlive it.
+// the field and the field: `config.json:6: "num_hidden_layers" must be a positive integer, got "32"`;
+// a field of a nested object by its path ("rope_scaling.factor"). JSON null reads as absent.
+// Holds references: the object, text and name must outlive it.
 class JsonFields {
  public:
   JsonFields(const nlohmann::json& object, const std::string& text, const std::string& where)
@@ -33,7 +34,7 @@ class JsonFields {
   bool bool_or(const char* key, bool fallback) const;
   std::string string(const char* key) const;  // required, non-empty
   std::string string_or(const char* key, const std::string& fallback) const;
-  JsonFields object(const char* key) const;  // required nested object
+  JsonFields object(const char* key) const;  // required nested object; errors name "key.field"
   const nlohmann::json& array(const char* key) const;  // required array
 
  private:
@@ -42,6 +43,7 @@ class JsonFields {
   const nlohmann::json& object_;
   const std::string& text_;
   const std::string& where_;
+  std::string path_;  // "outer.inner." for a nested object
 };
 
 }  // namespace loraplan::planner

@@ -14,6 +14,30 @@ enum class Family { kLlama, kMistral, kQwen2, kQwen3, kPhi3, kGemma2 };
 
 std::string_view family_name(Family f);  // the Hugging Face model_type: "llama", "phi3", ...
 
+// config.json "rope_scaling": how the rotary frequencies are stretched for long contexts, as
+// transformers' modeling_rope_utils computes them. The reader resolves defaults and derived
+// values (the attention factor, Phi-3's factor from the top-level original context), so
+// rope_frequencies() (rope.h) needs nothing else.
+enum class RopeType { kDefault, kLinear, kDynamic, kYarn, kLongRope, kLlama3 };
+
+std::string_view rope_type_name(RopeType t);  // "default", "linear", ..., as config.json spells it
+
+struct RopeScaling {
+  RopeType type = RopeType::kDefault;
+  double factor = 1;                        // linear, dynamic, yarn, llama3
+  int64_t original_max_position_embeddings = 0;  // llama3, longrope, yarn: pretrained context
+  double attention_factor = 1;              // cos and sin are multiplied by it (yarn, longrope)
+  double low_freq_factor = 1;               // llama3
+  double high_freq_factor = 4;              // llama3
+  double beta_fast = 32;                    // yarn
+  double beta_slow = 1;                     // yarn
+  bool truncate = true;                     // yarn: correction range rounded to whole dims
+  std::vector<double> short_factor;         // longrope, [rotary dim / 2], up to the original context
+  std::vector<double> long_factor;          // longrope, beyond it
+
+  bool operator==(const RopeScaling&) const = default;
+};
+
 // One plain description of a decoder-only transformer. Dimension letters used everywhere:
 // V vocab, C hidden, I intermediate, L layers, H query heads, Hkv key/value heads, D head dim.
 struct ModelDesc {
@@ -41,9 +65,12 @@ struct ModelDesc {
 
   double partial_rotary_factor = 1.0;  // fraction of D that is rotated (Phi-4-mini: 0.75)
   double rope_theta = 10000;            // rotary base
+  RopeScaling rope_scaling;             // config.json "rope_scaling"; default: none
   double rms_norm_eps = 1e-6;           // RMSNorm epsilon (Phi-3: 1e-5)
   int64_t max_position_embeddings = 0;  // tokens; 0 when unknown
   int64_t sliding_window = 0;           // tokens; 0 = full attention everywhere
+  int64_t max_window_layers = 0;        // Qwen2/Qwen3: layers from this index on slide
+  double query_pre_attn_scalar = 0;     // Gemma-2: scores scale by its -1/2 power; 0 = head_dim
   double attn_logit_softcapping = 0;    // Gemma-2: tanh capping of scores; 0 = off
   double final_logit_softcapping = 0;   // Gemma-2: tanh capping of logits; 0 = off
   std::string hidden_act = "silu";
@@ -55,7 +82,16 @@ struct ModelDesc {
   int64_t q_out() const { return heads * head_dim; }      // H D
   int64_t kv_out() const { return kv_heads * head_dim; }  // Hkv D
   int64_t rotary_dim() const;  // rotated dims per head
+  // Whether layer l attends only to the last sliding_window tokens (i - j < window): every layer
+  // of Mistral and Phi-3, Gemma-2's even layers, Qwen's layers from max_window_layers on.
+  bool layer_slides(int64_t l) const;
+  double attention_scale() const;  // the factor on q k^T
 };
+
+// Whether layer l of a T-token sequence needs a window mask: it slides and its window is shorter.
+inline bool windowed_attention(const ModelDesc& m, int64_t l, int64_t T) {
+  return m.layer_slides(l) && m.sliding_window < T;
+}
 
 // Checks the invariants every consumer relies on; throws InputError naming `where` and the field.
 void validate(const ModelDesc& m, const std::string& where);
