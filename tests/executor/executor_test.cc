@@ -168,6 +168,28 @@ TEST_P(Layouts, EfficientAttentionAndChunkedLossMatchEagerAndFull) {
   }
 }
 
+TEST(SlidingWindow, EfficientAttentionMatchesEagerAcrossQueryChunks) {
+  // tiny-gemma2 slides a 32-token window on layers 0 and 2; 160 tokens span two query chunks
+  // of 128, so the second chunk's window starts mid-sequence.
+  const planner::ModelDesc m = planner::load_model("tiny-gemma2");
+  planner::TrainConfig eager = tiny_config(m), efficient = tiny_config(m);
+  eager.seq_len = efficient.seq_len = 160;
+  eager.micro_batch = efficient.micro_batch = 1;
+  eager.attention = planner::Attention::kEager;
+  efficient.attention = planner::Attention::kEfficient;
+  const auto [loss_a, a] = step(m, eager);
+  const auto [loss_b, b] = step(m, efficient);
+  EXPECT_NEAR(loss_a, loss_b, 1e-5);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-6)) << "gradient " << i << " max diff "
+                                                           << (a[i] - b[i]).abs().max().item<double>();
+  }
+  // The window changes the result: the same run with every token visible differs.
+  planner::ModelDesc full = m;
+  full.sliding_window = 0;
+  EXPECT_GT(std::abs(step(full, eager).first - loss_a), 1e-4);
+}
+
 TEST(Checkpoint, RecomputeRepeatsTheForwardsDropoutMasks) {
   const planner::ModelDesc m = planner::load_model("tiny-llama");
   planner::TrainConfig plain = tiny_config(m), ckpt = tiny_config(m);

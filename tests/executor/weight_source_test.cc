@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "fixtures/model_files.h"
 #include "loraplan/planner/model_loader.h"
@@ -52,20 +53,31 @@ ModelWeights random_weights(const planner::ModelDesc& m) {
   return w;
 }
 
-// A model directory: config.json and the weights, in one file or in shards with an index.
-void write_model(const std::string& dir, planner::ModelDesc m, const ModelWeights& w, int shards) {
+// A model directory: config.json (the description's keys, then `extra` over them) and the
+// weights, in one file or in shards with an index. Returns the config as written.
+nlohmann::json write_model(const std::string& dir, planner::ModelDesc m, const ModelWeights& w, int shards,
+                           const std::string& extra = "{}") {
   m.dtype = planner::DType::kF32;
-  loraplan::testing::write_text(dir + "/config.json", loraplan::testing::config_json_text(m));
+  nlohmann::json config = nlohmann::json::parse(loraplan::testing::config_json_text(m));
+  config.update(nlohmann::json::parse(extra));
+  loraplan::testing::write_text(dir + "/config.json", config.dump(2));
   if (shards == 1) {
     loraplan::testing::write_safetensors(dir + "/model.safetensors", w.records, w.bytes);
   } else {
     loraplan::testing::write_sharded_safetensors(dir, w.records, shards, w.bytes);
   }
+  return config;
 }
 
-// ---- The reference: Hugging Face's Llama/Phi-3 forward, written out plainly. ----
-Tensor rms_norm(const Tensor& x, const Tensor& w, double eps) {
-  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+// ---- The reference: Hugging Face's forward for each family, written out plainly from the
+// config.json as written (not from the description loraplan read). ----
+double num(const nlohmann::json& config, const char* key, double fallback) {
+  return config.contains(key) && !config[key].is_null() ? config[key].get<double>() : fallback;
+}
+
+// (1 + w) for Gemma, w otherwise.
+Tensor rms_norm(const Tensor& x, const Tensor& w, double eps, bool gemma) {
+  return x * torch::rsqrt(x.pow(2).mean(-1, true) + eps) * (gemma ? 1 + w : w);
 }
 
 Tensor rotate_half(const Tensor& x) {
@@ -73,15 +85,60 @@ Tensor rotate_half(const Tensor& x) {
   return torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
 }
 
-// x [B, H, T, D]: the first `rot` dims of each head rotated by position (base theta).
-Tensor rope(const Tensor& x, int64_t rot, double theta) {
+struct Rotary {
+  Tensor inv_freq;  // [rot / 2]
+  double attention_factor = 1;
+};
+
+// modeling_rope_utils.py's inverse frequencies for the rope_scaling types the cases use.
+Rotary rotary(const nlohmann::json& config, int64_t rot, int64_t T) {
+  const double theta = num(config, "rope_theta", 10000);
+  const Tensor exponent = torch::arange(0, rot, 2, torch::kDouble) / static_cast<double>(rot);
+  Tensor inv = 1.0 / torch::pow(theta, exponent);
+  if (!config.contains("rope_scaling")) return {inv.to(torch::kFloat), 1};
+  const nlohmann::json& rs = config["rope_scaling"];
+  const std::string type = rs.value("rope_type", rs.value("type", std::string()));
+  double attention = 1;
+  if (type == "linear") {
+    inv = inv / rs["factor"].get<double>();
+  } else if (type == "llama3") {
+    const double factor = rs["factor"], lo = rs["low_freq_factor"], hi = rs["high_freq_factor"];
+    const double old_len = rs["original_max_position_embeddings"];
+    const Tensor wavelen = 2 * M_PI / inv;
+    const Tensor scaled = torch::where(wavelen > old_len / lo, inv / factor, inv);
+    const Tensor smooth = (old_len / wavelen - lo) / (hi - lo);
+    const Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    const Tensor medium = (wavelen >= old_len / hi).logical_and(wavelen <= old_len / lo);
+    inv = torch::where(medium, smoothed, scaled);
+  } else if (type == "longrope") {
+    const double orig = num(config, "original_max_position_embeddings", 0);
+    const double factor = num(config, "max_position_embeddings", 0) / orig;
+    attention = std::sqrt(1 + std::log(factor) / std::log(orig));
+    const auto ext = rs[T > orig ? "long_factor" : "short_factor"].get<std::vector<double>>();
+    inv = inv / torch::tensor(ext, torch::kDouble);
+  } else if (type == "yarn") {
+    const double factor = rs["factor"], orig = rs["original_max_position_embeddings"];
+    attention = 0.1 * std::log(factor) + 1;
+    auto dim_of = [&](double turns) { return rot * std::log(orig / (turns * 2 * M_PI)) / (2 * std::log(theta)); };
+    const double low = std::max(std::floor(dim_of(32)), 0.0);
+    const double high = std::min(std::ceil(dim_of(1)), static_cast<double>(rot - 1));
+    const Tensor ramp = ((torch::arange(rot / 2, torch::kDouble) - low) / (high - low)).clamp(0, 1);
+    const Tensor extrapolate = 1 - ramp;
+    inv = inv / factor * (1 - extrapolate) + inv * extrapolate;
+  } else {
+    ADD_FAILURE() << "the reference has no rope_type " << type;
+  }
+  return {inv.to(torch::kFloat), attention};
+}
+
+// x [B, H, T, D]: the first `rot` dims of each head rotated by position.
+Tensor rope(const Tensor& x, int64_t rot, const Rotary& r) {
   const int64_t T = x.size(2);
-  const Tensor inv =
-      1.0 / torch::pow(theta, torch::arange(0, rot, 2, torch::kFloat) / static_cast<double>(rot));
-  const Tensor freqs = torch::outer(torch::arange(T, torch::kFloat), inv);
+  const Tensor freqs = torch::outer(torch::arange(T, torch::kFloat), r.inv_freq);
   const Tensor emb = torch::cat({freqs, freqs}, -1);  // [T, rot]
-  const Tensor r = x.narrow(-1, 0, rot), pass = x.narrow(-1, rot, x.size(-1) - rot);
-  return torch::cat({r * emb.cos() + rotate_half(r) * emb.sin(), pass}, -1);
+  const Tensor cos = emb.cos() * r.attention_factor, sin = emb.sin() * r.attention_factor;
+  const Tensor x_rot = x.narrow(-1, 0, rot), pass = x.narrow(-1, rot, x.size(-1) - rot);
+  return torch::cat({x_rot * cos + rotate_half(x_rot) * sin, pass}, -1);
 }
 
 // A frozen projection with its adapter: x W^T (+ b) + scale (x A^T) B^T.
@@ -92,19 +149,28 @@ Tensor project(const ModelWeights& w, const FrozenLinear& f, const Tensor& x) {
   return y;
 }
 
-// eps and theta as the test's config.json gives them, not as the description read them.
+Tensor softcap(const Tensor& x, double cap) { return cap > 0 ? torch::tanh(x / cap) * cap : x; }
+
 Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const ModelWeights& w,
-                        const Tensor& ids, double eps, double theta) {
+                        const Tensor& ids, const nlohmann::json& config) {
   const int64_t B = ids.size(0), T = ids.size(1), H = m.heads, Hkv = m.kv_heads, D = m.head_dim;
   const int64_t HD = H * D, KD = Hkv * D, I = m.intermediate;
-  Tensor x = w.by_name.at("model.embed_tokens.weight")
-                 .index_select(0, ids.reshape(-1))
-                 .view({B, T, m.hidden});
-  const Tensor causal = torch::ones({T, T}, torch::kBool).triu(1);
+  const std::string type = config["model_type"];
+  const bool gemma = type == "gemma2";
+  const double eps = num(config, "rms_norm_eps", 1e-6);
+  const int64_t rot = static_cast<int64_t>(D * num(config, "partial_rotary_factor", 1.0));
+  const Rotary rotation = rotary(config, rot, T);
+  const double scale = 1 / std::sqrt(gemma ? num(config, "query_pre_attn_scalar", 256) : static_cast<double>(D));
+  const double window = gemma || type == "mistral" || type == "phi3" ? num(config, "sliding_window", 0) : 0;
+  auto norm = [&](const Tensor& x, const std::string& name) { return rms_norm(x, w.by_name.at(name), eps, gemma); };
+
+  Tensor x = w.by_name.at("model.embed_tokens.weight").index_select(0, ids.reshape(-1)).view({B, T, m.hidden});
+  if (gemma) x = x * std::sqrt(static_cast<double>(m.hidden));
+  const Tensor i = torch::arange(T).unsqueeze(1), j = torch::arange(T).unsqueeze(0);
   for (int l = 0; l < m.layers; ++l) {
     const DecoderLayer& d = model.layers()[l];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    const Tensor h = rms_norm(x, w.by_name.at(p + "input_layernorm.weight"), eps);
+    const Tensor h = norm(x, p + "input_layernorm.weight");
     Tensor q, k, v;
     if (m.fused_qkv) {
       const Tensor qkv = project(w, d.attn[0], h);
@@ -112,14 +178,22 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     } else {
       q = project(w, d.attn[0], h), k = project(w, d.attn[1], h), v = project(w, d.attn[2], h);
     }
-    q = rope(q.reshape({B, T, H, D}).transpose(1, 2), m.rotary_dim(), theta);
-    k = rope(k.reshape({B, T, Hkv, D}).transpose(1, 2), m.rotary_dim(), theta)
-            .repeat_interleave(H / Hkv, 1);
+    q = q.reshape({B, T, H, D}), k = k.reshape({B, T, Hkv, D});
+    if (type == "qwen3") {
+      q = rms_norm(q, w.by_name.at(p + "self_attn.q_norm.weight"), eps, false);
+      k = rms_norm(k, w.by_name.at(p + "self_attn.k_norm.weight"), eps, false);
+    }
+    q = rope(q.transpose(1, 2), rot, rotation);
+    k = rope(k.transpose(1, 2), rot, rotation).repeat_interleave(H / Hkv, 1);
     v = v.reshape({B, T, Hkv, D}).transpose(1, 2).repeat_interleave(H / Hkv, 1);
-    const Tensor scores = torch::matmul(q, k.transpose(2, 3)) / std::sqrt(static_cast<double>(D));
-    const Tensor o = torch::matmul(torch::softmax(scores.masked_fill(causal, -INFINITY), -1), v);
-    x = x + project(w, d.attn.back(), o.transpose(1, 2).reshape({B, T, HD}));
-    const Tensor h2 = rms_norm(x, w.by_name.at(p + "post_attention_layernorm.weight"), eps);
+    Tensor masked = j > i;  // later tokens
+    if (window > 0 && (!gemma || l % 2 == 0)) masked = masked.logical_or(i - j >= window);
+    const Tensor scores = softcap(torch::matmul(q, k.transpose(2, 3)) * scale, num(config, "attn_logit_softcapping", 0));
+    const Tensor o = torch::matmul(torch::softmax(scores.masked_fill(masked, -INFINITY), -1), v);
+    Tensor attn = project(w, d.attn.back(), o.transpose(1, 2).reshape({B, T, HD}));
+    if (gemma) attn = norm(attn, p + "post_attention_layernorm.weight");
+    x = x + attn;
+    const Tensor h2 = norm(x, p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
     Tensor gate, up;
     if (m.fused_gate_up) {
       const Tensor gu = project(w, d.mlp[0], h2);
@@ -127,66 +201,93 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     } else {
       gate = project(w, d.mlp[0], h2), up = project(w, d.mlp[1], h2);
     }
-    x = x + project(w, d.mlp.back(), torch::silu(gate) * up);
+    Tensor down = project(w, d.mlp.back(), (gemma ? torch::gelu(gate, "tanh") : torch::silu(gate)) * up);
+    if (gemma) down = norm(down, p + "post_feedforward_layernorm.weight");
+    x = x + down;
   }
-  const Tensor head =
-      w.by_name.at(m.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  return torch::matmul(rms_norm(x, w.by_name.at("model.norm.weight"), eps), head.t());
+  const Tensor head = w.by_name.at(m.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  return softcap(torch::matmul(norm(x, "model.norm.weight"), head.t()), num(config, "final_logit_softcapping", 0));
 }
 
 struct LoadCase {
+  const char* name;
   const char* model;
   int shards;
-  double rms_norm_eps;  // written to config.json
-  double rope_theta;
+  std::string extra;  // config.json fields over the profile's
+  planner::Attention attention = planner::Attention::kEager;
+  int64_t seq_len = 32;
 };
 
-void PrintTo(const LoadCase& c, std::ostream* os) { *os << c.model << " in " << c.shards << " file(s)"; }
+void PrintTo(const LoadCase& c, std::ostream* os) { *os << c.name; }
 
 class LoadedWeights : public ::testing::TestWithParam<LoadCase> {};
 
 TEST_P(LoadedWeights, LogitsEqualThePlainReference) {
-  planner::ModelDesc profile = planner::load_model(GetParam().model);
-  profile.rms_norm_eps = GetParam().rms_norm_eps;
-  profile.rope_theta = GetParam().rope_theta;
+  const LoadCase& lc = GetParam();
+  const planner::ModelDesc profile = planner::load_model(lc.model);
   const ModelWeights w = random_weights(profile);
   loraplan::testing::TempDir dir;
-  write_model(dir.path(), profile, w, GetParam().shards);
+  const nlohmann::json config = write_model(dir.path(), profile, w, lc.shards, lc.extra);
 
   const planner::ModelDesc m = planner::load_model(dir.path());
   const planner::WeightFiles files = planner::safetensors_weights(dir.path());
   ASSERT_EQ(files.source, dir.path());
   ASSERT_EQ(files.tensors.size(), w.records.size());
   const SafetensorsWeights source(files.source, files.tensors);
-  const Model model(m, fp32_config(m), 7, source);
+  planner::TrainConfig c = fp32_config(m);
+  c.attention = lc.attention;
+  c.seq_len = lc.seq_len;
+  const Model model(m, c, 7, source);
   for (const Tensor& p : model.trainable()) {  // non-zero B: the adapters take part
     torch::NoGradGuard g;
     if (p.abs().sum().item<double>() == 0) p.normal_(0, 0.05);
   }
   torch::manual_seed(3);
-  const Tensor ids = torch::randint(m.vocab, {2, 32});
+  const Tensor ids = torch::randint(m.vocab, {2, lc.seq_len});
   torch::NoGradGuard no_grad;
   Tensor x = model.embed(ids);
   for (int l = 0; l < m.layers; ++l) x = model.layer(l, x);
   const Tensor got = model.logits(x);
-  const Tensor want = reference_logits(m, model, w, ids, GetParam().rms_norm_eps, GetParam().rope_theta);
+  const Tensor want = reference_logits(m, model, w, ids, config);
   ASSERT_EQ(got.sizes(), want.sizes());
   const double diff = (got - want).abs().max().item<double>();
   EXPECT_LT(diff, 1e-5) << "max |logit| " << want.abs().max().item<double>();
   EXPECT_GT(want.abs().max().item<double>(), 0.1);  // the comparison is not between near-zeros
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, LoadedWeights,
-                         ::testing::Values(LoadCase{"tiny-llama", 1, 1e-6, 10000},
-                                           LoadCase{"tiny-llama", 3, 1e-2, 500000},
-                                           LoadCase{"tiny-phi3", 1, 1e-5, 10000}),
-                         [](const auto& info) {
-                           std::string n = std::string(info.param.model) + "_" +
-                                           std::to_string(info.param.shards) + "_files";
-                           for (char& ch : n)
-                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-                           return n;
-                         });
+std::string numbers(std::initializer_list<double> v) {
+  std::string s = "[";
+  for (double x : v) s += (s.size() > 1 ? ", " : "") + std::to_string(x);
+  return s + "]";
+}
+
+const std::string kLongRope = R"({"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+    "rope_scaling": {"type": "longrope", "short_factor": )" + numbers({1, 1.1, 1.3, 1.6, 2, 2.5}) +
+                              R"(, "long_factor": )" + numbers({1, 2, 4, 8, 16, 32}) + "}}";
+
+INSTANTIATE_TEST_SUITE_P(
+    Files, LoadedWeights,
+    ::testing::Values(
+        LoadCase{"llama", "tiny-llama", 1, "{}"},
+        LoadCase{"llama_3_shards_eps_theta", "tiny-llama", 3, R"({"rms_norm_eps": 0.01, "rope_theta": 500000.0})"},
+        LoadCase{"phi3", "tiny-phi3", 1, "{}"},
+        LoadCase{"qwen2_qkv_bias", "tiny-qwen2", 1, "{}"},
+        LoadCase{"qwen3_qk_norm", "tiny-qwen3", 1, "{}"},
+        LoadCase{"gemma2", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
+            "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})"},
+        LoadCase{"gemma2_efficient", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
+            "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})", planner::Attention::kEfficient, 160},
+        LoadCase{"mistral_window", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 8})"},
+        LoadCase{"mistral_window_efficient", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 100})",
+                 planner::Attention::kEfficient, 160},
+        LoadCase{"llama3_rope", "tiny-llama", 1, R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 1024}})"},
+        LoadCase{"linear_rope", "tiny-qwen2", 1, R"({"rope_scaling": {"type": "linear", "factor": 3.0}})"},
+        LoadCase{"longrope_long", "tiny-phi3", 1, kLongRope},
+        LoadCase{"longrope_short", "tiny-phi3", 1, kLongRope, planner::Attention::kEager, 16},
+        LoadCase{"yarn_rope", "tiny-qwen3", 1, R"({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+            "original_max_position_embeddings": 64}})"}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST(LoadedWeights, LoadingHoldsAboutOneTensorAtATime) {
   // tiny-llama-256 as nf4: 13.7 MB of fp32 in the file, the largest projection 704 KiB

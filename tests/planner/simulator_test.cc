@@ -126,6 +126,24 @@ TEST(Schedule, CheckpointingKeepsOnlyLayerInputs) {
   EXPECT_EQ(a.lower_bound.resident_bytes, b.lower_bound.resident_bytes);
 }
 
+TEST(Schedule, EagerAttentionHoldsAWindowMaskOnlyWhenSomeLayerNeedsIt) {
+  // tiny-gemma2 slides on even layers. At 64 tokens a 32-token window needs its own [T, T] bool
+  // mask beside the causal one; a 64-token window is the causal mask itself.
+  ModelDesc m = load_model("tiny-gemma2");
+  TrainConfig c = tiny_config(m);
+  c.seq_len = 64;
+  c.attention = Attention::kEager;
+  m.sliding_window = 32;
+  const Estimate windowed = estimate(m, c, cpu_device(0));
+  m.sliding_window = 64;
+  const Estimate causal = estimate(m, c, cpu_device(0));
+  EXPECT_EQ(windowed.peak_bytes - causal.peak_bytes, 64 * 64);
+  c.attention = Attention::kEfficient;  // masks per query chunk, not kept
+  const int64_t efficient_causal = estimate(m, c, cpu_device(0)).peak_bytes;
+  m.sliding_window = 32;
+  EXPECT_EQ(estimate(m, c, cpu_device(0)).peak_bytes, efficient_causal);
+}
+
 TEST(Estimate, CpuIsExactBytesAndCudaAddsContextAndRounding) {
   const ModelDesc m = load_model("tiny-llama");
   TrainConfig c = tiny_config(m);
