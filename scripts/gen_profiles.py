@@ -22,9 +22,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIB = 1 << 20
 
 # Keys copied from a reference model entry into config.json: the ones a real config.json has.
-# Derived fields of the reference (head_dim_effective, param_count, shapes, ...) stay out, and so
-# does rope_scaling: the reference stores an abbreviated form ("short_factor": "all 1.0") that
-# is not a valid config value. Keys whose value is null are omitted (e.g. gemma-2 torch_dtype,
+# Derived fields of the reference (head_dim_effective, param_count, shapes, ...) stay out.
+# rope_scaling is copied when complete (Llama 3.x's llama3 scaling); Phi-4-mini's longrope entry
+# is abbreviated in the reference ("short_factor": "all 1.0", only the first and last long
+# factors), so its profile has none and rotates with the plain frequencies. Its memory is the
+# same either way. Keys whose value is null are omitted (e.g. gemma-2 torch_dtype,
 # Llama-2 rope_theta, Mistral v0.3 sliding_window): readers then apply the family default.
 CONFIG_KEYS = [
     "model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size",
@@ -145,8 +147,18 @@ def model_name(hf_id):
     return hf_id.split("/", 1)[1].lower()
 
 
+def complete_rope_scaling(rope_scaling):
+    """The reference's rope_scaling when it is a valid config value (no abbreviated fields)."""
+    if not rope_scaling or rope_scaling.get("rope_type", rope_scaling.get("type")) == "longrope":
+        return None
+    return rope_scaling
+
+
 def model_config(entry):
     config = {key: entry[key] for key in CONFIG_KEYS if entry.get(key) is not None}
+    rope_scaling = complete_rope_scaling(entry.get("rope_scaling"))
+    if rope_scaling:
+        config["rope_scaling"] = rope_scaling
     config["hf_id"] = entry["hf_id"]
     return config
 

@@ -20,6 +20,37 @@ std::string architecture_line(const ModelDesc& m) {
   return s;
 }
 
+std::string number(double x) {
+  std::string s = std::to_string(x);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
+
+// Positions and attention span: "rope theta 500000, llama3 x32 (original context 8192); sliding
+// window 4096 on even layers".
+std::string attention_line(const ModelDesc& m) {
+  const planner::RopeScaling& r = m.rope_scaling;
+  std::string s = "rope theta " + number(m.rope_theta);
+  if (r.type != planner::RopeType::kDefault) {
+    s += ", " + std::string(planner::rope_type_name(r.type)) + " x" + number(r.factor);
+    if (r.original_max_position_embeddings > 0) {
+      s += " (original context " + std::to_string(r.original_max_position_embeddings) + ")";
+    }
+    if (r.attention_factor != 1) s += ", attention factor " + number(r.attention_factor);
+  }
+  if (m.sliding_window > 0) {
+    s += "; sliding window " + std::to_string(m.sliding_window);
+    if (m.family == planner::Family::kGemma2) s += " on even layers";
+    if (m.family == planner::Family::kQwen2 || m.family == planner::Family::kQwen3) {
+      s += " from layer " + std::to_string(m.max_window_layers);
+    }
+  }
+  if (m.attn_logit_softcapping > 0) s += "; score softcap " + number(m.attn_logit_softcapping);
+  if (m.final_logit_softcapping > 0) s += ", logit softcap " + number(m.final_logit_softcapping);
+  return s;
+}
+
 // Rows shared by the text and Markdown renderings.
 Table role_table(const InspectView& v) {
   const planner::ModelSummary& s = v.summary;
@@ -65,7 +96,7 @@ std::string title(const ModelDesc& m) {
 }  // namespace
 
 std::string inspect_text(const InspectView& v) {
-  std::string out = title(v.model) + "\n  " + architecture_line(v.model) + "\n\n";
+  std::string out = title(v.model) + "\n  " + architecture_line(v.model) + "\n  " + attention_line(v.model) + "\n\n";
   out += role_table(v).text() + "\n" + size_table(v).text();
   if (v.summary.lora_rank > 0) out += "\n  " + lora_line(v.summary) + "\n";
   for (const std::string& note : v.model.notes) out += "\n  note: " + note + "\n";
@@ -74,7 +105,7 @@ std::string inspect_text(const InspectView& v) {
 }
 
 std::string inspect_markdown(const InspectView& v) {
-  std::string out = "# " + title(v.model) + "\n\n" + architecture_line(v.model) + "\n\n";
+  std::string out = "# " + title(v.model) + "\n\n" + architecture_line(v.model) + "  \n" + attention_line(v.model) + "\n\n";
   out += role_table(v).markdown() + "\n" + size_table(v).markdown();
   if (v.summary.lora_rank > 0) out += "\n" + lora_line(v.summary) + "\n";
   for (const std::string& note : v.model.notes) out += "\n> note: " + note + "\n";
@@ -94,7 +125,13 @@ nlohmann::json inspect_json(const InspectView& v) {
       {"num_hidden_layers", m.layers}, {"num_attention_heads", m.heads},
       {"num_key_value_heads", m.kv_heads}, {"head_dim", m.head_dim},
       {"tie_word_embeddings", m.tied_embeddings}, {"partial_rotary_factor", m.partial_rotary_factor},
-      {"dtype", planner::dtype_name(m.dtype)}};
+      {"dtype", planner::dtype_name(m.dtype)}, {"rope_theta", m.rope_theta},
+      {"rope_scaling", m.rope_scaling.type == planner::RopeType::kDefault
+                           ? nlohmann::json()
+                           : nlohmann::json{{"rope_type", planner::rope_type_name(m.rope_scaling.type)},
+                                            {"factor", m.rope_scaling.factor},
+                                            {"attention_factor", m.rope_scaling.attention_factor}}},
+      {"sliding_window", m.sliding_window > 0 ? nlohmann::json(m.sliding_window) : nlohmann::json()}};
   j["total_params"] = s.total_params;
   j["tensor_count"] = s.tensors;
   for (const auto& [role, n] : s.params_by_role) j["params_by_role"][planner::role_name(role)] = n;

@@ -42,6 +42,18 @@ TEST(Cli, InspectJsonHasExactTotal) {
   EXPECT_EQ(j["params_by_role"]["embedding"].get<int64_t>(), 49152 * 576);
 }
 
+TEST(Cli, InspectShowsPositionsAndAttentionSpan) {
+  const Result llama = run_cli({"inspect", "--model", "llama-3.2-1b"});
+  ASSERT_EQ(llama.code, 0) << llama.err;
+  EXPECT_NE(llama.out.find("\n  rope theta 500000, llama3 x32 (original context 8192)\n"), std::string::npos)
+      << llama.out;
+  const Result gemma = run_cli({"inspect", "--model", "gemma-2-2b", "--format", "json"});
+  ASSERT_EQ(gemma.code, 0) << gemma.err;
+  const nlohmann::json j = nlohmann::json::parse(gemma.out);
+  EXPECT_EQ(j["architecture"]["sliding_window"], 4096);
+  EXPECT_TRUE(j["architecture"]["rope_scaling"].is_null());
+}
+
 TEST(Cli, InspectMarkdownAndTensorList) {
   const Result r = run_cli({"inspect", "--model", "tiny-llama", "--format", "md", "--tensors"});
   ASSERT_EQ(r.code, 0) << r.err;
