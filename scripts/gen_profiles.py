@@ -23,11 +23,13 @@ MIB = 1 << 20
 
 # Keys copied from a reference model entry into config.json: the ones a real config.json has.
 # Derived fields of the reference (head_dim_effective, param_count, shapes, ...) stay out.
-# rope_scaling is copied when complete (Llama 3.x's llama3 scaling); Phi-4-mini's longrope entry
+# rope_scaling is copied when complete (Llama 3.x's llama3 scaling). Phi-4-mini's longrope entry
 # is abbreviated in the reference ("short_factor": "all 1.0", only the first and last long
-# factors), so its profile has none and rotates with the plain frequencies. Its memory is the
-# same either way. Keys whose value is null are omitted (e.g. gemma-2 torch_dtype,
-# Llama-2 rope_theta, Mistral v0.3 sliding_window): readers then apply the family default.
+# factors), so its profile has none: it rotates with the plain frequencies and without the
+# attention factor sqrt(1 + ln 32 / ln 4096) = 1.19 that transformers multiplies cos and sin by.
+# Its memory is the same; a real Phi-4-mini config.json gets both.
+# Keys whose value is null are omitted (e.g. gemma-2 torch_dtype, Llama-2 rope_theta): readers
+# then apply the family default. NULL_MEANS_OFF below are the exception.
 CONFIG_KEYS = [
     "model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size",
     "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -154,8 +156,15 @@ def complete_rope_scaling(rope_scaling):
     return rope_scaling
 
 
+# Keys whose null means "off" in transformers (no window, no capping) rather than "the default":
+# kept as null for the families that read them.
+NULL_MEANS_OFF = ["sliding_window", "attn_logit_softcapping", "final_logit_softcapping"]
+
+
 def model_config(entry):
     config = {key: entry[key] for key in CONFIG_KEYS if entry.get(key) is not None}
+    if entry.get("model_type") != "llama":
+        config.update({key: None for key in NULL_MEANS_OFF if key in entry and entry[key] is None})
     rope_scaling = complete_rope_scaling(entry.get("rope_scaling"))
     if rope_scaling:
         config["rope_scaling"] = rope_scaling

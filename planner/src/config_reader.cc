@@ -81,15 +81,17 @@ double yarn_mscale(double factor, double mscale) {
   return factor <= 1 ? 1.0 : 0.1 * mscale * std::log(factor) + 1.0;
 }
 
-// "rope_scaling", with the defaults and derived values transformers applies.
-RopeScaling read_rope_scaling(const JsonFields& config, const ModelDesc& m) {
-  const JsonFields s = config.object("rope_scaling");
+// "rope_scaling" (or transformers 5's "rope_parameters"), with the defaults and derived values
+// transformers applies.
+RopeScaling read_rope_scaling(const JsonFields& config, const JsonFields& s, const ModelDesc& m) {
   const char* type_key = s.has("rope_type") || !s.has("type") ? "rope_type" : "type";
-  const std::string type = s.string_or(type_key, "default");
+  std::string type = s.string_or(type_key, "default");
+  // Phi3Config renames its older "su" and "yarn" settings to longrope.
+  if (type == "su" || (type == "yarn" && m.family == Family::kPhi3)) type = "longrope";
   RopeScaling r;
   auto context_or_max = [&](const JsonFields& f, const char* key) {
     const int64_t n = f.positive_int_or(key, m.max_position_embeddings);
-    if (n <= 0) s.fail(key, "is needed (or max_position_embeddings) for rope_type " + type);
+    if (n <= 0) f.fail(key, "must be a positive integer when max_position_embeddings is absent");
     return n;
   };
   if (type == "default") return r;
@@ -111,22 +113,25 @@ RopeScaling read_rope_scaling(const JsonFields& config, const ModelDesc& m) {
     r.type = RopeType::kYarn;
     r.factor = positive_number(s, "factor");
     r.original_max_position_embeddings = context_or_max(s, "original_max_position_embeddings");
-    r.beta_fast = s.number_or("beta_fast", 32);
-    r.beta_slow = s.number_or("beta_slow", 1);
+    // transformers: get("beta_fast") or 32, so 0 also means the default.
+    r.beta_fast = s.number_or("beta_fast", 0) != 0 ? s.number_or("beta_fast", 0) : 32;
+    r.beta_slow = s.number_or("beta_slow", 0) != 0 ? s.number_or("beta_slow", 0) : 1;
+    if (r.beta_fast <= r.beta_slow) s.fail("beta_fast", "must be greater than beta_slow");
     r.truncate = s.bool_or("truncate", true);
     const double mscale = s.number_or("mscale", 0), mscale_all_dim = s.number_or("mscale_all_dim", 0);
     const double derived = mscale > 0 && mscale_all_dim > 0
                                ? yarn_mscale(r.factor, mscale) / yarn_mscale(r.factor, mscale_all_dim)
                                : yarn_mscale(r.factor, 1);
     r.attention_factor = s.number_or("attention_factor", derived);
-  } else if (type == "longrope" || type == "su") {  // "su": Phi-3's name before transformers 4.42
+  } else if (type == "longrope") {
     r.type = RopeType::kLongRope;
     r.short_factor = number_list(s, "short_factor");
     r.long_factor = number_list(s, "long_factor");
-    // Phi-3 keeps the pretrained context at the top level and derives the factor from it.
+    // Phi-3 keeps the pretrained context at the top level (Phi3Config's default: 4096) and derives
+    // the factor from it.
     double factor = 0;
-    if (config.has("original_max_position_embeddings")) {
-      r.original_max_position_embeddings = config.positive_int("original_max_position_embeddings");
+    if (config.has("original_max_position_embeddings") || m.family == Family::kPhi3) {
+      r.original_max_position_embeddings = config.positive_int_or("original_max_position_embeddings", 4096);
       if (m.max_position_embeddings <= 0) config.fail("max_position_embeddings", "is needed by rope_type longrope");
       factor = static_cast<double>(m.max_position_embeddings) / static_cast<double>(r.original_max_position_embeddings);
     } else {
@@ -180,25 +185,38 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.rope_theta = f.number_or("rope_theta", 10000.0);
   m.rms_norm_eps = f.number_or("rms_norm_eps", fam == Family::kPhi3 ? 1e-5 : 1e-6);
   m.max_position_embeddings = f.positive_int_or("max_position_embeddings", 0);
-  if (f.has("rope_scaling")) m.rope_scaling = read_rope_scaling(f, m);
-  // Sliding windows as transformers applies them: Gemma-2 always (default 4096), Mistral and
-  // Phi-3 whenever "sliding_window" is set, Qwen only with use_sliding_window, from
-  // max_window_layers on.
-  if (fam == Family::kGemma2) {
-    m.sliding_window = f.positive_int_or("sliding_window", 4096);
+  if (f.has("rope_parameters")) {
+    // transformers 5 writes the base and the scaling together; per-layer-type tables (Gemma-3,
+    // ...) belong to families loraplan does not read.
+    const JsonFields p = f.object("rope_parameters");
+    if (p.has("full_attention") || p.has("sliding_attention")) {
+      f.fail("rope_parameters", "must be one table (per-layer-type rope parameters are not supported)");
+    }
+    m.rope_theta = p.number_or("rope_theta", m.rope_theta);
+    m.rope_scaling = read_rope_scaling(f, p, m);
+  } else if (f.has("rope_scaling")) {
+    m.rope_scaling = read_rope_scaling(f, f.object("rope_scaling"), m);
+  }
+  // Sliding windows as transformers applies them: Gemma-2 always, Mistral unless the window is
+  // null (MistralConfig's default: 4096), Phi-3 when one is given, Qwen only with
+  // use_sliding_window and from max_window_layers on. An explicit null means no window.
+  auto window_or = [&](int64_t fallback) { return f.is_null("sliding_window") ? 0 : f.positive_int_or("sliding_window", fallback); };
+  if (fam == Family::kGemma2 || fam == Family::kMistral) {
+    m.sliding_window = window_or(4096);
   } else if (fam == Family::kQwen2 || fam == Family::kQwen3) {
     if (f.bool_or("use_sliding_window", false)) {
-      m.sliding_window = f.positive_int_or("sliding_window", 4096);
+      m.sliding_window = window_or(4096);
       m.max_window_layers =
           f.has("max_window_layers") ? f.integer("max_window_layers", 0, "must be a non-negative integer") : 28;
     }
-  } else if (fam == Family::kMistral || fam == Family::kPhi3) {
-    m.sliding_window = f.positive_int_or("sliding_window", 0);
+  } else if (fam == Family::kPhi3) {
+    m.sliding_window = window_or(0);
   }
   if (fam == Family::kGemma2) {
     m.query_pre_attn_scalar = positive_number_or(f, "query_pre_attn_scalar", 256);
-    m.attn_logit_softcapping = f.number_or("attn_logit_softcapping", 50.0);
-    m.final_logit_softcapping = f.number_or("final_logit_softcapping", 30.0);
+    // Gemma2Config's defaults when absent; null turns the capping off.
+    m.attn_logit_softcapping = f.is_null("attn_logit_softcapping") ? 0 : f.number_or("attn_logit_softcapping", 50.0);
+    m.final_logit_softcapping = f.is_null("final_logit_softcapping") ? 0 : f.number_or("final_logit_softcapping", 30.0);
   }
   m.hidden_act = f.string_or("hidden_activation", f.string_or("hidden_act", "silu"));
   m.dtype = read_dtype(f);

@@ -9,17 +9,21 @@ std::string located(const std::string& path, int line, const std::string& messag
   return path + ": " + message;
 }
 
-int json_key_line(const std::string& text, const std::string& key) {
+size_t json_key_offset(const std::string& text, const std::string& key, size_t from) {
   const std::string quoted = "\"" + key + "\"";
-  for (size_t pos = text.find(quoted); pos != std::string::npos;
+  for (size_t pos = text.find(quoted, from); pos != std::string::npos;
        pos = text.find(quoted, pos + 1)) {
     // A key is followed by a colon; the same text as a value is not.
     size_t after = text.find_first_not_of(" \t\r\n", pos + quoted.size());
-    if (after != std::string::npos && text[after] == ':') {
-      return 1 + static_cast<int>(std::count(text.begin(), text.begin() + pos, '\n'));
-    }
+    if (after != std::string::npos && text[after] == ':') return pos;
   }
-  return 0;
+  return std::string::npos;
+}
+
+int json_key_line(const std::string& text, const std::string& key, size_t from) {
+  const size_t pos = json_key_offset(text, key, from);
+  if (pos == std::string::npos) return 0;
+  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(pos), '\n'));
 }
 
 }  // namespace loraplan

@@ -37,11 +37,16 @@ const json* JsonFields::find(const char* key) const {
 
 bool JsonFields::has(const char* key) const { return find(key) != nullptr; }
 
+bool JsonFields::is_null(const char* key) const {
+  auto it = object_.find(key);
+  return it != object_.end() && it->is_null();
+}
+
 void JsonFields::fail(const char* key, const std::string& requirement) const {
   const json* v = find(key);
   const std::string message = "\"" + path_ + key + "\" " +
                               (v ? requirement + ", got " + v->dump() : "is missing (" + requirement + ")");
-  throw InputError(located(where_, v ? json_key_line(text_, key) : 0, message));
+  throw InputError(located(where_, v ? json_key_line(text_, key, from_) : 0, message));
 }
 
 int64_t JsonFields::integer(const char* key, int64_t min, const char* requirement) const {
@@ -101,6 +106,8 @@ JsonFields JsonFields::object(const char* key) const {
   if (!v || !v->is_object()) fail(key, "must be an object");
   JsonFields nested(*v, text_, where_);
   nested.path_ = path_ + key + ".";
+  const size_t at = json_key_offset(text_, key, from_);
+  nested.from_ = at == std::string::npos ? from_ : at;
   return nested;
 }
 

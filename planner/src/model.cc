@@ -75,8 +75,8 @@ void validate(const ModelDesc& m, const std::string& where) {
     const size_t half = static_cast<size_t>(m.rotary_dim() / 2);
     for (const auto* f : {&r.short_factor, &r.long_factor}) {
       if (f->size() != half) {
-        fail(std::string("rope_scaling.") + (f == &r.short_factor ? "short_factor" : "long_factor") +
-             " must hold rotary dim / 2 = " + std::to_string(half) + " numbers, got " +
+        fail(std::string("\"rope_scaling.") + (f == &r.short_factor ? "short_factor" : "long_factor") +
+             "\" must hold rotary dim / 2 = " + std::to_string(half) + " numbers, got " +
              std::to_string(f->size()));
       }
     }

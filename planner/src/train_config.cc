@@ -134,6 +134,15 @@ std::string layer_set_text(const std::vector<bool>& layers) {
   return s;
 }
 
+std::vector<std::string> config_notes(const ModelDesc& m, const TrainConfig& c) {
+  std::vector<std::string> notes = m.notes;
+  if (m.max_position_embeddings > 0 && c.seq_len > m.max_position_embeddings) {
+    notes.push_back("seq-len " + std::to_string(c.seq_len) + " is longer than the model's context (max_position_embeddings " +
+                    std::to_string(m.max_position_embeddings) + "): it has not learned positions that far");
+  }
+  return notes;
+}
+
 void validate(const TrainConfig& c, const ModelDesc& m) {
   if (c.seq_len <= 0) bad("--seq-len", "must be a positive integer, got " + std::to_string(c.seq_len));
   if (c.micro_batch <= 0) bad("--micro-batch", "must be a positive integer, got " + std::to_string(c.micro_batch));

@@ -128,6 +128,7 @@ std::string estimate_text(const EstimateView& v) {
   std::string out = v.model.name + " on " + device_line(v) + "\n  " + config_line(v.config) + "\n\n";
   out += bill(v).text() + "\n  live tensors by phase: " + phase_summary(e) + "\n";
   if (e.host_bytes > 0) out += "  host memory: " + format_bytes(e.host_bytes) + " (offloaded weights, paged optimizer)\n";
+  for (const std::string& note : planner::config_notes(v.model, v.config)) out += "  note: " + note + "\n";
   out += "\n  " + verdict(e) + "\n";
   if (!v.suggestions.empty()) out += "\n  changes that make it fit:\n" + fixes(v.suggestions).text(4);
   else if (!e.fits) out += "  no single change makes it fit; try a smaller model or a larger GPU\n";
@@ -137,7 +138,9 @@ std::string estimate_text(const EstimateView& v) {
 std::string estimate_markdown(const EstimateView& v) {
   const planner::Estimate& e = v.estimate;
   std::string out = "# " + v.model.name + " on " + device_line(v) + "\n\n`" + config_line(v.config) + "`\n\n";
-  out += bill(v).markdown() + "\nLive tensors by phase: " + phase_summary(e) + "\n\n**" + verdict(e) + "**\n";
+  out += bill(v).markdown() + "\nLive tensors by phase: " + phase_summary(e) + "\n";
+  for (const std::string& note : planner::config_notes(v.model, v.config)) out += "\n> note: " + note + "\n";
+  out += "\n**" + verdict(e) + "**\n";
   if (!v.suggestions.empty()) out += "\nChanges that make it fit:\n\n" + fixes(v.suggestions).markdown();
   return out;
 }
@@ -166,6 +169,7 @@ nlohmann::json estimate_json(const EstimateView& v) {
   for (const planner::PhasePeak& p : e.phases) {
     j["phases"].push_back({{"name", p.name}, {"peak_bytes", p.peak_bytes}, {"allocated_bytes", p.allocated_bytes}});
   }
+  j["notes"] = planner::config_notes(v.model, v.config);
   j["suggestions"] = nlohmann::json::array();
   for (const planner::Suggestion& s : v.suggestions) {
     j["suggestions"].push_back({{"change", s.change}, {"why", s.why}, {"peak_bytes", s.peak_bytes}});

@@ -67,6 +67,7 @@ std::string plan_text(const planner::PlanInputs& p) {
     out += "\n  what stopped a bigger choice:\n";
     for (const std::string& b : p.search.boundaries) out += "    " + b + "\n";
   }
+  for (const std::string& note : planner::config_notes(p.model, c.config)) out += "  note: " + note + "\n";
   const size_t others = p.search.rejected.size() - p.search.runner_ups.size();
   out += "\n  " + std::to_string(others) + " other candidates rejected (--format json lists each with its reason); " +
          std::to_string(p.search.estimates) + " simulations\n";
@@ -82,6 +83,7 @@ std::string plan_markdown(const planner::PlanInputs& p) {
     out += "\nWhat stopped a bigger choice:\n\n";
     for (const std::string& b : p.search.boundaries) out += "- " + b + "\n";
   }
+  for (const std::string& note : planner::config_notes(p.model, c.config)) out += "\n> note: " + note + "\n";
   return out;
 }
 

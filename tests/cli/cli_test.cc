@@ -132,6 +132,17 @@ TEST(Cli, EstimateDefaultCaseJson) {
   EXPECT_EQ(j["phases"][3]["name"], "fwd L0");
 }
 
+TEST(Cli, EstimateNotesASequencePastTheModelsContext) {
+  const char* note = "seq-len 8192 is longer than the model's context (max_position_embeddings 4096)";
+  const Result past = run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len", "8192"});
+  ASSERT_EQ(past.code, 0) << past.err;
+  EXPECT_NE(past.out.find(std::string("  note: ") + note), std::string::npos) << past.out;
+  const Result json = run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len", "4096",
+                               "--format", "json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["notes"], nlohmann::json::array());
+}
+
 TEST(Cli, EstimateCpuHasNoBudgetUnlessGiven) {
   const Result r = run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu", "--compute-dtype", "fp32",
                             "--format", "json"});

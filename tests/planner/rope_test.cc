@@ -127,9 +127,75 @@ TEST(Rope, BadScalingIsNamed) {
             "config.json:4: \"rope_scaling.long_factor\" must be a list of numbers, got [2,\"x\"]");
   EXPECT_EQ(error_of(R"(, "rope_scaling": {"type": "longrope", "factor": 2.0,
       "short_factor": [1, 1], "long_factor": [2, 2]})"),
-            "config.json: rope_scaling.short_factor must hold rotary dim / 2 = 32 numbers, got 2");
+            "config.json: \"rope_scaling.short_factor\" must hold rotary dim / 2 = 32 numbers, got 2");
   EXPECT_EQ(error_of(R"(, "rope_scaling": 4)"),
             "config.json:3: \"rope_scaling\" must be an object, got 4");
+}
+
+TEST(Rope, Transformers5RopeParametersCarryTheBaseAndTheScaling) {
+  const ModelDesc m = parse_config_json(R"({"model_type": "llama", "vocab_size": 128256,
+      "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+      "num_attention_heads": 32, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3",
+      "factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+      "original_max_position_embeddings": 8192}})", "config.json");
+  EXPECT_EQ(m.rope_theta, 500000.0);
+  EXPECT_EQ(m.rope_scaling.type, RopeType::kLlama3);
+  EXPECT_EQ(m.rope_scaling.factor, 32.0);
+  EXPECT_EQ(error_of(R"(, "rope_parameters": {"full_attention": {"rope_type": "default"},
+      "sliding_attention": {"rope_type": "default"}})"),
+            "config.json:3: \"rope_parameters\" must be one table (per-layer-type rope parameters are "
+            "not supported), got {\"full_attention\":{\"rope_type\":\"default\"},\"sliding_attention\":{"
+            "\"rope_type\":\"default\"}}");
+}
+
+TEST(Rope, Phi3ReadsItsOlderNamesAndDefaultContext) {
+  // Phi3Config maps "su" and "yarn" to longrope, and its original context defaults to 4096.
+  std::string factors = "[";
+  for (int i = 0; i < 48; ++i) factors += std::string(i ? ", " : "") + "1.0";
+  factors += "]";
+  for (const char* type : {"su", "yarn", "longrope"}) {
+    const ModelDesc m = parse_config_json(R"({"model_type": "phi3", "vocab_size": 32064,
+        "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "max_position_embeddings": 131072, "rope_scaling": {"type": ")" +
+                                              std::string(type) + R"(", "short_factor": )" + factors +
+                                              R"(, "long_factor": )" + factors + "}}",
+                                          "config.json");
+    EXPECT_EQ(m.rope_scaling.type, RopeType::kLongRope) << type;
+    EXPECT_EQ(m.rope_scaling.original_max_position_embeddings, 4096) << type;
+    EXPECT_NEAR(m.rope_scaling.attention_factor, std::sqrt(17.0 / 12.0), 1e-15) << type;
+  }
+}
+
+TEST(Rope, NestedErrorsPointAtTheNestedKey) {
+  // "original_max_position_embeddings" appears first at the top level (line 2); the bad one is
+  // inside rope_scaling on line 4.
+  try {
+    parse_config_json(R"({"model_type": "llama", "vocab_size": 100, "hidden_size": 256,
+      "original_max_position_embeddings": 4096, "intermediate_size": 512, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": "x"}})",
+                      "config.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_STREQ(e.what(), "config.json:4: \"rope_scaling.original_max_position_embeddings\" must be a "
+                           "positive integer, got \"x\"");
+  }
+}
+
+TEST(SlidingWindow, NullMeansNoneAndAbsentMeansTheDefault) {
+  auto mistral = [](const std::string& extra) {
+    return parse_config_json(R"({"model_type": "mistral", "vocab_size": 32768, "hidden_size": 4096,
+        "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32)" + extra + "}",
+                             "config.json");
+  };
+  EXPECT_EQ(mistral("").sliding_window, 4096);  // MistralConfig's default
+  EXPECT_EQ(mistral(R"(, "sliding_window": null)").sliding_window, 0);  // Mistral v0.2 and later
+  EXPECT_EQ(mistral(R"(, "sliding_window": 2048)").sliding_window, 2048);
+  const ModelDesc gemma = parse_config_json(R"({"model_type": "gemma2", "vocab_size": 256000,
+      "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+      "num_attention_heads": 8, "attn_logit_softcapping": null})", "config.json");
+  EXPECT_EQ(gemma.attn_logit_softcapping, 0);
+  EXPECT_EQ(gemma.final_logit_softcapping, 30);
 }
 
 TEST(SlidingWindow, LayersThatSlidePerFamily) {

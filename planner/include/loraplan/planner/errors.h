@@ -17,6 +17,8 @@ std::string located(const std::string& path, int line, const std::string& messag
 
 // 1-based line of the first occurrence of "key" (with quotes) in a JSON text, 0 if absent.
 // Used to point errors about a field at the line that holds it.
-int json_key_line(const std::string& text, const std::string& key);
+int json_key_line(const std::string& text, const std::string& key, size_t from = 0);
+// Where that key's opening quote is, searching from `from`; npos when absent.
+size_t json_key_offset(const std::string& text, const std::string& key, size_t from = 0);
 
 }  // namespace loraplan

@@ -22,7 +22,8 @@ class JsonFields {
   JsonFields(const nlohmann::json& object, const std::string& text, const std::string& where)
       : object_(object), text_(text), where_(where) {}
 
-  bool has(const char* key) const;
+  bool has(const char* key) const;  // present and not null
+  bool is_null(const char* key) const;  // present as null: transformers reads None, not the default
   [[noreturn]] void fail(const char* key, const std::string& requirement) const;
 
   int64_t integer(const char* key, int64_t min, const char* requirement) const;  // required
@@ -44,6 +45,7 @@ class JsonFields {
   const std::string& text_;
   const std::string& where_;
   std::string path_;  // "outer.inner." for a nested object
+  size_t from_ = 0;   // where the nested object's key is in text_: its fields are searched after it
 };
 
 }  // namespace loraplan::planner

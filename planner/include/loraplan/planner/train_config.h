@@ -57,4 +57,8 @@ std::string layer_set_text(const std::vector<bool>& layers);
 // Checks values the flags cannot check one by one (rank > 0, dropout in [0, 1), ...).
 void validate(const TrainConfig& c, const ModelDesc& m);
 
+// What a user should know about running this configuration on this model that changes no
+// number: the description's inferred facts, and a sequence longer than the model's context.
+std::vector<std::string> config_notes(const ModelDesc& m, const TrainConfig& c);
+
 }  // namespace loraplan::planner
