@@ -468,10 +468,35 @@ c10::Device torch_device(planner::Device device) {
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed)
     : Model(m, c, seed, RandomWeights()) {}
 
+namespace {
+
+// transformers' ACT2FN names: gelu_new, gelu_fast and gelu_pytorch_tanh are all the tanh form.
+Activation activation_of(const planner::ModelDesc& m) {
+  const std::string& a = m.hidden_act;
+  if (a == "silu" || a == "swish") return Activation::kSilu;
+  if (a == "gelu_pytorch_tanh" || a == "gelu_new" || a == "gelu_fast") return Activation::kGeluTanh;
+  if (a == "gelu") return Activation::kGelu;
+  if (a == "relu") return Activation::kRelu;
+  throw std::invalid_argument(m.name + ": hidden_act \"" + a +
+                              "\" is not one the executor runs (silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
+}
+
+Tensor activate(Activation a, const Tensor& x) {
+  switch (a) {
+    case Activation::kSilu: return at::silu(x);
+    case Activation::kGeluTanh: return at::gelu(x, "tanh");
+    case Activation::kGelu: return at::gelu(x);
+    case Activation::kRelu: return at::relu(x);
+  }
+  return x;
+}
+
+}  // namespace
+
 // Tensors are asked for one at a time, in the order of the file's inventory, and each is
 // converted or quantized before the next is read.
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights)
-    : m_(m), c_(c), device_(torch_device(c.device)), compute_(scalar_type(c.compute)) {
+    : m_(m), c_(c), device_(torch_device(c.device)), compute_(scalar_type(c.compute)), act_(activation_of(m)) {
   torch::manual_seed(seed);
   const bool gemma = m.family == planner::Family::kGemma2;
   // A frozen tensor in the compute dtype on the device (a no-op on the CPU when already so).
@@ -668,7 +693,7 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     up = d.mlp[1].forward(h2);
   }
   h2.reset();
-  Tensor act = gemma ? at::gelu(gate, "tanh") : at::silu(gate);
+  Tensor act = activate(act_, gate);
   gate.reset();
   Tensor prod = act * up;
   act.reset();

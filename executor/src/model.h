@@ -62,6 +62,9 @@ struct DecoderLayer {
   int64_t host_bytes() const;  // bytes of the weights kept in host memory
 };
 
+// The MLP's activation, from config.json's hidden_act (Gemma: hidden_activation).
+enum class Activation { kSilu, kGeluTanh, kGelu, kRelu };
+
 class Model {
  public:
   // Frozen tensors from `weights`; LoRA adapters from `seed`. Tensors are made on the CPU (the same
@@ -100,6 +103,7 @@ class Model {
   torch::Tensor embed_;      // [V, C] compute dtype
   torch::Tensor lm_head_;    // [V, C]; the embedding when tied
   torch::Tensor final_norm_;  // [C]
+  Activation act_ = Activation::kSilu;
   torch::Tensor cos_, sin_;  // [T, rotary/2] compute dtype, for the configured T
   torch::Tensor causal_;     // [T, T] bool, eager attention, layers that see every earlier token
   torch::Tensor window_;     // [T, T] bool, eager attention, layers whose window is shorter than T

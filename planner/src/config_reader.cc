@@ -218,7 +218,10 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
     m.attn_logit_softcapping = f.is_null("attn_logit_softcapping") ? 0 : f.number_or("attn_logit_softcapping", 50.0);
     m.final_logit_softcapping = f.is_null("final_logit_softcapping") ? 0 : f.number_or("final_logit_softcapping", 30.0);
   }
-  m.hidden_act = f.string_or("hidden_activation", f.string_or("hidden_act", "silu"));
+  // Gemma2Config reads hidden_activation (default gelu_pytorch_tanh); the others hidden_act.
+  m.hidden_act = fam == Family::kGemma2
+                     ? f.string_or("hidden_activation", "gelu_pytorch_tanh")
+                     : f.string_or("hidden_act", "silu");
   m.dtype = read_dtype(f);
   validate(m, where);
   return m;

@@ -163,6 +163,14 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
   const double scale = 1 / std::sqrt(gemma ? num(config, "query_pre_attn_scalar", 256) : static_cast<double>(D));
   const double window = gemma || type == "mistral" || type == "phi3" ? num(config, "sliding_window", 0) : 0;
   auto norm = [&](const Tensor& x, const std::string& name) { return rms_norm(x, w.by_name.at(name), eps, gemma); };
+  const std::string act = gemma ? config.value("hidden_activation", std::string("gelu_pytorch_tanh"))
+                                : config.value("hidden_act", std::string("silu"));
+  auto activation = [&](const Tensor& g) {
+    if (act == "gelu_pytorch_tanh") return torch::gelu(g, "tanh");
+    if (act == "gelu") return torch::gelu(g);
+    EXPECT_EQ(act, "silu");
+    return torch::silu(g);
+  };
 
   Tensor x = w.by_name.at("model.embed_tokens.weight").index_select(0, ids.reshape(-1)).view({B, T, m.hidden});
   if (gemma) x = x * std::sqrt(static_cast<double>(m.hidden));
@@ -201,7 +209,7 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     } else {
       gate = project(w, d.mlp[0], h2), up = project(w, d.mlp[1], h2);
     }
-    Tensor down = project(w, d.mlp.back(), (gemma ? torch::gelu(gate, "tanh") : torch::silu(gate)) * up);
+    Tensor down = project(w, d.mlp.back(), activation(gate) * up);
     if (gemma) down = norm(down, p + "post_feedforward_layernorm.weight");
     x = x + down;
   }
@@ -277,6 +285,7 @@ INSTANTIATE_TEST_SUITE_P(
             "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})"},
         LoadCase{"gemma2_efficient", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
             "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})", planner::Attention::kEfficient, 160},
+        LoadCase{"llama_gelu", "tiny-llama", 1, R"({"hidden_act": "gelu"})"},
         LoadCase{"mistral_window", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 8})"},
         LoadCase{"mistral_window_efficient", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 100})",
                  planner::Attention::kEfficient, 160},
@@ -371,6 +380,13 @@ TEST(LoadedWeights, WrongShapeNamesTensorAndFile) {
             "loading weights: " + dir.file("model.safetensors") +
                 ": tensor \"model.layers.1.mlp.down_proj.weight\": shape [64, 100] where the model "
                 "needs [64, 176]");
+}
+
+TEST(LoadedWeights, UnknownActivationIsRefused) {
+  TrainRequest r = request_for({});
+  r.model.hidden_act = "mish";
+  EXPECT_EQ(training_error(r), "tiny-llama: hidden_act \"mish\" is not one the executor runs (silu, gelu, "
+                               "gelu_pytorch_tanh, gelu_new, relu)");
 }
 
 TEST(LoadedWeights, MissingTensorIsNamed) {

@@ -48,6 +48,7 @@ TEST(ConfigJson, FamilyDefaults) {
   EXPECT_TRUE(gemma.tied_embeddings);
   EXPECT_EQ(gemma.norms_per_layer, 4);
   EXPECT_EQ(gemma.final_logit_softcapping, 30.0);
+  EXPECT_EQ(gemma.hidden_act, "gelu_pytorch_tanh");  // Gemma2Config's hidden_activation default
   EXPECT_EQ(gemma.dtype, DType::kF32);  // no torch_dtype: transformers loads fp32
 
   const ModelDesc qwen2 = parse_config_json(R"({"model_type": "qwen2", "vocab_size": 151936,
