@@ -148,8 +148,9 @@ struct RopeFn : torch::autograd::Function<RopeFn> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Attention without a B H T T tensor: queries in chunks of kQueryChunk, softmax in fp32 in place,
-// recomputed in backward from the saved log-sum-exp. Keeps q, k, v, the output and lse.
+// Attention without a B H T T tensor: queries in chunks of kQueryChunk against only the keys they
+// can see (causal, windowed), softmax in fp32 in place, recomputed in backward from the saved
+// log-sum-exp. Keeps q, k, v, the output and lse.
 // [B, T, Hkv, D] -> contiguous [B, H, T, D], each key/value head repeated for its query group.
 Tensor expand_kv(const Tensor& k, int64_t heads) {
   const int64_t rep = heads / k.size(2);
@@ -157,11 +158,18 @@ Tensor expand_kv(const Tensor& k, int64_t heads) {
   return rep == 1 ? t.contiguous() : t.repeat_interleave(rep, 1);
 }
 
-// The masked (true) scores of query rows t0 .. t0 + c - 1 against all T keys: later keys, and with
-// a window, keys `window` or more tokens back.
-Tensor chunk_mask(int64_t t0, int64_t c, int64_t T, int64_t window, const torch::TensorOptions& o) {
-  Tensor mask = at::ones({c, T}, o.dtype(at::kBool)).triu_(t0 + 1);
-  if (window > 0 && window < T) mask.logical_or_(at::ones({c, T}, o.dtype(at::kBool)).tril_(t0 - window));
+// The keys query rows t0 .. t0 + c - 1 can see: [k0, t0 + c), where k0 is 0, or with a window the
+// first key less than `window` tokens behind row t0. Returns {k0, count}.
+std::pair<int64_t, int64_t> visible_keys(int64_t t0, int64_t c, int64_t window) {
+  const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
+  return {k0, t0 + c - k0};
+}
+
+// The masked (true) scores of query rows t0 .. t0 + c - 1 against keys k0 .. k0 + n - 1: later
+// keys, and with a window, keys `window` or more tokens back.
+Tensor chunk_mask(int64_t t0, int64_t c, int64_t k0, int64_t n, int64_t window, const torch::TensorOptions& o) {
+  Tensor mask = at::ones({c, n}, o.dtype(at::kBool)).triu_(t0 - k0 + 1);
+  if (window > 0) mask.logical_or_(at::ones({c, n}, o.dtype(at::kBool)).tril_(t0 - k0 - window));
   return mask;
 }
 
@@ -177,16 +185,18 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       const Tensor qt = q.transpose(1, 2).contiguous();          // [B, H, T, D]
       for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
         const int64_t c = std::min(kQueryChunk, T - t0);
-        Tensor s = at::matmul(qt.narrow(2, t0, c), kr.transpose(2, 3)).to(at::kFloat);  // [B, H, c, T]
+        const auto [k0, n] = visible_keys(t0, c, window);
+        const Tensor kc = kr.narrow(2, k0, n);
+        Tensor s = at::matmul(qt.narrow(2, t0, c), kc.transpose(2, 3)).to(at::kFloat);  // [B, H, c, n]
         s.mul_(scale);
         if (softcap > 0) s.div_(softcap).tanh_().mul_(softcap);
-        s.masked_fill_(chunk_mask(t0, c, T, window, q.options()), -INFINITY);
+        s.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
         const Tensor m = std::get<0>(s.max(-1, true));
         s.sub_(m).exp_();
         const Tensor sum = s.sum(-1, true);
         s.div_(sum);
         lse.narrow(2, t0, c).copy_((m + sum.log()).squeeze(-1));
-        const Tensor o = at::matmul(s.to(q.scalar_type()), vr);  // [B, H, c, D]
+        const Tensor o = at::matmul(s.to(q.scalar_type()), vr.narrow(2, k0, n));  // [B, H, c, D]
         out.narrow(1, t0, c).copy_(o.transpose(1, 2));
       }
     }
@@ -213,27 +223,29 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     const Tensor ot = out.transpose(1, 2);
     for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
       const int64_t c = std::min(kQueryChunk, T - t0);
+      const auto [k0, n] = visible_keys(t0, c, window);
+      const Tensor kc = kr.narrow(2, k0, n), vc = vr.narrow(2, k0, n);
       const Tensor qc = qt.narrow(2, t0, c);
       // delta = rowsum(dO * O) for this chunk, [B, H, c]
       const Tensor delta = at::mul(go.narrow(2, t0, c), ot.narrow(2, t0, c)).to(at::kFloat).sum(-1);
-      Tensor p = at::matmul(qc, kr.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores
+      Tensor p = at::matmul(qc, kc.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores [B, H, c, n]
       Tensor capped;
       if (softcap > 0) {
         p.div_(softcap).tanh_();
         capped = p.clone();  // tanh(s / cap), for the capping's derivative
         p.mul_(softcap);
       }
-      p.masked_fill_(chunk_mask(t0, c, T, window, q.options()), -INFINITY);
+      p.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
       p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();                  // probabilities
       const Tensor goc = go.narrow(2, t0, c);
-      gv.add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
-      Tensor ds = at::matmul(goc, vr.transpose(2, 3)).to(at::kFloat);      // dP
+      gv.narrow(2, k0, n).add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
+      Tensor ds = at::matmul(goc, vc.transpose(2, 3)).to(at::kFloat);      // dP
       ds.sub_(delta.unsqueeze(-1)).mul_(p);                                 // dS = P (dP - delta)
       if (softcap > 0) ds.mul_(capped.square_().neg_().add_(1));  // in place: no chunk temporary
       ds.mul_(scale);
       const Tensor dsa = ds.to(q.scalar_type());
-      gq.narrow(1, t0, c).copy_(at::matmul(dsa, kr).transpose(1, 2));
-      gk.add_(at::matmul(dsa.transpose(2, 3), qc));
+      gq.narrow(1, t0, c).copy_(at::matmul(dsa, kc).transpose(1, 2));
+      gk.narrow(2, k0, n).add_(at::matmul(dsa.transpose(2, 3), qc));
     }
     auto fold = [&](const Tensor& g) {  // [B, H, T, D] -> [B, T, Hkv, D], summing the group
       const Tensor t = g.transpose(1, 2);

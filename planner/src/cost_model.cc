@@ -82,12 +82,26 @@ Rates cpu_rates(int threads) {
   r.memory_bw = 8e9 * std::min(t, 4.0);
   r.host_link_bw = r.memory_bw;  // staging is a copy within host memory
   r.op_overhead_s = 10e-6;
-  r.causal_skip = 1.0;  // the executor's query chunks compute every score, then mask
+  r.query_chunk = 128;  // the executor's EfficientAttentionFn (executor/src/model.cc)
   // The executor expands NF4/FP4 codes with a scalar loop (two table lookups and a scale per
   // element): about 4.2 ns per element, fitted to scripts/plan_speed.py runs of tiny-llama-256.
   r.unpack_4bit_s = 4.2e-9;
   r.source = "cpu (" + std::to_string(threads) + " thread" + (threads == 1 ? "" : "s") + ")";
   return r;
+}
+
+// Share of the T x T scores efficient attention computes in a layer: flash-style kernels skip
+// the masked half; the executor's query chunks compute the keys each chunk can see (the causal
+// prefix, or with a window the last `window` of it).
+double score_share(const Rates& r, int64_t T, int64_t window) {
+  if (r.query_chunk <= 0) return r.causal_skip;
+  double computed = 0;
+  for (int64_t t0 = 0; t0 < T; t0 += r.query_chunk) {
+    const int64_t rows = std::min(r.query_chunk, T - t0);
+    const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
+    computed += static_cast<double>(rows) * static_cast<double>(t0 + rows - k0);
+  }
+  return computed / (static_cast<double>(T) * static_cast<double>(T));
 }
 
 StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates) {
@@ -128,16 +142,17 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   const double H = static_cast<double>(m.heads), D = static_cast<double>(m.head_dim);
   const double att_flops = 4 * B * H * T * T * D;
   const bool eager = c.attention == Attention::kEager;
-  const double att_f = eager ? roofline(att_flops, B * H * T * T * a * 4, r)
-                             : roofline(att_flops * r.causal_skip, 4 * N * H * D * a, r);
-  const double att_b = eager ? roofline(2 * att_flops, B * H * T * T * a * 6, r)
-                             : roofline(2.5 * att_flops * r.causal_skip, 8 * N * H * D * a, r);
   const double elem_f = N * (12 * C + 4 * I) * a / r.memory_bw;
-  const double layer_fwd = frozen + lora + att_f + elem_f;
 
   const int64_t L = m.layers;
   double micro = 0, flops = 0, ops = 0;
   for (int64_t l = 0; l < L; ++l) {
+    const double share = eager ? 1 : score_share(r, c.seq_len, windowed_attention(m, l, c.seq_len) ? m.sliding_window : 0);
+    const double att_f = eager ? roofline(att_flops, B * H * T * T * a * 4, r)
+                               : roofline(att_flops * share, 4 * N * H * D * a, r);
+    const double att_b = eager ? roofline(2 * att_flops, B * H * T * T * a * 6, r)
+                               : roofline(2.5 * att_flops * share, 8 * N * H * D * a, r);
+    const double layer_fwd = frozen + lora + att_f + elem_f;
     const bool ckpt = c.checkpointed[l];
     const double uses = ckpt ? 3 : 2;  // forward, backward, recompute
     s.frozen_s += 2 * frozen;

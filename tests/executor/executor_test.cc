@@ -168,7 +168,7 @@ TEST_P(Layouts, EfficientAttentionAndChunkedLossMatchEagerAndFull) {
   }
 }
 
-TEST(SlidingWindow, EfficientAttentionMatchesEagerAcrossQueryChunks) {
+TEST(EfficientAttention, MatchesEagerAcrossQueryChunksWithAndWithoutAWindow) {
   // tiny-gemma2 slides a 32-token window on layers 0 and 2; 160 tokens span two query chunks
   // of 128, so the second chunk's window starts mid-sequence.
   const planner::ModelDesc m = planner::load_model("tiny-gemma2");
@@ -184,10 +184,18 @@ TEST(SlidingWindow, EfficientAttentionMatchesEagerAcrossQueryChunks) {
     EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-6)) << "gradient " << i << " max diff "
                                                            << (a[i] - b[i]).abs().max().item<double>();
   }
-  // The window changes the result: the same run with every token visible differs.
+  // The window changes the result: the same run with every token visible differs, and there too
+  // the second chunk (keys 0..159 only) matches eager attention.
   planner::ModelDesc full = m;
   full.sliding_window = 0;
-  EXPECT_GT(std::abs(step(full, eager).first - loss_a), 1e-4);
+  const auto [loss_c, c] = step(full, eager);
+  const auto [loss_d, d] = step(full, efficient);
+  EXPECT_GT(std::abs(loss_c - loss_a), 1e-4);
+  EXPECT_NEAR(loss_c, loss_d, 1e-5);
+  for (size_t i = 0; i < c.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(c[i], d[i], 1e-3, 1e-6)) << "gradient " << i << " max diff "
+                                                           << (c[i] - d[i]).abs().max().item<double>();
+  }
 }
 
 TEST(Checkpoint, RecomputeRepeatsTheForwardsDropoutMasks) {

@@ -285,6 +285,7 @@ INSTANTIATE_TEST_SUITE_P(
             "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})"},
         LoadCase{"gemma2_efficient", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
             "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})", planner::Attention::kEfficient, 160},
+        LoadCase{"llama_efficient_3_chunks", "tiny-llama", 1, "{}", planner::Attention::kEfficient, 300},
         LoadCase{"llama_gelu", "tiny-llama", 1, R"({"hidden_act": "gelu"})"},
         LoadCase{"mistral_window", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 8})"},
         LoadCase{"mistral_window_efficient", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 100})",
