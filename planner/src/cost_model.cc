@@ -6,6 +6,7 @@
 
 #include "loraplan/planner/inventory.h"
 #include "loraplan/planner/weights.h"
+#include "op_graph.h"
 
 namespace loraplan::planner {
 namespace {
@@ -82,7 +83,7 @@ Rates cpu_rates(int threads) {
   r.memory_bw = 8e9 * std::min(t, 4.0);
   r.host_link_bw = r.memory_bw;  // staging is a copy within host memory
   r.op_overhead_s = 10e-6;
-  r.query_chunk = 128;  // the executor's EfficientAttentionFn (executor/src/model.cc)
+  r.chunked_attention = true;  // the executor's EfficientAttentionFn (executor/src/model.cc)
   // The executor expands NF4/FP4 codes with a scalar loop (two table lookups and a scale per
   // element): about 4.2 ns per element, fitted to scripts/plan_speed.py runs of tiny-llama-256.
   r.unpack_4bit_s = 4.2e-9;
@@ -94,13 +95,9 @@ Rates cpu_rates(int threads) {
 // the masked half; the executor's query chunks compute the keys each chunk can see (the causal
 // prefix, or with a window the last `window` of it).
 double score_share(const Rates& r, int64_t T, int64_t window) {
-  if (r.query_chunk <= 0) return r.causal_skip;
+  if (!r.chunked_attention) return r.causal_skip;
   double computed = 0;
-  for (int64_t t0 = 0; t0 < T; t0 += r.query_chunk) {
-    const int64_t rows = std::min(r.query_chunk, T - t0);
-    const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
-    computed += static_cast<double>(rows) * static_cast<double>(t0 + rows - k0);
-  }
+  for (const QueryChunk& q : query_chunks(T, window)) computed += static_cast<double>(q.rows * q.keys);
   return computed / (static_cast<double>(T) * static_cast<double>(T));
 }
 

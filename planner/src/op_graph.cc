@@ -5,8 +5,6 @@
 namespace loraplan::planner {
 namespace {
 
-constexpr int64_t kQueryChunk = 128;  // efficient attention: query rows per score chunk
-
 bool quantized(WeightFormat f) {
   return f == WeightFormat::kNf4 || f == WeightFormat::kFp4 || f == WeightFormat::kInt8;
 }
@@ -18,7 +16,8 @@ DType format_dtype(WeightFormat f) {
 // Builds one graph op by op; each helper returns the tensor it produced.
 class GraphBuilder {
  public:
-  GraphBuilder(const ModelDesc& m, const TrainConfig& c) : m_(m), c_(c), d_(dims_of(m, c)) {}
+  GraphBuilder(const ModelDesc& m, const TrainConfig& c, int64_t window = 0)
+      : m_(m), c_(c), d_(dims_of(m, c)), window_(window) {}
 
   OpGraph& graph() { return g_; }
   const Dims& d() const { return d_; }
@@ -128,17 +127,21 @@ class GraphBuilder {
       // recomputed in backward from the saved log-sum-exp.
       const int o = g_.tensor("attn.out", d.N * HD * d.a);            // [N, H D]
       const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);      // [B, H, T] fp32
-      const int64_t c = std::min(d.T, kQueryChunk);
-      // A chunk's fp32 scores (and, below fp32, their compute-dtype copy) and its output.
+      // Per chunk: the fp32 scores [B, H, rows, keys] (and, below fp32, their compute-dtype
+      // copy) and its output [B, H, rows, D]. Backward adds the output gradient's layout, grad Q
+      // and the K/V gradient accumulators ([B, H, T, D] each); per chunk rowsum(dO O)
+      // [B, H, rows], in fp32 the probabilities, dS and under soft-capping tanh(S / cap), dS's
+      // compute-dtype copy below fp32, and one [B, H, keys, D] matmul result. The largest chunk
+      // sets each.
       const int64_t per_score = d.a == 4 ? 4 : 4 + d.a;
-      const int64_t chunk = d.B * d.H * c * (d.T * per_score + d.D * d.a);
-      // Backward adds the output gradient's layout, grad Q and the K/V gradient accumulators
-      // ([B, H, T, D] each) and one [B, H, T, D] matmul result; per chunk rowsum(dO O) [B, H, c]
-      // and, in fp32, the probabilities, dS and under soft-capping tanh(S / cap), plus dS's
-      // compute-dtype copy below fp32.
-      const int64_t scores_chunk = d.B * d.H * c * d.T;  // [B, H, c, T]
       const int64_t per_bwd_score = 8 + (m_.attn_logit_softcapping > 0 ? 4 : 0) + (d.a == 4 ? 0 : d.a);
-      const int64_t bwd = layout + 5 * d.N * HD * d.a + d.B * d.H * c * 4 + scores_chunk * per_bwd_score;
+      int64_t chunk = 0, bwd_chunk = 0;
+      for (const QueryChunk& q_chunk : query_chunks(d.T, window_)) {
+        const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys;
+        chunk = std::max(chunk, bh * rows * (keys * per_score + d.D * d.a));
+        bwd_chunk = std::max(bwd_chunk, bh * rows * 4 + bh * rows * keys * per_bwd_score + bh * keys * d.D * d.a);
+      }
+      const int64_t bwd = layout + 4 * d.N * HD * d.a + bwd_chunk;
       g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
       return o;
     }
@@ -167,6 +170,7 @@ class GraphBuilder {
   const ModelDesc& m_;
   const TrainConfig& c_;
   const Dims d_;
+  const int64_t window_;
   OpGraph g_;
 };
 
@@ -182,8 +186,18 @@ int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in)
   return cast ? out * in * dtype_bytes(c.compute) : 0;
 }
 
-OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c) {
-  GraphBuilder b(m, c);
+std::vector<QueryChunk> query_chunks(int64_t T, int64_t window) {
+  std::vector<QueryChunk> out;
+  for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
+    const int64_t rows = std::min(kQueryChunk, T - t0);
+    const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
+    out.push_back({rows, t0 + rows - k0});
+  }
+  return out;
+}
+
+OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t window) {
+  GraphBuilder b(m, c, window);
   const Dims& d = b.d();
   const int64_t N = d.N, C = d.C, I = d.I, a = d.a, HD = d.H * d.D, KD = d.Hkv * d.D;
   const bool gemma = m.norms_per_layer == 4;

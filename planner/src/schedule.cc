@@ -4,6 +4,7 @@
 #include "loraplan/planner/schedule.h"
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -433,6 +434,16 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   }
 
   const GraphPlan layer(decoder_layer_graph(m, c));
+  // Efficient attention in windowed layers holds smaller chunks: a graph of its own, with the
+  // same tensors and ops (so layer.g's input and output indices hold for both).
+  bool any_windowed = false;
+  for (int64_t l = 0; l < m.layers; ++l) any_windowed |= windowed_attention(m, l, d.T);
+  const bool split = any_windowed && c.attention == Attention::kEfficient;
+  const std::optional<GraphPlan> windowed_layer =
+      split ? std::optional<GraphPlan>(decoder_layer_graph(m, c, m.sliding_window)) : std::nullopt;
+  auto plan_for = [&](int l) -> const GraphPlan& {
+    return split && windowed_attention(m, l, d.T) ? *windowed_layer : layer;
+  };
   const GraphPlan head(head_graph(m, c));
   std::vector<int> last_use;     // scratch for forward()
   std::vector<int32_t> temp_ids;  // scratch for forward() and backward()
@@ -475,7 +486,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       if (static_cast<size_t>(l) < runs.size()) {
         runs[l].restart(l, mb);
       } else {
-        runs.emplace_back(layer, l, mb);
+        runs.emplace_back(plan_for(l), l, mb);
       }
       if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
       // Layer 0's input is the frozen embedding's output: it is not part of the graph.

@@ -16,8 +16,8 @@ struct Rates {
   double host_link_bw = 0;    // bytes/s from host memory to the device (offload staging)
   double op_overhead_s = 0;   // fixed cost of one operation (kernel launch, dispatch)
   double causal_skip = 1.0;   // share of the T*T scores flash-style efficient attention computes
-  int64_t query_chunk = 0;    // > 0: efficient attention is the executor's, query chunks of this
-                              // many rows against the keys they see (causal_skip unused)
+  bool chunked_attention = false;  // efficient attention is the executor's: query chunks against
+                                   // the keys they see (causal_skip unused)
   double unpack_4bit_s = 0;   // seconds per element to expand NF4/FP4 codes; 0: memory-bound
   std::string source;         // where the rates come from, for reports
 };
