@@ -15,10 +15,14 @@ sets it through openblas_set_num_threads).
 --attention efficient switches the executor to its chunked attention; the PyTorch loop stays
 eager.
 
-Recorded on the 2-core development VM (quiet), B 4, T 256, 12 steps:
-  eager:     loraplan 2531 tokens/s, PyTorch 2403 tokens/s, ratio 1.05
-  efficient: loraplan 2224 tokens/s, PyTorch 2348 tokens/s, ratio 0.95 (the chunked attention
-             recomputes its scores in backward, which costs more than it saves on a CPU)
+Recorded on the 2-core development VM, B 4, T 256, 12 steps, --rounds 3 (the PyTorch loop's own
+figure moved between 2180 and 2543 tokens/s across runs of the same day: read ratios within about
+10%):
+  eager:     loraplan 2471 tokens/s, PyTorch 2530 tokens/s, ratio 0.98 (1.05 on an earlier day)
+  efficient: loraplan 2466 tokens/s, PyTorch 2404 tokens/s, ratio 1.03 (each query chunk against
+             only the keys it can see; 0.95 before, when every chunk computed all T keys)
+  efficient at T 1024, B 1 (--seq-len 1024 --micro-batch 1 --rounds 2): loraplan 1641 tokens/s,
+             PyTorch eager 698 tokens/s, ratio 2.35
 Before the executor limited OpenBLAS's own thread pool, loraplan ran at 922 tokens/s (eager,
 under load).
 

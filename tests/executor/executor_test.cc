@@ -486,6 +486,14 @@ INSTANTIATE_TEST_SUITE_P(
                        c.loss_chunk = 24;
                        c.grad_accum = 4;
                      }},
+        // Three query chunks; layers 0 and 2 see a 32-token window, 1 and 3 every earlier token:
+        // each chunk's buffers are sized by the keys it sees.
+        AccuracyCase{"gemma2_efficient_windowed_3_chunks", "tiny-gemma2",
+                     [](planner::TrainConfig& c, const planner::ModelDesc&) {
+                       c.seq_len = 300;
+                       c.micro_batch = 1;
+                       c.attention = planner::Attention::kEfficient;
+                     }},
         // bf16 compute over bf16 weights, one checkpointed layer, q/k norms.
         AccuracyCase{"qwen3_bf16_compute_layer1", "tiny-qwen3",
                      [](planner::TrainConfig& c, const planner::ModelDesc& m) {
