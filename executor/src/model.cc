@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "loraplan/planner/attention.h"
 #include "loraplan/planner/rope.h"
 #include "offload.h"
 
@@ -14,7 +15,6 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr int64_t kQueryChunk = 128;  // efficient attention: query rows per score chunk
 
 at::ScalarType scalar_type(planner::DType t) {
   switch (t) {
@@ -148,21 +148,14 @@ struct RopeFn : torch::autograd::Function<RopeFn> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Attention without a B H T T tensor: queries in chunks of kQueryChunk against only the keys they
-// can see (causal, windowed), softmax in fp32 in place, recomputed in backward from the saved
-// log-sum-exp. Keeps q, k, v, the output and lse.
+// Attention without a B H T T tensor: queries in planner::query_chunks (the chunks the simulator
+// sizes), each against only the keys it can see, softmax in fp32 in place, recomputed in backward
+// from the saved log-sum-exp. Keeps q, k, v, the output and lse.
 // [B, T, Hkv, D] -> contiguous [B, H, T, D], each key/value head repeated for its query group.
 Tensor expand_kv(const Tensor& k, int64_t heads) {
   const int64_t rep = heads / k.size(2);
   const Tensor t = k.transpose(1, 2);
   return rep == 1 ? t.contiguous() : t.repeat_interleave(rep, 1);
-}
-
-// The keys query rows t0 .. t0 + c - 1 can see: [k0, t0 + c), where k0 is 0, or with a window the
-// first key less than `window` tokens behind row t0. Returns {k0, count}.
-std::pair<int64_t, int64_t> visible_keys(int64_t t0, int64_t c, int64_t window) {
-  const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
-  return {k0, t0 + c - k0};
 }
 
 // The masked (true) scores of query rows t0 .. t0 + c - 1 against keys k0 .. k0 + n - 1: later
@@ -183,9 +176,8 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     {
       const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
       const Tensor qt = q.transpose(1, 2).contiguous();          // [B, H, T, D]
-      for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
-        const int64_t c = std::min(kQueryChunk, T - t0);
-        const auto [k0, n] = visible_keys(t0, c, window);
+      for (const planner::QueryChunk& chunk : planner::query_chunks(T, window)) {
+        const int64_t t0 = chunk.t0, c = chunk.rows, k0 = chunk.k0, n = chunk.keys;
         const Tensor kc = kr.narrow(2, k0, n);
         Tensor s = at::matmul(qt.narrow(2, t0, c), kc.transpose(2, 3)).to(at::kFloat);  // [B, H, c, n]
         s.mul_(scale);
@@ -221,9 +213,8 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     Tensor gv = at::zeros({B, H, T, q.size(3)}, q.options());
     const Tensor qt = q.transpose(1, 2).contiguous();
     const Tensor ot = out.transpose(1, 2);
-    for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
-      const int64_t c = std::min(kQueryChunk, T - t0);
-      const auto [k0, n] = visible_keys(t0, c, window);
+    for (const planner::QueryChunk& chunk : planner::query_chunks(T, window)) {
+      const int64_t t0 = chunk.t0, c = chunk.rows, k0 = chunk.k0, n = chunk.keys;
       const Tensor kc = kr.narrow(2, k0, n), vc = vr.narrow(2, k0, n);
       const Tensor qc = qt.narrow(2, t0, c);
       // delta = rowsum(dO * O) for this chunk, [B, H, c]
@@ -490,7 +481,7 @@ Activation activation_of(const planner::ModelDesc& m) {
   if (a == "gelu") return Activation::kGelu;
   if (a == "relu") return Activation::kRelu;
   throw std::invalid_argument(m.name + ": hidden_act \"" + a +
-                              "\" is not one the executor runs (silu, gelu, gelu_pytorch_tanh, gelu_new, relu)");
+                              "\" is not one the executor runs (silu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
 }
 
 Tensor activate(Activation a, const Tensor& x) {
@@ -588,11 +579,10 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
   sin_ = place(rope.attention_factor == 1 ? angles.sin() : angles.sin() * rope.attention_factor);
   if (c.attention == planner::Attention::kEager) {
     const int64_t T = c.seq_len;
-    bool full = false, windowed = false;
-    for (int64_t l = 0; l < m.layers; ++l) (planner::windowed_attention(m, l, T) ? windowed : full) = true;
-    const auto opts = torch::TensorOptions().dtype(torch::kBool).device(device_);
-    if (full) causal_ = torch::ones({T, T}, opts).triu_(1);
-    if (windowed) window_ = torch::ones({T, T}, opts).triu_(1).logical_or_(torch::ones({T, T}, opts).tril_(-m.sliding_window));
+    const planner::AttentionKinds kinds = planner::attention_kinds(m, T);
+    const auto opts = torch::TensorOptions().device(device_);
+    if (kinds.full) causal_ = chunk_mask(0, T, 0, T, 0, opts);
+    if (kinds.windowed) window_ = chunk_mask(0, T, 0, T, m.sliding_window, opts);
   }
 }
 

@@ -212,6 +212,19 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   } else if (fam == Family::kPhi3) {
     m.sliding_window = window_or(0);
   }
+  // transformers 4.53+ lists each layer's kind for the families whose layers differ.
+  if ((fam == Family::kGemma2 || fam == Family::kQwen2 || fam == Family::kQwen3) && f.has("layer_types")) {
+    const json& types = f.array("layer_types");
+    if (static_cast<int64_t>(types.size()) != m.layers) {
+      f.fail("layer_types", "must name one kind per layer (" + std::to_string(m.layers) + ")");
+    }
+    for (const json& t : types) {
+      if (t != "full_attention" && t != "sliding_attention") {
+        f.fail("layer_types", "must hold \"full_attention\" or \"sliding_attention\" per layer");
+      }
+      m.sliding_layers.push_back(t == "sliding_attention");
+    }
+  }
   if (fam == Family::kGemma2) {
     m.query_pre_attn_scalar = positive_number_or(f, "query_pre_attn_scalar", 256);
     // Gemma2Config's defaults when absent; null turns the capping off.

@@ -6,7 +6,7 @@
 
 #include "loraplan/planner/inventory.h"
 #include "loraplan/planner/weights.h"
-#include "op_graph.h"
+#include "loraplan/planner/attention.h"
 
 namespace loraplan::planner {
 namespace {
@@ -69,7 +69,6 @@ Rates gpu_rates(const GpuProfile& gpu, DType compute) {
   const double link = generic || gpu.pcie_host_gbps <= 0 ? kGenericPcieGbps : gpu.pcie_host_gbps;
   r.host_link_bw = 1e9 * kLinkEfficiency * link;
   r.op_overhead_s = kGpuOpOverhead;
-  r.causal_skip = 0.5;  // flash-style kernels skip the masked half
   r.source = generic ? "a generic GPU's rates (" + gpu.name + " names no profile)" : gpu.name + " profile";
   return r;
 }
@@ -83,22 +82,11 @@ Rates cpu_rates(int threads) {
   r.memory_bw = 8e9 * std::min(t, 4.0);
   r.host_link_bw = r.memory_bw;  // staging is a copy within host memory
   r.op_overhead_s = 10e-6;
-  r.chunked_attention = true;  // the executor's EfficientAttentionFn (executor/src/model.cc)
   // The executor expands NF4/FP4 codes with a scalar loop (two table lookups and a scale per
   // element): about 4.2 ns per element, fitted to scripts/plan_speed.py runs of tiny-llama-256.
   r.unpack_4bit_s = 4.2e-9;
   r.source = "cpu (" + std::to_string(threads) + " thread" + (threads == 1 ? "" : "s") + ")";
   return r;
-}
-
-// Share of the T x T scores efficient attention computes in a layer: flash-style kernels skip
-// the masked half; the executor's query chunks compute the keys each chunk can see (the causal
-// prefix, or with a window the last `window` of it).
-double score_share(const Rates& r, int64_t T, int64_t window) {
-  if (!r.chunked_attention) return r.causal_skip;
-  double computed = 0;
-  for (const QueryChunk& q : query_chunks(T, window)) computed += static_cast<double>(q.rows * q.keys);
-  return computed / (static_cast<double>(T) * static_cast<double>(T));
 }
 
 StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates) {
@@ -141,10 +129,15 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   const bool eager = c.attention == Attention::kEager;
   const double elem_f = N * (12 * C + 4 * I) * a / r.memory_bw;
 
+  // Efficient attention computes the scores its query chunks see (the executor's, on every
+  // device): about half of them causally, fewer in windowed layers.
+  const double full_share = eager ? 1 : chunked_score_share(c.seq_len, 0);
+  const double window_share = eager ? 1 : chunked_score_share(c.seq_len, m.sliding_window);
+
   const int64_t L = m.layers;
   double micro = 0, flops = 0, ops = 0;
   for (int64_t l = 0; l < L; ++l) {
-    const double share = eager ? 1 : score_share(r, c.seq_len, windowed_attention(m, l, c.seq_len) ? m.sliding_window : 0);
+    const double share = windowed_attention(m, l, c.seq_len) ? window_share : full_share;
     const double att_f = eager ? roofline(att_flops, B * H * T * T * a * 4, r)
                                : roofline(att_flops * share, 4 * N * H * D * a, r);
     const double att_b = eager ? roofline(2 * att_flops, B * H * T * T * a * 6, r)

@@ -32,6 +32,7 @@ std::string_view rope_type_name(RopeType t) {
 
 bool ModelDesc::layer_slides(int64_t l) const {
   if (sliding_window <= 0) return false;
+  if (!sliding_layers.empty()) return sliding_layers[static_cast<size_t>(l)];
   switch (family) {
     case Family::kGemma2: return l % 2 == 0;
     case Family::kQwen2:

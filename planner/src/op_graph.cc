@@ -1,5 +1,7 @@
 #include "op_graph.h"
 
+#include "loraplan/planner/attention.h"
+
 #include <algorithm>
 
 namespace loraplan::planner {
@@ -184,16 +186,6 @@ Dims dims_of(const ModelDesc& m, const TrainConfig& c) {
 int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in) {
   const bool cast = quantized(c.weights.format) || format_dtype(c.weights.format) != c.compute;
   return cast ? out * in * dtype_bytes(c.compute) : 0;
-}
-
-std::vector<QueryChunk> query_chunks(int64_t T, int64_t window) {
-  std::vector<QueryChunk> out;
-  for (int64_t t0 = 0; t0 < T; t0 += kQueryChunk) {
-    const int64_t rows = std::min(kQueryChunk, T - t0);
-    const int64_t k0 = window > 0 ? std::max<int64_t>(0, t0 - window + 1) : 0;
-    out.push_back({rows, t0 + rows - k0});
-  }
-  return out;
 }
 
 OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t window) {

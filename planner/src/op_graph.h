@@ -73,14 +73,6 @@ int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in)
 // which windowed_attention() holds), which shrinks efficient attention's per-chunk buffers.
 OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t window = 0);
 
-// The executor's efficient attention: query rows per chunk, and each chunk of T queries as
-// {rows, keys}: rows t0 .. t0 + rows - 1 against the keys they can see (from 0, or with a window
-// from the first less than `window` tokens behind row t0, up to the chunk's last row).
-constexpr int64_t kQueryChunk = 128;
-struct QueryChunk {
-  int64_t rows, keys;
-};
-std::vector<QueryChunk> query_chunks(int64_t T, int64_t window);
 // Final norm, output head and cross-entropy (full or chunked); input: last hidden state.
 OpGraph head_graph(const ModelDesc& m, const TrainConfig& c);
 

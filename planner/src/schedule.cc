@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "loraplan/planner/attention.h"
 #include "loraplan/planner/inventory.h"
 #include "op_graph.h"
 
@@ -336,7 +337,7 @@ int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
 // Every field of the model: inventory() depends on nothing else.
 bool same_model(const ModelDesc& a, const ModelDesc& b) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-  static_assert(sizeof(ModelDesc) == 400,
+  static_assert(sizeof(ModelDesc) == 440,
                 "ModelDesc changed: compare its new fields in same_model()");
 #endif
   return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family &&
@@ -349,6 +350,7 @@ bool same_model(const ModelDesc& a, const ModelDesc& b) {
          a.norms_per_layer == b.norms_per_layer &&
          a.partial_rotary_factor == b.partial_rotary_factor && a.rope_theta == b.rope_theta &&
          a.rope_scaling == b.rope_scaling && a.max_window_layers == b.max_window_layers &&
+         a.sliding_layers == b.sliding_layers &&
          a.query_pre_attn_scalar == b.query_pre_attn_scalar &&
          a.rms_norm_eps == b.rms_norm_eps &&
          a.max_position_embeddings == b.max_position_embeddings &&
@@ -426,19 +428,15 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   // and windowed for those whose window is shorter than the sequence.
   sb.alloc("rope.cos", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
   sb.alloc("rope.sin", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
+  const AttentionKinds kinds = attention_kinds(m, d.T);
   if (c.attention == Attention::kEager) {
-    bool full = false, windowed = false;
-    for (int64_t l = 0; l < m.layers; ++l) (windowed_attention(m, l, d.T) ? windowed : full) = true;
-    if (full) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
-    if (windowed) sb.alloc("attn.window_mask", -1, -1, d.T * d.T, Category::kActivations);
+    if (kinds.full) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
+    if (kinds.windowed) sb.alloc("attn.window_mask", -1, -1, d.T * d.T, Category::kActivations);
   }
 
   const GraphPlan layer(decoder_layer_graph(m, c));
-  // Efficient attention in windowed layers holds smaller chunks: a graph of its own, with the
-  // same tensors and ops (so layer.g's input and output indices hold for both).
-  bool any_windowed = false;
-  for (int64_t l = 0; l < m.layers; ++l) any_windowed |= windowed_attention(m, l, d.T);
-  const bool split = any_windowed && c.attention == Attention::kEfficient;
+  // Efficient attention in windowed layers holds smaller chunks: a graph of its own.
+  const bool split = kinds.windowed && c.attention == Attention::kEfficient;
   const std::optional<GraphPlan> windowed_layer =
       split ? std::optional<GraphPlan>(decoder_layer_graph(m, c, m.sliding_window)) : std::nullopt;
   auto plan_for = [&](int l) -> const GraphPlan& {
@@ -493,7 +491,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use, temp_ids);
       sb.drop(x);
       unstage(staged);
-      x = runs[l].buf[layer.g.output];
+      x = runs[l].buf[runs[l].plan->g.output];
     }
 
     sb.phase("loss");
@@ -511,10 +509,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       int32_t recomputed = kNone;
       const int32_t grad_out = g;
       if (c.checkpointed[l]) {
-        const int32_t input = run.buf[layer.g.input];
+        const int32_t input = run.buf[run.plan->g.input];
         run.restart(l, mb);
         forward(sb, run, input, true, l > 0, last_use, temp_ids);
-        recomputed = run.buf[layer.g.output];
+        recomputed = run.buf[run.plan->g.output];
         sb.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
       }
       gs.hold_adapter_grads = c.checkpointed[l];
@@ -524,7 +522,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
         sb.drop(grad_out);
         for (int32_t id : gs.held) sb.drop(id);
         gs.held.clear();
-        sb.drop(run.buf[layer.g.input]);  // the checkpoint's hold
+        sb.drop(run.buf[run.plan->g.input]);  // the checkpoint's hold
       }
       unstage(staged);
     }

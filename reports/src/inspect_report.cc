@@ -1,6 +1,7 @@
 #include "loraplan/reports/inspect_report.h"
 
 #include "loraplan/planner/hardware.h"
+#include "loraplan/planner/train_config.h"
 #include "loraplan/reports/table.h"
 
 namespace loraplan::reports {
@@ -39,12 +40,16 @@ std::string attention_line(const ModelDesc& m) {
     }
     if (r.attention_factor != 1) s += ", attention factor " + number(r.attention_factor);
   }
-  if (m.sliding_window > 0) {
+  std::vector<bool> slides(static_cast<size_t>(m.layers)), even(slides.size());
+  for (size_t l = 0; l < slides.size(); ++l) {
+    slides[l] = m.layer_slides(static_cast<int64_t>(l));
+    even[l] = l % 2 == 0;
+  }
+  const std::string sliding = planner::layer_set_text(slides);
+  if (sliding != "none") {
     s += "; sliding window " + std::to_string(m.sliding_window);
-    if (m.family == planner::Family::kGemma2) s += " on even layers";
-    if (m.family == planner::Family::kQwen2 || m.family == planner::Family::kQwen3) {
-      s += " from layer " + std::to_string(m.max_window_layers);
-    }
+    if (slides == even) s += " on even layers";
+    else if (sliding != "all") s += " on " + sliding;
   }
   if (m.attn_logit_softcapping > 0) s += "; score softcap " + number(m.attn_logit_softcapping);
   if (m.final_logit_softcapping > 0) s += ", logit softcap " + number(m.final_logit_softcapping);

@@ -386,8 +386,8 @@ TEST(LoadedWeights, WrongShapeNamesTensorAndFile) {
 TEST(LoadedWeights, UnknownActivationIsRefused) {
   TrainRequest r = request_for({});
   r.model.hidden_act = "mish";
-  EXPECT_EQ(training_error(r), "tiny-llama: hidden_act \"mish\" is not one the executor runs (silu, gelu, "
-                               "gelu_pytorch_tanh, gelu_new, relu)");
+  EXPECT_EQ(training_error(r), "tiny-llama: hidden_act \"mish\" is not one the executor runs (silu, swish, gelu, "
+                               "gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
 }
 
 TEST(LoadedWeights, MissingTensorIsNamed) {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "loraplan/planner/attention.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/readers.h"
 
@@ -196,6 +197,39 @@ TEST(SlidingWindow, NullMeansNoneAndAbsentMeansTheDefault) {
       "num_attention_heads": 8, "attn_logit_softcapping": null})", "config.json");
   EXPECT_EQ(gemma.attn_logit_softcapping, 0);
   EXPECT_EQ(gemma.final_logit_softcapping, 30);
+}
+
+TEST(SlidingWindow, LayerTypesNameTheSlidingLayers) {
+  const std::string base = R"({"model_type": "gemma2", "vocab_size": 256, "hidden_size": 64,
+      "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
+      "sliding_window": 16, "layer_types": )";
+  const ModelDesc m = parse_config_json(base + R"(["full_attention", "sliding_attention", "sliding_attention"]})",
+                                        "config.json");
+  EXPECT_FALSE(m.layer_slides(0));  // the even-layer rule would slide here
+  EXPECT_TRUE(m.layer_slides(1));
+  EXPECT_TRUE(m.layer_slides(2));
+  try {
+    parse_config_json(base + R"(["full_attention", "sliding_attention"]})", "config.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_STREQ(e.what(), "config.json:3: \"layer_types\" must name one kind per layer (3), got "
+                           "[\"full_attention\",\"sliding_attention\"]");
+  }
+}
+
+TEST(SlidingWindow, QueryChunksSeeTheCausalPrefixWithinTheWindow) {
+  const std::vector<QueryChunk> chunks = query_chunks(300, 32);
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0].k0, 0);
+  EXPECT_EQ(chunks[0].keys, 128);
+  EXPECT_EQ(chunks[1].k0, 128 - 31);  // row 128 sees keys 97..128
+  EXPECT_EQ(chunks[1].keys, 256 - 97);
+  EXPECT_EQ(chunks[2].t0, 256);
+  EXPECT_EQ(chunks[2].rows, 44);
+  EXPECT_EQ(chunks[2].keys, 300 - 225);
+  EXPECT_EQ(query_chunks(300, 0)[2].keys, 300);
+  // Causal, 256 tokens: 128 x 128 + 128 x 256 of the 256 x 256 scores.
+  EXPECT_DOUBLE_EQ(chunked_score_share(256, 0), 0.75);
 }
 
 TEST(SlidingWindow, LayersThatSlidePerFamily) {

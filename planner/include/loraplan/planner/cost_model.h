@@ -15,9 +15,6 @@ struct Rates {
   double memory_bw = 0;       // bytes/s of device memory for memory-bound operations
   double host_link_bw = 0;    // bytes/s from host memory to the device (offload staging)
   double op_overhead_s = 0;   // fixed cost of one operation (kernel launch, dispatch)
-  double causal_skip = 1.0;   // share of the T*T scores flash-style efficient attention computes
-  bool chunked_attention = false;  // efficient attention is the executor's: query chunks against
-                                   // the keys they see (causal_skip unused)
   double unpack_4bit_s = 0;   // seconds per element to expand NF4/FP4 codes; 0: memory-bound
   std::string source;         // where the rates come from, for reports
 };

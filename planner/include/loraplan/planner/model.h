@@ -70,6 +70,8 @@ struct ModelDesc {
   int64_t max_position_embeddings = 0;  // tokens; 0 when unknown
   int64_t sliding_window = 0;           // tokens; 0 = full attention everywhere
   int64_t max_window_layers = 0;        // Qwen2/Qwen3: layers from this index on slide
+  std::vector<bool> sliding_layers;     // config.json "layer_types" (true: sliding_attention);
+                                        // empty: the family's rule (layer_slides)
   double query_pre_attn_scalar = 0;     // Gemma-2: scores scale by its -1/2 power; 0 = head_dim
   double attn_logit_softcapping = 0;    // Gemma-2: tanh capping of scores; 0 = off
   double final_logit_softcapping = 0;   // Gemma-2: tanh capping of logits; 0 = off
@@ -82,16 +84,12 @@ struct ModelDesc {
   int64_t q_out() const { return heads * head_dim; }      // H D
   int64_t kv_out() const { return kv_heads * head_dim; }  // Hkv D
   int64_t rotary_dim() const;  // rotated dims per head
-  // Whether layer l attends only to the last sliding_window tokens (i - j < window): every layer
-  // of Mistral and Phi-3, Gemma-2's even layers, Qwen's layers from max_window_layers on.
+  // Whether layer l attends only to the last sliding_window tokens (i - j < window): as
+  // "layer_types" says, else every layer of Mistral and Phi-3, Gemma-2's even layers, Qwen's
+  // layers from max_window_layers on.
   bool layer_slides(int64_t l) const;
   double attention_scale() const;  // the factor on q k^T
 };
-
-// Whether layer l of a T-token sequence needs a window mask: it slides and its window is shorter.
-inline bool windowed_attention(const ModelDesc& m, int64_t l, int64_t T) {
-  return m.layer_slides(l) && m.sliding_window < T;
-}
 
 // Checks the invariants every consumer relies on; throws InputError naming `where` and the field.
 void validate(const ModelDesc& m, const std::string& where);
