@@ -111,7 +111,8 @@ Handler define_train(CLI::App& sub) {
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
     }
-    write_file_atomic(f->out + "/report.json", report_json(r, q, f->plan).dump(2) + "\n");
+    const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
+    write_file_atomic(report_path, report_json(r, q, f->plan).dump(2) + "\n");
     for (const executor::StepMeasure& s : r.steps) {
       if (s.step == 1 || s.step % 10 == 0 || s.step == static_cast<int64_t>(r.steps.size())) {
         char line[160];
@@ -121,7 +122,7 @@ Handler define_train(CLI::App& sub) {
       }
     }
     io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " (" << reports::with_commas(r.peak_bytes)
-           << " bytes); report: " << f->out << "/report.json\n";
+           << " bytes); report: " << report_path << "\n";
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
       return kExitCheckFailed;
