@@ -12,6 +12,8 @@
 # --version` then says "CUDA" and run reports carry cuda_compiled. The wheel must use the C++11
 # ABI (torch.compiled_with_cxx11_abi(); PyTorch 2.7 and later wheels do), as Debian's ONNX,
 # protobuf and GoogleTest that the rest of loraplan links do; the script stops otherwise.
+# On a GPU machine without Debian's packages (the lent device image has PyTorch, CMake, ninja and
+# nvcc but no network), run scripts/device-deps.sh here first and carry .deps there.
 #
 # What the CUDA build measures (`loraplan train --device cuda`): the model's tensors (frozen
 # weights quantized on the CPU then moved, adapters, batches) live on GPU 0; offloaded layers'
@@ -48,7 +50,26 @@ if [ "$abi" != 1 ]; then
   exit 1
 fi
 
+# On a machine without Debian's development packages: the header-only libraries that
+# scripts/device-deps.sh unpacked into .deps, and neither ONNX nor the test suite.
+search="$prefix"
+options=()
+if [ -d .deps/root/usr ]; then
+  search="$prefix;$PWD/.deps/root/usr"
+  options+=(-DLORAPLAN_WITH_ONNX=OFF -DLORAPLAN_BUILD_TESTS=OFF -DLORAPLAN_BUILD_BENCH=OFF)
+  echo "using .deps (no ONNX reader, no tests)"
+fi
+# A CUDA wheel's CMake files look for the CUDA toolkit through nvcc.
+if [ "$cuda" != none ] && ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export PATH="/usr/local/cuda/bin:$PATH"
+fi
+if [ "$cuda" != none ] && command -v nvcc >/dev/null 2>&1; then
+  nvcc_path=$(command -v nvcc)
+  export CUDACXX="$nvcc_path"
+  options+=(-DCUDAToolkit_ROOT="$(dirname "$(dirname "$nvcc_path")")")
+fi
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_PREFIX_PATH="$prefix" -DTorch_DIR:PATH="$prefix/Torch"
+  -DCMAKE_PREFIX_PATH="$search" -DTorch_DIR:PATH="$prefix/Torch" "${options[@]}"
 cmake --build "$build" -j"${JOBS:-$(nproc)}"
 "$build/cli/loraplan" --version

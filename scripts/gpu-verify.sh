@@ -8,6 +8,12 @@
 #   scripts/gpu-verify.sh [PYTHON] [BUILD_DIR] [COUNT]      defaults: python3, build-cuda, 64
 #
 # Exits 1 without a GPU (or without a CUDA build), before building anything it does not need.
+#
+# On a GPU machine without Debian's development packages and without network (the lent device
+# image: PyTorch, CMake, ninja and nvcc, nothing to fetch), first run scripts/device-deps.sh on
+# the development machine and carry .deps along; build-cuda.sh then builds the CLI and the CUDA
+# executor without ONNX and without the tests. A first call of about 10 minutes fits the build,
+# the smoke run and a grid of 16: `bash scripts/gpu-verify.sh python3 build-cuda 16`.
 set -euo pipefail
 
 python=${1:-python3}
