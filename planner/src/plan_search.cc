@@ -238,8 +238,8 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   const std::vector<Optimizer> optimizers =
       space.optimizers.empty() ? std::vector<Optimizer>{base.optimizer} : space.optimizers;
   std::vector<Attention> attentions = {Attention::kEfficient};
-  // On CUDA, eager attention is never smaller (it keeps the probabilities) nor faster (it computes
-  // the masked half and streams the scores): only the CPU executor's may win.
+  // On CUDA, eager attention is never smaller (it keeps the probabilities) and streams the scores
+  // through memory; it is searched on the CPU only, where its products can win at short lengths.
   if (space.search_attention && d.device == Device::kCpu) attentions.push_back(Attention::kEager);
   std::vector<Combo> combos;
   for (int64_t b : divisors(space.target_batch)) {
