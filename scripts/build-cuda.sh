@@ -40,6 +40,7 @@ cd "$(dirname "$0")/.."
 prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 abi=$("$python" -c 'import torch; print(int(torch.compiled_with_cxx11_abi()))')
 cuda=$("$python" -c 'import torch; print(torch.version.cuda or "none")')
+torch_dir=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 echo "PyTorch at $prefix (CUDA $cuda)"
 if [ ! -f "$prefix/Torch/TorchConfig.cmake" ]; then
   echo "build-cuda.sh: $prefix/Torch/TorchConfig.cmake not found; this PyTorch ships no CMake files (Debian's python3-torch does not; a pip or conda wheel does)" >&2
@@ -66,10 +67,29 @@ fi
 if [ "$cuda" != none ] && command -v nvcc >/dev/null 2>&1; then
   nvcc_path=$(command -v nvcc)
   export CUDACXX="$nvcc_path"
-  options+=(-DCUDAToolkit_ROOT="$(dirname "$(dirname "$nvcc_path")")")
+  cuda_root=$(dirname "$(dirname "$nvcc_path")")
+  options+=(-DCUDAToolkit_ROOT="$cuda_root" -DLORAPLAN_CUDA_ROOT="$cuda_root")
 fi
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_PREFIX_PATH="$search" -DTorch_DIR:PATH="$prefix/Torch" "${options[@]}"
-cmake --build "$build" -j"${JOBS:-$(nproc)}"
+if command -v ninja >/dev/null 2>&1; then options+=(-G Ninja); fi
+
+# First through PyTorch's own CMake package. Its Caffe2Config.cmake looks for the CUDA toolkit in
+# its own ways; where that fails or finds no CUDA, take LibTorch from the package's files instead
+# (cmake/TorchFromWheel.cmake): loraplan compiles no CUDA code and needs only the headers, the
+# libraries and the CUDA runtime's.
+configure_log="$build.configure.log"
+if cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+     -DCMAKE_PREFIX_PATH="$search" -DTorch_DIR:PATH="$prefix/Torch" "${options[@]}" 2>&1 | tee "$configure_log" &&
+   { [ "$cuda" = none ] || grep -q "loraplan: LibTorch has CUDA" "$configure_log"; }; then
+  :
+else
+  echo "build-cuda.sh: PyTorch's CMake package gave no CUDA LibTorch; taking LibTorch from $torch_dir instead" >&2
+  rm -rf "$build"
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_PREFIX_PATH="$search" \
+    -DLORAPLAN_TORCH_WHEEL="$torch_dir" "${options[@]}"
+fi
+rm -f "$configure_log"
+# -k 0 / -k: every compile error at once rather than the first.
+if [ -f "$build/build.ninja" ]; then keep=(-k 0); else keep=(-k); fi
+cmake --build "$build" -j"${JOBS:-$(nproc)}" -- "${keep[@]}"
 "$build/cli/loraplan" --version

@@ -2,13 +2,12 @@
 // Compiled only against a LibTorch with CUDA (LORAPLAN_TORCH_CUDA); otherwise a stub that
 // refuses --device cuda.
 //
-// Not yet run on a GPU: the development machine has Debian's CPU LibTorch only, where this file
-// is checked for syntax against Debian's c10/cuda headers (LibTorch 1.13).
 #include <stdexcept>
 
 #include "memory_meter.h"
 
 #ifdef LORAPLAN_TORCH_CUDA
+#include <ATen/Context.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -149,6 +148,10 @@ std::unique_ptr<MemoryMeter> make_cuda_meter(c10::DeviceIndex index) {
     throw std::invalid_argument("--device cuda:" + std::to_string(index) + ": only " +
                                 std::to_string(count) + " CUDA devices are visible");
   }
+  // The caching allocator sets up its per-device state in LibTorch's lazy CUDA start; before it,
+  // setMemoryFraction and getDeviceStats fail ("Allocator not initialized"). Asking for the
+  // device's generator runs that start (in 1.13 and 2.x alike) without allocating.
+  (void)at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, index));
   return std::make_unique<CudaMeter>(index);
 }
 

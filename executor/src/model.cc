@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Optional.h>
 
 #include <cmath>
 

@@ -17,7 +17,7 @@ TrackingAllocator& TrackingAllocator::install() {
   return *instance;
 }
 
-c10::DataPtr TrackingAllocator::allocate(size_t bytes) const {
+c10::DataPtr TrackingAllocator::allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST {
   std::lock_guard<std::mutex> lock(mu_);
   const auto n = static_cast<int64_t>(bytes);
   TORCH_CHECK_WITH(OutOfMemoryError, budget_ == 0 || live_ + n <= budget_,

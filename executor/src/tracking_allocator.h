@@ -9,6 +9,7 @@
 // measured counterpart of the simulator's event trace.
 
 #include <c10/core/Allocator.h>
+#include <torch/version.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -19,6 +20,15 @@
 
 #include "loraplan/executor/backend.h"
 
+// LibTorch 2.3 made c10::Allocator::allocate non-const and added the pure virtual copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define LORAPLAN_ALLOCATE_CONST
+#define LORAPLAN_ALLOCATOR_COPY_DATA 1
+#else
+#define LORAPLAN_ALLOCATE_CONST const
+#define LORAPLAN_ALLOCATOR_COPY_DATA 0
+#endif
+
 namespace loraplan::executor {
 
 class TrackingAllocator final : public c10::Allocator {
@@ -26,8 +36,11 @@ class TrackingAllocator final : public c10::Allocator {
   // The process-wide instance, installed as LibTorch's CPU allocator on first use.
   static TrackingAllocator& install();
 
-  c10::DataPtr allocate(size_t bytes) const override;
+  c10::DataPtr allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST override;
   c10::DeleterFnPtr raw_deleter() const override;
+#if LORAPLAN_ALLOCATOR_COPY_DATA
+  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+#endif
 
   void set_budget(int64_t bytes);       // 0 = none
   void set_phase(const std::string& name);  // later allocations count toward this phase

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 #include <torch/torch.h>
 
 #include <chrono>
