@@ -84,6 +84,7 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--gpu", help="with --device cuda: the GPU the prediction is for (a size, e.g. 81559MiB, "
                                   "or a profile); required")
+    ap.add_argument("--raw", help="also write every prediction and report.json, one JSON line per configuration")
     args = ap.parse_args()
     if args.device == "cuda" and not args.gpu:
         ap.error("--device cuda needs --gpu SIZE|PROFILE (the card the run measures)")
@@ -94,6 +95,7 @@ def main():
     gpu_flags = ["--gpu", args.gpu] if args.gpu else []
 
     rows, phase_errors, reserved_errors = [], [], []
+    raw = open(args.raw, "w") if args.raw else None
     with tempfile.TemporaryDirectory() as tmp:
         for i, flags in enumerate(grid(args.count, args.device)):
             est = json.loads(run([args.loraplan, "estimate", "--format", "json"] + flags + gpu_flags).stdout)
@@ -101,6 +103,8 @@ def main():
             run([args.loraplan, "train", "--steps", "2", "--out", run_dir] + flags)
             with open(os.path.join(run_dir, "report.json")) as f:
                 rep = json.load(f)
+            if raw:
+                raw.write(json.dumps({"flags": flags, "estimate": est, "report": rep}) + "\n")
             measured = rep["measured"]["peak_bytes"]
             predicted = est[keys["total"]]
             err = (predicted - measured) / measured
@@ -120,6 +124,8 @@ def main():
             print(f"{i:3d} {err:+7.2%}  reserved {rerr:+7.2%}  worst phase {worst[0]} {worst[1]:+.2%}  "
                   f"{' '.join(flags)}", flush=True)
 
+    if raw:
+        raw.close()
     abs_err = [abs(r[3]) for r in rows]
     summary = (f"{len(rows)} configurations. Total peak: median |error| {statistics.median(abs_err):.2%}, "
                f"max {max(abs_err):.2%}. Phase peaks ({len(phase_errors)}): median |error| "

@@ -5,7 +5,9 @@
 # card's memory>` against the caching allocator's allocated peak (total and per phase) and
 # reports the reserved peaks beside them. Writes docs/accuracy-cuda.md.
 #
-#   scripts/gpu-verify.sh [PYTHON] [BUILD_DIR] [COUNT]      defaults: python3, build-cuda, 64
+#   scripts/gpu-verify.sh [PYTHON] [BUILD_DIR] [COUNT] [RAW]   defaults: python3, build-cuda, 64
+#
+# RAW: also write every prediction and report.json there (accuracy.py --raw), one JSON line each.
 #
 # Exits 1 without a GPU (or without a CUDA build), before building anything it does not need.
 #
@@ -37,10 +39,21 @@ if ! "$loraplan" --version | grep -q CUDA; then
   exit 1
 fi
 
-# The card the predictions are for: its memory as nvidia-smi reports it (MiB), first GPU.
+# The card the predictions are for: its profile when loraplan has one (the cuBLAS workspace
+# differs between Hopper and older cards), else its memory as nvidia-smi reports it (MiB).
+# LORAPLAN_GPU overrides.
 mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -n 1 | tr -d ' ')
-gpu="${mib}MiB"
-echo "GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1), $gpu"
+name=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
+case "$(echo "$name" | tr '[:upper:]' '[:lower:]')" in
+  *h200*) gpu=h200 ;;
+  *h100*pcie*) gpu=h100-pcie ;;
+  *h100*) gpu=h100-sxm ;;
+  *a100*80gb*) gpu=a100-80gb ;;
+  *a100*) gpu=a100-40gb ;;
+  *) gpu="${mib}MiB" ;;
+esac
+gpu=${LORAPLAN_GPU:-$gpu}
+echo "GPU: $name, ${mib} MiB; predictions for --gpu $gpu"
 
 # One run first, so that a failure shows its own message rather than inside the grid.
 smoke=$(mktemp -d)
@@ -56,5 +69,7 @@ print(f"smoke run: allocated peak {m['peak_bytes']:,} B, reserved peak {m['reser
       f"{len(m['phases'])} phases")
 PY
 
+raw=()
+if [ -n "${4:-}" ]; then raw=(--raw "$4"); fi
 "$python" scripts/accuracy.py --loraplan "$loraplan" --device cuda --gpu "$gpu" \
-  --count "$count" --out docs/accuracy-cuda.md
+  --count "$count" --out docs/accuracy-cuda.md "${raw[@]}"

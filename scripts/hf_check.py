@@ -13,6 +13,9 @@ Two halves, because the two sides rarely live on one machine:
       model's (LoRA B starts at zero); step 2's loss is the model with step 1's adapter, on the
       same sequence (the learning rate of the first step does not depend on the step count).
 
+  cuda DIR [--loraplan BIN]      needs a CUDA build of loraplan and a GPU: trains each case's two
+      steps again with --device cuda and requires the CPU run's losses (relative 1e-4).
+
   check DIR                      needs torch, transformers and peft.
       Loads each model with AutoModelForCausalLM (fp32, eager attention), requires that every
       tensor was used, and compares its loss on the sequence with step 1's; loads step 1's
@@ -36,7 +39,8 @@ def cases():
     base = {"vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": INTER,
             "num_hidden_layers": LAYERS, "num_attention_heads": HEADS, "num_key_value_heads": KV,
             "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-            "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2}
+            "hidden_act": "silu", "torch_dtype": "float32", "bos_token_id": 1, "eos_token_id": 2,
+            "pad_token_id": 0}
 
     def cfg(model_type, arch, **kw):
         c = dict(base, model_type=model_type, architectures=[arch])
@@ -146,14 +150,18 @@ def read_safetensors(path, torch):
     return out
 
 
+def train_flags(loraplan, device):
+    return [loraplan, "train", "--weights", "fp32", "--compute-dtype", "fp32", "--device", device,
+            "--seq-len", str(T), "--micro-batch", "1", "--grad-accum", "1", "--lora-rank", "8",
+            "--lora-alpha", "16", "--lora-dropout", "0", "--lr", "0.02", "--checkpoint", "none",
+            "--seed", "3"]
+
+
 def prepare(root, loraplan):
     import torch
     os.makedirs(root, exist_ok=True)
     tokens = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(11)).tolist()
-    train = [loraplan, "train", "--weights", "fp32", "--compute-dtype", "fp32", "--device", "cpu",
-             "--seq-len", str(T), "--micro-batch", "1", "--grad-accum", "1", "--lora-rank", "8",
-             "--lora-alpha", "16", "--lora-dropout", "0", "--lr", "0.02", "--checkpoint", "none",
-             "--seed", "3"]
+    train = train_flags(loraplan, "cpu")
     for name, c in cases().items():
         d = os.path.join(root, name)
         os.makedirs(os.path.join(d, "model"), exist_ok=True)
@@ -233,6 +241,27 @@ def check_case(root, name, torch, AutoModelForCausalLM):
     return (name, steps[0]["loss"], base, e1, steps[1]["loss"], tuned, e2), problems
 
 
+def cuda(root, loraplan):
+    """The same two steps with --device cuda: the losses must match the CPU run's."""
+    import tempfile
+    failures = 0
+    for name in cases():
+        d = os.path.join(root, name)
+        cpu = [s["loss"] for s in json.load(open(os.path.join(d, "run2", "report.json")))["steps"]]
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run(train_flags(loraplan, "cuda") + [
+                "--model", os.path.join(d, "model"), "--data", os.path.join(d, "data.jsonl"),
+                "--steps", "2", "--out", out], check=True, stdout=subprocess.DEVNULL)
+            gpu = [s["loss"] for s in json.load(open(os.path.join(out, "report.json")))["steps"]]
+        errs = [abs(g - c) / abs(c) for g, c in zip(gpu, cpu)]
+        ok = max(errs) <= TOL
+        failures += not ok
+        print(f"{name:16s} cpu {cpu[0]:.6f} {cpu[1]:.6f}  cuda {gpu[0]:.6f} {gpu[1]:.6f}  "
+              f"rel {max(errs):.1e}  {'ok' if ok else 'FAIL'}")
+    print(f"{len(cases()) - failures}/{len(cases())} cases: CUDA losses within relative {TOL} of the CPU's")
+    return 1 if failures else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -241,10 +270,15 @@ def main():
     p.add_argument("--loraplan", default="build/cli/loraplan")
     c = sub.add_parser("check")
     c.add_argument("dir")
+    g = sub.add_parser("cuda")
+    g.add_argument("dir")
+    g.add_argument("--loraplan", default="build-cuda/cli/loraplan")
     a = ap.parse_args()
     if a.cmd == "prepare":
         prepare(a.dir, a.loraplan)
         return 0
+    if a.cmd == "cuda":
+        return cuda(a.dir, a.loraplan)
     return check(a.dir)
 
 

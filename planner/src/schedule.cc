@@ -422,7 +422,14 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       }
     }
   }
-  if (gemm_workspace_bytes > 0) sb.alloc("cublas_workspace", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+  // PyTorch 2.x takes a cuBLAS workspace from the caching allocator per thread (handle) and stream
+  // at its first GEMM and keeps it: one for the forward, one for the autograd engine's device
+  // thread that runs the backward. Measured on an H200 with LibTorch 2.11: allocated bytes exceed
+  // the tensors by exactly 2 x 32 MiB (docs/accuracy-cuda.md).
+  if (gemm_workspace_bytes > 0) {
+    sb.alloc("cublas_workspace.forward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+    sb.alloc("cublas_workspace.backward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+  }
   // Tables every step shares: cos and sin [T, rotary dim / 2] in the compute dtype, and for eager
   // attention the masks [T, T] (bool): causal for the layers that see every earlier token, causal
   // and windowed for those whose window is shorter than the sequence.
