@@ -162,7 +162,11 @@ class GraphBuilder {
       s = capped;
     }
     const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]
-    g_.ops.push_back({"attn.softmax", {s}, {p}, {p}, {s}});
+    // On CUDA the backward holds one more [B, H, T, T] in the compute dtype than on the CPU
+    // (measured on the H200 with LibTorch 2.11, at every shape and dtype of the CUDA grid).
+    OpDef softmax{"attn.softmax", {s}, {p}, {p}, {s}};
+    if (c_.device == Device::kCuda) softmax.bwd_temps = {{scores * d.a, 0, 2}};  // beside grad S
+    g_.ops.push_back(softmax);
     const int o = g_.tensor("attn.out", d.N * HD * d.a);  // [N, H D], from the [B, H, T, D] result
     g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, d.N * HD * d.a, d.N * HD * d.a});
     return o;

@@ -58,6 +58,9 @@ struct Schedule {
 
 // gemm_workspace_bytes: a persistent cuBLAS workspace allocated through the device allocator
 // (PyTorch >= 2.0 on CUDA); 0 on CPU.
+// cuBLASLt's workspace (TORCH_CUBLASLT_WORKSPACE_SIZE, 1024 KiB by default), per thread.
+inline constexpr int64_t kCublasLtWorkspaceBytes = 1 << 20;
+
 Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes = 0);
 
 }  // namespace loraplan::planner
