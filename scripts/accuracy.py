@@ -62,6 +62,16 @@ def grid(count, device):
     return configs
 
 
+def gpu_name():
+    """The first GPU's name as nvidia-smi gives it."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.splitlines()[0].strip()
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "a GPU"
+
+
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode not in (0, 1):
@@ -105,6 +115,7 @@ def main():
                 rep = json.load(f)
             if raw:
                 raw.write(json.dumps({"flags": flags, "estimate": est, "report": rep}) + "\n")
+            libtorch = rep["environment"].get("libtorch_version", "?")
             measured = rep["measured"]["peak_bytes"]
             predicted = est[keys["total"]]
             err = (predicted - measured) / measured
@@ -139,11 +150,12 @@ def main():
             f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
                     "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
                     "measured with the executor's tracking allocator, single-threaded). On a GPU, "
-                    "`scripts/gpu-verify.sh` runs the same grid against CUDA's caching allocator and writes "
-                    "docs/accuracy-cuda.md; no GPU has run it yet.\n\n")
+                    "`scripts/gpu-verify.sh` runs the same grid against CUDA's caching allocator: "
+                    "docs/accuracy-cuda.md.\n\n")
         else:
             f.write("# Accuracy: predicted vs measured (CUDA executor)\n\n")
-            f.write(f"Written by `/usr/bin/python3 scripts/accuracy.py --device cuda --gpu {args.gpu}` (each row: "
+            f.write(f"Written on {gpu_name()} with LibTorch {libtorch} by `scripts/gpu-verify.sh`, which runs "
+                    f"`scripts/accuracy.py --device cuda --gpu {args.gpu}` (each row: "
                     f"`loraplan estimate --device cuda --gpu {args.gpu}` against `loraplan train --steps 2 "
                     "--device cuda` with the flags shown; measured with the CUDA caching allocator's counters). "
                     "Peak and phases: allocated bytes; reserved: the allocator's segments.\n\n")

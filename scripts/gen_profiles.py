@@ -141,6 +141,13 @@ GPU_OVERRIDES = {
 }
 
 CUDA_CONTEXT_BYTES = 300 * MIB  # lazy module loading; measured 287,047,680 B incl. a tensor
+# Cards whose whole footprint outside the caching allocator was measured in a training process
+# (scripts/cuda_overheads.py: the context, the cuBLAS handles of the threads that ran products and
+# the kernels loaded): far above the bare context's 300 MiB.
+MEASURED_CONTEXT = {
+    "h200": (852295680, "measured with scripts/cuda_overheads.py on an H200, PyTorch 2.11.0+cu130, "
+                        "driver 580.159: context, cuBLAS handles of three threads, loaded kernels"),
+}
 CUBLAS_WORKSPACE_PRE_HOPPER = 8519680  # CUBLAS_WORKSPACE_CONFIG :4096:2:16:8 = 8.125 MiB
 CUBLAS_WORKSPACE_HOPPER_UP = 32 * MIB  # CC 9.x and Blackwell (10.x, 12.x)
 
@@ -214,10 +221,10 @@ def gpu_profile(entry):
         "pcie_host_gbps": pick("pcie_host_gbps", "pcie_host_GBps_per_direction_theoretical"),
         "bf16_native": bool(entry["bf16_native"]),
         "overheads": {
-            "cuda_context_bytes": CUDA_CONTEXT_BYTES,
+            "cuda_context_bytes": MEASURED_CONTEXT.get(slug, (CUDA_CONTEXT_BYTES,))[0],
             "cublas_workspace_bytes": cublas_workspace_bytes(cc),
         },
-        "sources": [clean_source(s) for s in entry["sources"]],
+        "sources": [clean_source(s) for s in entry["sources"]] + list(MEASURED_CONTEXT.get(slug, (0,))[1:]),
     }
 
 

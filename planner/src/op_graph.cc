@@ -123,7 +123,6 @@ class GraphBuilder {
     const Dims& d = d_;
     const int64_t HD = d.H * d.D, scores = d.B * d.H * d.T * d.T;
     // Q, K and V are laid out [B, H, T, D] (contiguous copies; K and V expanded to H heads).
-    const int64_t layout = 3 * d.N * HD * d.a;
     if (c_.attention == Attention::kEfficient) {
       // Query chunks: scores in fp32, softmax in place, probabilities cast for the matmul with V;
       // recomputed in backward from the saved log-sum-exp.
@@ -135,16 +134,29 @@ class GraphBuilder {
       // [B, H, rows], in fp32 the probabilities, dS and under soft-capping tanh(S / cap), dS's
       // compute-dtype copy below fp32, and one [B, H, keys, D] matmul result. The largest chunk
       // sets each.
-      const int64_t per_score = d.a == 4 ? 4 : 4 + d.a;
-      const int64_t per_bwd_score = 8 + (m_.attn_logit_softcapping > 0 ? 4 : 0) + (d.a == 4 ? 0 : d.a);
-      int64_t chunk = 0, bwd_chunk = 0;
+      // Each is its own allocation (the caching allocator pools them by size).
+      const bool below_fp32 = d.a != 4, softcap = m_.attn_logit_softcapping > 0;
+      auto sum = [](const std::vector<int64_t>& parts) {
+        int64_t total = 0;
+        for (int64_t p : parts) total += p;
+        return total;
+      };
+      std::vector<int64_t> chunk, bwd_chunk;
       for (const QueryChunk& q_chunk : query_chunks(d.T, window_)) {
-        const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys;
-        chunk = std::max(chunk, bh * rows * (keys * per_score + d.D * d.a));
-        bwd_chunk = std::max(bwd_chunk, bh * rows * 4 + bh * rows * keys * per_bwd_score + bh * keys * d.D * d.a);
+        const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys, s = bh * rows * keys;
+        std::vector<int64_t> fwd{s * 4, below_fp32 ? s * d.a : 0, bh * rows * d.D * d.a};
+        std::vector<int64_t> bwd{bh * rows * 4, s * 4, s * 4, softcap ? s * 4 : 0, below_fp32 ? s * d.a : 0,
+                                 bh * keys * d.D * d.a};
+        if (sum(fwd) > sum(chunk)) chunk = fwd;
+        if (sum(bwd) > sum(bwd_chunk)) bwd_chunk = bwd;
       }
-      const int64_t bwd = layout + 4 * d.N * HD * d.a + bwd_chunk;
-      g_.ops.push_back({"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}, layout + chunk, bwd});
+      const int64_t head_layout = d.N * HD * d.a;  // one [B, H, T, D] tensor
+      OpDef op{"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}};
+      op.fwd_workspace_parts = {head_layout, head_layout, head_layout};
+      op.fwd_workspace_parts.insert(op.fwd_workspace_parts.end(), chunk.begin(), chunk.end());
+      op.bwd_workspace_parts.assign(7, head_layout);  // Q, K, V, dO layouts; grad Q, K, V
+      op.bwd_workspace_parts.insert(op.bwd_workspace_parts.end(), bwd_chunk.begin(), bwd_chunk.end());
+      g_.ops.push_back(op);
       return o;
     }
     // Eager: S = Q K^T, P = softmax(S) kept for backward, O = P V.
@@ -158,7 +170,9 @@ class GraphBuilder {
     if (m_.attn_logit_softcapping > 0) {
       // tanh(S / cap) * cap: tanh keeps its output.
       const int capped = g_.tensor("attn.softcap", scores * d.a);
-      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, 2 * scores * d.a, scores * d.a});
+      OpDef softcap{"attn.softcap", {s}, {capped}, {capped}, {s}, 0, scores * d.a};
+      softcap.fwd_workspace_parts = {scores * d.a, scores * d.a};
+      g_.ops.push_back(softcap);
       s = capped;
     }
     const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]

@@ -44,6 +44,9 @@ struct OpDef {
                                            // produces them; 0 if none
   bool pass_through_grad = false;  // backward hands its output gradient to every grad input
                                    // without allocating (residual add)
+  // When not empty: the workspace is these separate allocations, all live together (a caching
+  // allocator places each by its own size); they replace fwd_workspace / bwd_workspace.
+  std::vector<int64_t> fwd_workspace_parts = {}, bwd_workspace_parts = {};
 };
 
 struct OpGraph {

@@ -350,6 +350,14 @@ std::pair<int64_t, int64_t> checkpoint_slack(const Case& c, uint32_t added) {
   }
   live += *std::max_element(layer_live.begin(), layer_live.end());
   allocated += *std::max_element(layer_allocated.begin(), layer_allocated.end());
+  // On CUDA the first recomputed linear with a bias gives the backward thread its own cuBLASLt
+  // workspace.
+  const ModelDesc& m = model(c.model);
+  const uint32_t layers = (1u << m.layers) - 1;
+  if (c.device == Device::kCuda && (c.checkpoint & layers) == 0 && (m.qkv_bias || m.o_bias || m.mlp_bias)) {
+    live += kCublasLtWorkspaceBytes;
+    allocated += kCublasLtWorkspaceBytes;
+  }
   return {live, allocated};
 }
 
