@@ -147,6 +147,9 @@ CUDA_CONTEXT_BYTES = 300 * MIB  # lazy module loading; measured 287,047,680 B in
 MEASURED_CONTEXT = {
     "h200": (852295680, "measured with scripts/cuda_overheads.py on an H200, PyTorch 2.11.0+cu130, "
                         "driver 580.159: context, cuBLAS handles of three threads, loaded kernels"),
+    "h100-sxm": (852295680, "measured with scripts/cuda_overheads.py on an H100 80GB HBM3, PyTorch "
+                            "2.11.0+cu130, driver 580.159: context, cuBLAS handles of three threads, "
+                            "loaded kernels"),
 }
 CUBLAS_WORKSPACE_PRE_HOPPER = 8519680  # CUBLAS_WORKSPACE_CONFIG :4096:2:16:8 = 8.125 MiB
 CUBLAS_WORKSPACE_HOPPER_UP = 32 * MIB  # CC 9.x and Blackwell (10.x, 12.x)

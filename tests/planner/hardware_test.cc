@@ -167,6 +167,15 @@ TEST(GpuProfiles, HopperHasTheLargerCublasWorkspace) {
   EXPECT_EQ(gpu.cublas_workspace_bytes, 33554432);  // 32 MiB
 }
 
+// Measured with scripts/cuda_overheads.py (PyTorch 2.11, CUDA 13): memory outside the caching
+// allocator once the forward and backward threads have run products; other cards keep the bare
+// context's 300 MiB.
+TEST(GpuProfiles, HopperContextIsTheMeasuredOne) {
+  EXPECT_EQ(resolve_gpu("h200").cuda_context_bytes, 852295680);
+  EXPECT_EQ(resolve_gpu("h100-sxm").cuda_context_bytes, 852295680);
+  EXPECT_EQ(resolve_gpu("rtx-4090").cuda_context_bytes, 314572800);
+}
+
 TEST(GpuProfiles, EveryProfileReads) {
   const std::vector<std::string> names = profile_names("gpus");
   EXPECT_EQ(names.size(), 24u);
