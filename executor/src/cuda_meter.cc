@@ -1,7 +1,6 @@
 // The CUDA memory meter: the caching allocator's own counters, read at each phase boundary.
 // Compiled only against a LibTorch with CUDA (LORAPLAN_TORCH_CUDA); otherwise a stub that
 // refuses --device cuda.
-//
 #include <stdexcept>
 
 #include "memory_meter.h"

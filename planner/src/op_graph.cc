@@ -3,6 +3,7 @@
 #include "loraplan/planner/attention.h"
 
 #include <algorithm>
+#include <numeric>
 
 namespace loraplan::planner {
 namespace {
@@ -94,7 +95,7 @@ class GraphBuilder {
   int elementwise(const char* tag, std::vector<int> inputs, std::vector<int> saved, int64_t bytes,
                   int64_t bwd_workspace = 0, int64_t fwd_workspace = 0) {
     const int y = g_.tensor(tag, bytes);
-    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, fwd_workspace, bwd_workspace});
+    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, {fwd_workspace}, {bwd_workspace}});
     return y;
   }
 
@@ -134,13 +135,8 @@ class GraphBuilder {
       // [B, H, rows], in fp32 the probabilities, dS and under soft-capping tanh(S / cap), dS's
       // compute-dtype copy below fp32, and one [B, H, keys, D] matmul result. The largest chunk
       // sets each.
-      // Each is its own allocation (the caching allocator pools them by size).
       const bool below_fp32 = d.a != 4, softcap = m_.attn_logit_softcapping > 0;
-      auto sum = [](const std::vector<int64_t>& parts) {
-        int64_t total = 0;
-        for (int64_t p : parts) total += p;
-        return total;
-      };
+      auto sum = [](const std::vector<int64_t>& parts) { return std::accumulate(parts.begin(), parts.end(), int64_t{0}); };
       std::vector<int64_t> chunk, bwd_chunk;
       for (const QueryChunk& q_chunk : query_chunks(d.T, window_)) {
         const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys, s = bh * rows * keys;
@@ -152,10 +148,10 @@ class GraphBuilder {
       }
       const int64_t head_layout = d.N * HD * d.a;  // one [B, H, T, D] tensor
       OpDef op{"attn.efficient", {q, k, v}, {o, lse}, {q, k, v, o, lse}, {q, k, v}};
-      op.fwd_workspace_parts = {head_layout, head_layout, head_layout};
-      op.fwd_workspace_parts.insert(op.fwd_workspace_parts.end(), chunk.begin(), chunk.end());
-      op.bwd_workspace_parts.assign(7, head_layout);  // Q, K, V, dO layouts; grad Q, K, V
-      op.bwd_workspace_parts.insert(op.bwd_workspace_parts.end(), bwd_chunk.begin(), bwd_chunk.end());
+      op.fwd_workspace = {head_layout, head_layout, head_layout};  // Q, K, V layouts
+      op.fwd_workspace.insert(op.fwd_workspace.end(), chunk.begin(), chunk.end());
+      op.bwd_workspace.assign(7, head_layout);  // Q, K, V, dO layouts; grad Q, K, V
+      op.bwd_workspace.insert(op.bwd_workspace.end(), bwd_chunk.begin(), bwd_chunk.end());
       g_.ops.push_back(op);
       return o;
     }
@@ -170,9 +166,7 @@ class GraphBuilder {
     if (m_.attn_logit_softcapping > 0) {
       // tanh(S / cap) * cap: tanh keeps its output.
       const int capped = g_.tensor("attn.softcap", scores * d.a);
-      OpDef softcap{"attn.softcap", {s}, {capped}, {capped}, {s}, 0, scores * d.a};
-      softcap.fwd_workspace_parts = {scores * d.a, scores * d.a};
-      g_.ops.push_back(softcap);
+      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, {scores * d.a, scores * d.a}, {scores * d.a}});
       s = capped;
     }
     const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]
@@ -182,7 +176,7 @@ class GraphBuilder {
     if (c_.device == Device::kCuda) softmax.bwd_temps = {{scores * d.a, 0, 2}};  // beside grad S
     g_.ops.push_back(softmax);
     const int o = g_.tensor("attn.out", d.N * HD * d.a);  // [N, H D], from the [B, H, T, D] result
-    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, d.N * HD * d.a, d.N * HD * d.a});
+    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, {d.N * HD * d.a}, {d.N * HD * d.a}});
     return o;
   }
 
@@ -272,14 +266,14 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
     const int64_t k = std::min(c.loss_chunk, N);
     const int lse = g.tensor("loss.lse", N * 4, Category::kLogits);
     const int64_t capped = m.final_logit_softcapping > 0 ? 4 * k * V : 0;
-    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, 8 * k * V,
-                     (4 + a) * k * V + capped + k * C * a});
+    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, {8 * k * V},
+                     {(4 + a) * k * V + capped + k * C * a}});
   } else {
     // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
     // soft-capping keeps tanh(z / cap) too. Backward turns the saved log-probabilities into the
     // gradient in place, casts it to the compute dtype and multiplies into grad h.
     const int logp = g.tensor("log_softmax", N * V * 4, Category::kLogits);
-    OpDef op{"loss.full", {h}, {logp, loss}, {logp}, {h}, std::max<int64_t>(a, 4) * N * V, a * N * V + N * C * a};
+    OpDef op{"loss.full", {h}, {logp, loss}, {logp}, {h}, {std::max<int64_t>(a, 4) * N * V}, {a * N * V + N * C * a}};
     if (m.final_logit_softcapping > 0) {
       const int capped = g.tensor("logits.softcap", N * V * 4, Category::kLogits);
       op.outputs.push_back(capped);

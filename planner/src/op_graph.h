@@ -35,8 +35,11 @@ struct OpDef {
   std::vector<int> outputs;      // tensors this op allocates, in order
   std::vector<int> saved;        // tensors held for this op's backward
   std::vector<int> grad_inputs;  // inputs that receive a gradient contribution
-  int64_t fwd_workspace = 0;     // transient bytes after the op's outputs are allocated
-  int64_t bwd_workspace = 0;     // transient bytes before its backward allocates gradients
+  // Workspaces: allocations live together, then all released (each its own allocation, as the
+  // caching allocator places each by its size). Forward: after the op's outputs are allocated;
+  // backward: before it allocates gradients. Zero entries are skipped.
+  std::vector<int64_t> fwd_workspace = {};
+  std::vector<int64_t> bwd_workspace = {};
   // Forward temporaries between the outputs; backward temporaries between the allocations of
   // backward: the grad inputs' gradients, then grad B and grad A.
   std::vector<Temp> fwd_temps = {}, bwd_temps = {};
@@ -44,9 +47,6 @@ struct OpDef {
                                            // produces them; 0 if none
   bool pass_through_grad = false;  // backward hands its output gradient to every grad input
                                    // without allocating (residual add)
-  // When not empty: the workspace is these separate allocations, all live together (a caching
-  // allocator places each by its own size); they replace fwd_workspace / bwd_workspace.
-  std::vector<int64_t> fwd_workspace_parts = {}, bwd_workspace_parts = {};
 };
 
 struct OpGraph {

@@ -79,9 +79,8 @@ class StepBuilder {
     if (bytes > 0) drop(alloc(tag, layer, mb, bytes, category));
   }
 
-  // A workspace: `bytes` as one allocation, or `parts` allocated together, then all released.
-  void workspace(const char* tag, int layer, int mb, int64_t bytes, const std::vector<int64_t>& parts) {
-    if (parts.empty()) return transient(tag, layer, mb, bytes, Category::kWorkspace);
+  // A workspace: its parts allocated together, then all released.
+  void workspace(const char* tag, int layer, int mb, const std::vector<int64_t>& parts) {
     std::vector<int32_t> ids;
     for (int64_t part : parts) {
       if (part > 0) ids.push_back(alloc(tag, layer, mb, part, Category::kWorkspace));
@@ -194,7 +193,7 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
                           }
                           run.requires_grad[t] = in_graph;
                         });
-    sb.workspace(op.tag, run.layer, run.mb, op.fwd_workspace, op.fwd_workspace_parts);
+    sb.workspace(op.tag, run.layer, run.mb, op.fwd_workspace);
     run.recorded[i] = save && in_graph;
     if (run.recorded[i]) {
       for (int t : op.saved) sb.hold(run.buf[t]);
@@ -240,7 +239,7 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
     if (reached) {
       const bool input_grad = std::any_of(op.grad_inputs.begin(), op.grad_inputs.end(),
                                           [&](int t) { return run.requires_grad[t]; });
-      sb.workspace(op.tag, run.layer, run.mb, op.bwd_workspace, op.bwd_workspace_parts);
+      sb.workspace(op.tag, run.layer, run.mb, op.bwd_workspace);
       int32_t given = kNone;
       for (int t : op.outputs) {
         if (run.grad[t] != kNone) given = run.grad[t];
