@@ -1,9 +1,15 @@
 #include "app.h"
 
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <ostream>
 
 #include "loraplan/executor/backend.h"
@@ -55,17 +61,89 @@ CLI::Validator positive_integer() {
       "N > 0");
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    out << text;
-    if (!out) {
-      std::filesystem::remove(tmp);
-      throw InputError(path + ": cannot write");
-    }
+CLI::Validator non_negative_integer() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        return text == "0" || parse_positive_integer(text) ? "" : "must be a non-negative integer, got \"" + text + "\"";
+      },
+      "N >= 0");
+}
+
+std::optional<double> parse_number(const std::string& text) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+namespace {
+
+CLI::Validator number_check(bool (*in_range)(double), const std::string& requirement, const std::string& label) {
+  return CLI::Validator(
+      [in_range, requirement](std::string& text) -> std::string {
+        const std::optional<double> v = parse_number(text);
+        return v && in_range(*v) ? "" : "must be " + requirement + ", got \"" + text + "\"";
+      },
+      label);
+}
+
+}  // namespace
+
+CLI::Validator positive_number() {
+  return number_check([](double v) { return v > 0; }, "a finite number > 0", "X > 0");
+}
+CLI::Validator non_negative_number() {
+  return number_check([](double v) { return v >= 0; }, "a finite number >= 0", "X >= 0");
+}
+CLI::Validator probability() {
+  return number_check([](double v) { return v >= 0 && v < 1; }, "a number in [0, 1)", "0 <= P < 1");
+}
+
+void write_file_atomic(const std::string& path, const std::string& text, const std::string& flag) {
+  namespace fs = std::filesystem;
+  if (path.empty()) throw InputError(flag + ": empty; give a file name");
+  std::error_code ec;
+  fs::path target(path);
+  const fs::file_status st = fs::status(target, ec);  // follows links: a link's file is replaced
+  if (fs::exists(st)) {
+    if (fs::is_directory(st)) throw InputError(flag + ": " + path + " is a folder; give a file name");
+    if (!fs::is_regular_file(st)) throw InputError(flag + ": " + path + " is not a regular file (a device, FIFO or socket); refusing to replace it");
+    if (fs::is_symlink(fs::symlink_status(target, ec))) target = fs::canonical(target, ec);
   }
-  std::filesystem::rename(tmp, path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec)) throw InputError(flag + ": " + path + ": the folder " + dir.string() + " does not exist");
+  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) throw InputError(flag + ": " + path + ": cannot write in " + dir.string() + ": " + std::strerror(errno));
+  bool ok = true;
+  for (size_t done = 0; ok && done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  const int write_errno = errno;
+  ok = ::fchmod(fd, 0644) == 0 && ok;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok || ::rename(tmp.c_str(), target.c_str()) != 0) {
+    const std::string why = std::strerror(ok ? errno : write_errno);
+    ::unlink(tmp.c_str());
+    throw InputError(flag + ": " + path + ": cannot write: " + why);
+  }
+}
+
+void prepare_output_dir(const std::string& dir, const std::string& flag) {
+  namespace fs = std::filesystem;
+  if (dir.empty()) throw InputError(flag + ": empty; give a folder");
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (fs::exists(st) && !fs::is_directory(st)) throw InputError(flag + ": " + dir + " exists and is not a folder");
+  if (!fs::exists(st) && !fs::create_directories(dir, ec) && ec) {
+    throw InputError(flag + ": cannot create the folder " + dir + ": " + ec.message());
+  }
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    throw InputError(flag + ": cannot write in the folder " + dir + ": " + std::strerror(errno));
+  }
 }
 
 std::vector<std::string> split_list(const std::string& text) {
@@ -105,7 +183,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
                "loraplan");
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::function<std::string()>(version_text));
-  app.footer("Exit codes: 0 ok, 1 the answer is no (does not fit, verification failed), 2 bad input.");
+  app.footer("Exit codes: 0 ok, 1 the answer is no (does not fit, out of memory, verification failed, "
+             "training diverged), 2 bad input (a flag, file or profile), 3 an internal error (a bug: please report "
+             "it) or a part the build left out (the executor).");
 
   std::vector<std::pair<CLI::App*, Handler>> handlers;  // one per command-table row
   for (const Command& c : commands()) {
@@ -136,6 +216,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     } catch (const InputError& e) {
       err << "loraplan: error: " << one_line(e.what()) << "\n";
       return kExitBadInput;
+    } catch (const std::bad_alloc&) {
+      err << "loraplan: error: out of host memory (" << sub->get_name() << " needed more than this machine could give)\n";
+      return kExitCheckFailed;
     } catch (const std::exception& e) {
       err << "loraplan: error: " << one_line(e.what()) << "\n";
       return kExitInternal;

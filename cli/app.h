@@ -51,9 +51,25 @@ std::optional<int64_t> parse_positive_integer(const std::string& text);
 
 // Flag check with a readable message: "--lora-rank: must be a positive integer, got "0"".
 CLI::Validator positive_integer();
+CLI::Validator non_negative_integer();
 
-// Writes `text` to a temporary file beside `path`, then renames it: never a half-written file.
-void write_file_atomic(const std::string& path, const std::string& text);
+// "2e-4" -> 2e-4: a finite decimal number and nothing else (no spaces, hex, inf or nan).
+std::optional<double> parse_number(const std::string& text);
+
+// Flag checks for numbers (parse_number, then the range): lr > 0, alpha > 0, norm >= 0, dropout
+// in [0, 1).
+CLI::Validator positive_number();
+CLI::Validator non_negative_number();
+CLI::Validator probability();
+
+// Writes `text` to `path` whole or not at all: a temporary file in the same folder, renamed over
+// `path` once complete. Refuses (InputError naming `flag`) an empty path, a missing folder, and a
+// path that is a folder, a device, a FIFO or a socket: only a regular file is ever replaced.
+void write_file_atomic(const std::string& path, const std::string& text, const std::string& flag = "--out");
+
+// Makes `dir` a folder that exists and can be written (creating it and its parents); InputError
+// naming `flag` when it cannot: "--out: run/report.json exists and is not a folder".
+void prepare_output_dir(const std::string& dir, const std::string& flag = "--out");
 
 // Splits "a,b,c" into its entries (no empty ones).
 std::vector<std::string> split_list(const std::string& text);

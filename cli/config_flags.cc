@@ -32,8 +32,8 @@ void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs, bool d
   sub.add_option("--compute-dtype", f.compute_dtype, "Activations and matmuls: bf16|fp16|fp32")
       ->check(CLI::IsMember({"bf16", "fp16", "fp32"}))->default_str(f.compute_dtype);
   sub.add_option("--lora-rank", f.lora_rank, "LoRA rank r")->check(positive_integer())->default_str(std::to_string(f.lora_rank));
-  sub.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (scaling alpha / r)")->default_str("32");
-  sub.add_option("--lora-dropout", f.lora_dropout, "LoRA dropout probability (0 keeps no masks)")->default_str("0.05");
+  sub.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (scaling alpha / r)")->check(positive_number())->default_str("32");
+  sub.add_option("--lora-dropout", f.lora_dropout, "LoRA dropout probability (0 keeps no masks)")->check(probability())->default_str("0.05");
   sub.add_option("--lora-targets", f.lora_targets, "q,k,v,o,gate,up,down (any subset) or all-linear")->default_str(f.lora_targets);
   sub.add_option("--optimizer", f.optimizer, "adamw|adamw-8bit|paged-adamw-8bit|sgd|sgd-momentum")
       ->check(CLI::IsMember({"adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum"}))->default_str(f.optimizer);
@@ -103,9 +103,6 @@ planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDe
   c.attention = f.attention == "eager" ? Attention::kEager : Attention::kEfficient;
   c.loss_chunk = parse_loss(f.loss, "--loss");
   c.device = f.device == "cpu" ? Device::kCpu : Device::kCuda;
-  if (c.device == Device::kCpu && c.compute == DType::kF16) {
-    throw InputError("--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu");
-  }
   validate(c, m);
   return c;
 }
@@ -116,7 +113,12 @@ planner::DeviceModel resolve_device(const ConfigFlags& f) {
     if (!f.gpu.empty()) throw InputError("--gpu: a GPU cannot be combined with --device cpu");
     return planner::cpu_device(budget);
   }
-  return planner::cuda_device(planner::resolve_gpu(f.gpu.empty() ? "6GB" : f.gpu), budget);
+  const planner::GpuProfile gpu = planner::resolve_gpu(f.gpu.empty() ? "6GB" : f.gpu);
+  if (budget > gpu.memory_bytes) {  // a budget lowers the card's memory, it cannot add to it
+    throw InputError("--budget: " + f.budget + " is more than the " + (gpu.from_size_only ? gpu.display_name : gpu.name) +
+                     "'s " + planner::format_bytes(gpu.memory_bytes) + "; give at most the GPU's memory or a larger --gpu");
+  }
+  return planner::cuda_device(gpu, budget);
 }
 
 }  // namespace loraplan::cli

@@ -30,8 +30,9 @@ Handler define_plan(CLI::App& sub) {
   add_config_flags(sub, f->config, /*searched_knobs=*/false);
   add_search_flags(sub, f->search);
   add_format_flag(sub, f->format);
-  sub.add_option("-o,--out", f->out, "Write the plan here (plan.json) for loraplan train --plan");
-  return [f](Io& io) {
+  sub.add_option("-o,--out", f->out, "Write the plan here (plan.json) for loraplan train --plan; - writes it to standard output");
+  return [f, &sub](Io& io) {
+    if (sub.get_option("--out")->count() > 0 && f->out.empty()) throw InputError("--out: empty; give a file name");
     const planner::ModelDesc model = planner::load_model(f->config.model);
     const planner::TrainConfig base = resolve_config(f->config, model);
     const planner::DeviceModel device = resolve_device(f->config);
@@ -49,8 +50,8 @@ Handler define_plan(CLI::App& sub) {
       return kExitCheckFailed;
     }
     const std::string json = planner::plan_json(view).dump(2) + "\n";
-    if (!f->out.empty()) write_file_atomic(f->out, json);
-    if (f->format == "json") io.out << json;
+    if (!f->out.empty() && f->out != "-") write_file_atomic(f->out, json);
+    if (f->out == "-" || f->format == "json") io.out << json;  // the plan itself is the output
     else if (f->format == "md") io.out << reports::plan_markdown(view);
     else io.out << reports::plan_text(view) << (f->out.empty() ? "" : "  wrote " + f->out + "\n");
     return kExitOk;

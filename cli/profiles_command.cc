@@ -45,7 +45,8 @@ void list_gpus(Io& io, nlohmann::json& json, bool as_json) {
                             {"tensor_tflops", g.tensor_tflops}, {"bf16_native", g.bf16_native}});
   }
   if (!as_json) {
-    io.out << "GPUs (--gpu NAME, or a size: --gpu 6GB means a 6 GB card as sold, 6144 MiB)\n" << t.text();
+    io.out << "GPUs (--gpu NAME in any case, or the start of one name: --gpu rtx-4060-ti; or a size with its unit:\n"
+              "--gpu 6GB means a 6 GB card as sold, 6144 MiB)\n" << t.text();
   }
 }
 

@@ -1,6 +1,7 @@
 #include "search_flags.h"
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cmath>
 
 #include "app.h"
@@ -12,13 +13,35 @@ namespace loraplan::cli {
 void add_search_flags(CLI::App& sub, SearchFlags& f) {
   sub.add_option("--target-batch", f.target_batch, "Sequences per optimizer step: micro-batch x accumulation")
       ->check(positive_integer())->default_str("8");
-  sub.add_option("--margin", f.margin, "Room left under the budget: a share (5%) or a size (512MiB)")->default_str(f.margin);
+  sub.add_option("--margin", f.margin, "Room left under the budget: a share (5%), a size (512MiB) or 0 for none")->default_str(f.margin);
   sub.add_option("--allow-weights", f.allow_weights, "Weight formats the search may choose, e.g. nf4,int8 (default: --weights)");
   sub.add_option("--allow-optimizer", f.allow_optimizers, "Optimizers the search may choose, e.g. adamw,adamw-8bit (default: --optimizer)");
   sub.add_flag("--no-offload", f.no_offload, "Never keep layers' weights in host memory");
 }
 
 namespace {
+
+// "0", "0.0", "0MiB": a size of nothing, which parse_size refuses (a GPU or budget of 0 is a
+// mistake, a margin of 0 is not).
+bool is_zero_size(const std::string& text) {
+  auto zeros = [&](size_t i) { return std::min(text.find_first_not_of('0', i), text.size()); };  // end of a run of 0s
+  size_t end = zeros(0);
+  if (end == 0) return false;
+  if (end < text.size() && text[end] == '.') {
+    const size_t frac = zeros(end + 1);
+    if (frac == end + 1) return false;
+    end = frac;
+  }
+  const std::string unit = text.substr(end);
+  if (unit.empty()) return true;
+  if (!std::isalpha(static_cast<unsigned char>(unit[0]))) return false;
+  try {
+    planner::parse_size("1" + unit, "--margin");  // only to check the unit
+    return true;
+  } catch (const InputError&) {
+    return false;
+  }
+}
 
 // "5%" -> a share of the budget; "512MiB" -> bytes. `budget` (0 = unknown) bounds a size.
 void parse_margin(const std::string& text, int64_t budget, planner::SearchSpace& s) {
@@ -32,6 +55,7 @@ void parse_margin(const std::string& text, int64_t budget, planner::SearchSpace&
     s.margin_share = v / 100;
     return;
   }
+  if (is_zero_size(text)) return;  // "0", "0MiB": no margin
   s.margin_bytes = planner::parse_size(text, "--margin");
   if (budget > 0 && s.margin_bytes >= budget) {
     throw InputError("--margin: " + text + " leaves nothing of the " + planner::format_bytes(budget) + " budget");

@@ -28,6 +28,10 @@ std::vector<int64_t> parse_seq_lens(const std::string& text) {
   for (const std::string& s : split_list(text)) {
     const std::optional<int64_t> v = parse_positive_integer(s);
     if (!v) throw InputError("--seq-lens: \"" + s + "\" is not a positive number of tokens");
+    if (*v > planner::ConfigLimits::kSeqLen) {
+      throw InputError("--seq-lens: " + s + " is beyond loraplan's limit of " +
+                       std::to_string(planner::ConfigLimits::kSeqLen) + " tokens");
+    }
     out.push_back(*v);
   }
   if (out.empty()) throw InputError("--seq-lens: give at least one length, e.g. 512,1024");

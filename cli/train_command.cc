@@ -13,6 +13,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
+#include "loraplan/reports/run_report.h"
 #include "loraplan/reports/table.h"
 
 namespace loraplan::cli {
@@ -33,14 +34,23 @@ struct TrainFlags {
   double max_grad_norm = 1.0;
 };
 
-nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q, const std::string& plan) {
+// What the run was, beside the request: the --model reference and the GPU it was planned for.
+struct RunOrigin {
+  std::string model_spec;
+  std::string gpu;  // empty on the CPU
+  std::string plan;
+};
+
+nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q, const RunOrigin& origin) {
+  const std::string& plan = origin.plan;
   nlohmann::json j;
-  j["model"] = q.model.name;
+  j["model"] = reports::run_model_json(reports::run_model(origin.model_spec, q.model));
   j["config"] = reports::config_json(q.config);
   j["training"] = {{"steps", q.steps}, {"lr", q.lr}, {"warmup_steps", q.warmup_steps}, {"seed", q.seed},
                    {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
                    {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
                    {"weights", r.weights},
+                   {"gpu", origin.gpu.empty() ? nlohmann::json() : nlohmann::json(origin.gpu)},
                    {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
   j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
   // peak_bytes: allocated (live tensor) bytes; reserved_peak_bytes: with the caching allocator's
@@ -61,9 +71,17 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
                           {"lr", s.lr}});
   }
   j["out_of_memory"] = r.out_of_memory;
+  j["diverged_step"] = r.diverged_step > 0 ? nlohmann::json(r.diverged_step) : nlohmann::json();
   j["error"] = r.error.empty() ? nlohmann::json() : nlohmann::json(r.error);
   j["files"] = r.files;
   return j;
+}
+
+void print_step(std::ostream& out, const executor::StepMeasure& s) {
+  char line[160];
+  std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n", static_cast<long long>(s.step),
+                s.loss, s.tokens_per_s, planner::format_bytes(s.peak_bytes).c_str());
+  out << line << std::flush;
 }
 
 }  // namespace
@@ -78,18 +96,24 @@ Handler define_train(CLI::App& sub) {
       ->excludes(data);
   sub.add_option("--steps", f->steps, "Optimizer steps")->check(positive_integer())->default_str("50");
   sub.add_option("--out", f->out, "Directory for report.json and the adapter (PEFT format)")->required();
-  sub.add_option("--lr", f->lr, "Peak learning rate")->default_str("2e-4");
-  sub.add_option("--warmup-steps", f->warmup_steps, "Linear warmup steps before the cosine decay")->default_str("0");
+  sub.add_option("--lr", f->lr, "Peak learning rate")->check(positive_number())->default_str("2e-4");
+  sub.add_option("--warmup-steps", f->warmup_steps, "Linear warmup steps before the cosine decay")
+      ->check(non_negative_integer())->default_str("0");
   sub.add_option("--seed", f->seed, "Seed of weights, adapters, dropout and data order")->default_str("0");
-  sub.add_option("--threads", f->threads, "Intra-op threads")->default_str("1");
-  sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")->default_str("1.0");
+  sub.add_option("--threads", f->threads, "Intra-op threads")->check(CLI::Validator(
+      [](std::string& text) -> std::string {
+        const std::optional<int64_t> n = parse_positive_integer(text);
+        return n && *n <= 1024 ? "" : "must be a number of threads in 1..1024, got \"" + text + "\"";
+      },
+      "1..1024"))->default_str("1");
+  sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")->check(non_negative_number())->default_str("1.0");
   return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
     RunSpec run = resolve_run(sub, f->config, f->plan);
+    planner::WeightFiles weights = planner::safetensors_weights(run.model_spec);
     q.model = std::move(run.model);
     q.config = run.config;
-    planner::WeightFiles weights = planner::safetensors_weights(run.model_spec);
     q.weights_source = std::move(weights.source);
     q.weights = std::move(weights.tensors);
     q.data_path = f->data;
@@ -99,32 +123,44 @@ Handler define_train(CLI::App& sub) {
     q.seed = f->seed;
     q.threads = f->threads;
     q.max_grad_norm = f->max_grad_norm;
-    q.budget_bytes = f->config.budget.empty() ? 0 : planner::parse_size(f->config.budget, "--budget");
+    // --budget, else the plan's (a CPU plan is made for the executor's limit).
+    q.budget_bytes = !f->config.budget.empty() ? planner::parse_size(f->config.budget, "--budget")
+                     : f->plan.empty()         ? 0
+                                               : run.device.budget_bytes;
     q.out_dir = f->out;
     if (!f->data.empty() && !std::filesystem::is_regular_file(f->data)) {
       throw InputError("--data: " + f->data + ": no such file");
     }
-    std::filesystem::create_directories(f->out);
+    prepare_output_dir(f->out);
+    if (q.weights.empty()) {
+      io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
+             << " names no weight files, so the frozen weights are drawn at random\n";
+    }
+    int64_t printed = 0;
+    q.on_step = [&](const executor::StepMeasure& s) {
+      if (s.step == 1 || s.step % 10 == 0 || s.step == q.steps) {
+        print_step(io.out, s);
+        printed = s.step;
+      }
+    };
     executor::RunReport r;
     try {
       r = backend.train(q);
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
     }
+    if (!r.steps.empty() && r.steps.back().step != printed) print_step(io.out, r.steps.back());  // where it stopped
     const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
-    write_file_atomic(report_path, report_json(r, q, f->plan).dump(2) + "\n");
-    for (const executor::StepMeasure& s : r.steps) {
-      if (s.step == 1 || s.step % 10 == 0 || s.step == static_cast<int64_t>(r.steps.size())) {
-        char line[160];
-        std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n",
-                      static_cast<long long>(s.step), s.loss, s.tokens_per_s, planner::format_bytes(s.peak_bytes).c_str());
-        io.out << line;
-      }
-    }
+    const RunOrigin origin{run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
+    write_file_atomic(report_path, report_json(r, q, origin).dump(2) + "\n");
     io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " (" << reports::with_commas(r.peak_bytes)
            << " bytes); report: " << report_path << "\n";
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
+      return kExitCheckFailed;
+    }
+    if (r.diverged_step > 0) {
+      io.out << "STOPPED, NOT FINITE: " << r.error << "; no adapter written\n";
       return kExitCheckFailed;
     }
     return kExitOk;

@@ -1,6 +1,8 @@
 // loraplan verify: a run's measured memory against the planner's prediction, phase by phase.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <ostream>
 
@@ -12,6 +14,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
+#include "loraplan/reports/run_report.h"
 #include "loraplan/reports/verify_report.h"
 
 namespace loraplan::cli {
@@ -38,6 +41,103 @@ double parse_tolerance(const std::string& text) {
   return percent ? v / 100 : v;
 }
 
+// A run that stopped early measured no complete step: there is nothing to hold the prediction to.
+void require_complete(const reports::RunReport& run, const std::string& where) {
+  if (!run.out_of_memory && run.diverged_step == 0 && run.error.empty()) return;
+  std::string why = run.error.size() > 160 ? run.error.substr(0, 160) + "..." : run.error;
+  why = (run.out_of_memory       ? std::string("out of memory")
+         : run.diverged_step > 0 ? "when it diverged at step " + std::to_string(run.diverged_step)
+                                 : std::string("with an error")) +
+        (why.empty() ? "" : " (" + why + ")");
+  throw InputError(where + ": the run stopped " + why + "; an incomplete run is not a measurement to verify");
+}
+
+// With --run alone the run says what it was: each configuration flag not given takes the run's
+// value (the comparison after resolving checks the ones given).
+ConfigFlags flags_from_run(const CLI::App& sub, ConfigFlags f, const reports::RunReport& run) {
+  const reports::RunConfig& c = run.config;
+  struct Knob {
+    const char* flag;
+    std::function<void()> take;
+  };
+  const Knob knobs[] = {
+      {"--model", [&] { f.model = run.model.reference; }},
+      {"--seq-len", [&] { f.seq_len = c.seq_len; }},
+      {"--micro-batch", [&] { f.micro_batch = c.micro_batch; }},
+      {"--grad-accum", [&] { f.grad_accum = c.grad_accum; }},
+      {"--weights", [&] { f.weights = c.weights; }},
+      {"--double-quant", [&] { f.double_quant = c.double_quant ? "on" : "off"; }},
+      {"--compute-dtype", [&] { f.compute_dtype = c.compute_dtype; }},
+      {"--lora-rank", [&] { f.lora_rank = c.lora_rank; }},
+      {"--lora-alpha", [&] { f.lora_alpha = c.lora_alpha; }},
+      {"--lora-dropout", [&] { f.lora_dropout = c.lora_dropout; }},
+      {"--lora-targets", [&] { f.lora_targets = c.lora_targets; }},
+      {"--optimizer", [&] { f.optimizer = c.optimizer; }},
+      {"--checkpoint", [&] { f.checkpoint = c.checkpoint; }},
+      // --offload takes a count where the report says "all"
+      {"--offload", [&] { f.offload = c.offload == "all" ? std::to_string(run.model.shape.layers) : c.offload; }},
+      {"--attention", [&] { f.attention = c.attention; }},
+      {"--loss", [&] { f.loss = c.loss; }},
+      {"--device", [&] { f.device = c.device; }},
+      {"--gpu", [&] { f.gpu = f.device == "cuda" ? run.gpu : ""; }},  // after --device
+  };
+  for (const Knob& k : knobs) {
+    const CLI::Option* o = sub.get_option_no_throw(k.flag);
+    if (!o || o->count() == 0) k.take();
+  }
+  return f;
+}
+
+RunSpec resolve_from_run(const CLI::App& sub, const VerifyFlags& f, const reports::RunReport& run) {
+  try {
+    return resolve_run(sub, flags_from_run(sub, f.config, run), "");
+  } catch (const InputError& e) {
+    throw InputError(f.run + ": taking the configuration from the run: " + e.what());
+  }
+}
+
+// The run must be of the model the flags (or the plan) name: the same family and dimensions.
+void require_same_model(const reports::RunReport& run, const RunSpec& spec, const VerifyFlags& f) {
+  const reports::RunModel expected = reports::run_model(spec.model_spec, spec.model);
+  if (expected.shape == run.model.shape) return;
+  throw InputError(f.run + ": not the same run: the run trained " + reports::model_summary(run.model) + ", " +
+                   (f.plan.empty() ? "the flags say " : "the plan says ") + reports::model_summary(expected));
+}
+
+// The flags (or the plan) must describe the run: every knob as report.json spells it.
+void require_same_config(const reports::RunReport& run, const planner::TrainConfig& config, const VerifyFlags& f) {
+  const nlohmann::json& written = run.config_as_written;
+  const nlohmann::json expected = reports::config_json(config);
+  for (const auto& [key, value] : expected.items()) {
+    if (written.contains(key) && written.at(key) == value) continue;
+    throw InputError(f.run + ": the run's \"" + key + "\" is " +
+                     (written.contains(key) ? planner::json_excerpt(written.at(key)) : std::string("missing")) + ", " +
+                     (f.plan.empty() ? "the flags say " : "the plan says ") + value.dump());
+  }
+}
+
+// Every phase of the prediction (setup aside) must be measured, and every measured phase predicted.
+void require_same_phases(const planner::Estimate& e, const reports::RunReport& run, const std::string& where) {
+  std::vector<std::string> predicted;
+  for (const planner::PhasePeak& p : e.phases) {
+    if (p.name != "setup") predicted.push_back(p.name);
+  }
+  const std::string expected = "; a run measures exactly the prediction's " + std::to_string(predicted.size()) +
+                               " phases (" + (predicted.empty() ? "" : predicted.front() + " ... " + predicted.back()) + ")";
+  for (size_t i = 0; i < run.phases.size(); ++i) {
+    const std::string& name = run.phases[i].name;
+    if (name != "setup" && std::find(predicted.begin(), predicted.end(), name) == predicted.end()) {
+      throw InputError(where + ": \"measured.phases[" + std::to_string(i) + "].name\" is \"" + name +
+                       "\", not a phase of the prediction" + expected);
+    }
+  }
+  for (const std::string& name : predicted) {
+    const bool measured = std::any_of(run.phases.begin(), run.phases.end(),
+                                      [&](const reports::RunPhase& p) { return p.name == name; });
+    if (!measured) throw InputError(where + ": \"measured.phases\" has no phase \"" + name + "\"" + expected);
+  }
+}
+
 }  // namespace
 
 Handler define_verify(CLI::App& sub) {
@@ -45,45 +145,29 @@ Handler define_verify(CLI::App& sub) {
   f->config = executor_flags();
   add_config_flags(sub, f->config);
   sub.add_option("--plan", f->plan, "plan.json the run applied (instead of configuration flags)");
-  sub.add_option("--run", f->run, "report.json written by loraplan train with the same configuration flags")
+  sub.add_option("--run", f->run,
+                 "report.json written by loraplan train; configuration flags not given take the run's values, "
+                 "those given must agree with it")
       ->required();
   sub.add_option("--tolerance", f->tolerance, "Largest relative error that passes, e.g. 2% or 0.02")
       ->default_str(f->tolerance);
   add_format_flag(sub, f->format);
   return [f, &sub](Io& io) {
     const double tolerance = parse_tolerance(f->tolerance);
-    const RunSpec spec = resolve_run(sub, f->config, f->plan);
-    const planner::ModelDesc& model = spec.model;
-    const planner::TrainConfig& config = spec.config;
-    const planner::DeviceModel& device = spec.device;
-    const std::string text = planner::read_text_file(f->run);
-    const nlohmann::json report = planner::parse_json(text, f->run);
-    if (!report.is_object() || !report.contains("measured") || !report.contains("config")) {
-      throw InputError(f->run + ": not a loraplan run report (no \"measured\" or \"config\")");
-    }
-    // The flags must describe the run: compare every knob.
-    const nlohmann::json expected = reports::config_json(config);
-    for (const auto& [key, value] : expected.items()) {
-      if (!report["config"].contains(key) || report["config"][key] != value) {
-        throw InputError(f->run + ": the run's \"" + key + "\" is " +
-                         (report["config"].contains(key) ? report["config"][key].dump() : std::string("missing")) +
-                         ", " + (f->plan.empty() ? "the flags say " : "the plan says ") + value.dump());
-      }
-    }
-    if (report.value("out_of_memory", false)) {
-      throw InputError(f->run + ": the run stopped out of memory; there is no complete step to compare");
-    }
-    const planner::Estimate e = planner::estimate(model, config, device);
-    const planner::JsonFields measured(report["measured"], text, f->run);
+    const RunSpec planned = f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
+    const reports::RunReport run = reports::parse_run_report(planner::read_text_file(f->run), f->run);
+    require_complete(run, f->run);
+    const RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
+    require_same_model(run, spec, *f);
+    require_same_config(run, spec.config, *f);
+    const planner::Estimate e = planner::estimate(spec.model, spec.config, spec.device);
+    require_same_phases(e, run, f->run);
     std::vector<std::pair<std::string, int64_t>> phases;
-    for (const nlohmann::json& p : report["measured"].value("phases", nlohmann::json::array())) {
-      phases.emplace_back(p.value("name", ""), p.value("peak_bytes", int64_t{0}));
-    }
-    const reports::Verification v =
-        reports::verify(e, measured.integer("peak_bytes", 1, "must be a positive integer"), phases, tolerance);
+    for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
+    const reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
     if (f->format == "json") io.out << reports::verification_json(v).dump(2) << "\n";
     else if (f->format == "md") io.out << reports::verification_markdown(v);
-    else io.out << model.name << ": predicted vs measured (" << f->run << ")\n" << reports::verification_text(v);
+    else io.out << spec.model.name << ": predicted vs measured (" << f->run << ")\n" << reports::verification_text(v);
     return v.pass ? kExitOk : kExitCheckFailed;
   };
 }

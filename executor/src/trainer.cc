@@ -15,6 +15,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "loraplan/planner/token_lines.h"
 #include "memory_meter.h"
 #include "model.h"
 
@@ -37,35 +38,18 @@ Example make_example(const std::vector<int64_t>& tokens, int64_t T) {
 }
 
 std::vector<Example> read_jsonl(const std::string& path, int64_t vocab, int64_t T) {
-  std::ifstream in(path);
-  if (!in) throw std::invalid_argument(path + ": cannot open");
   std::vector<Example> out;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(number) + ": ";
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
-      throw std::invalid_argument(where + "not a JSON object");
-    }
-    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array()) {
-      throw std::invalid_argument(where + "expected {\"input_ids\": [...]}");
-    }
-    std::vector<int64_t> tokens;
-    for (const nlohmann::json& t : j["input_ids"]) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
-        throw std::invalid_argument(where + "token " + t.dump() + " is not in [0, " + std::to_string(vocab) + ")");
-      }
-      tokens.push_back(t.get<int64_t>());
-    }
-    if (tokens.size() < 2) throw std::invalid_argument(where + "a sequence needs at least 2 tokens");
-    out.push_back(make_example(tokens, T));
-  }
-  if (out.empty()) throw std::invalid_argument(path + ": no sequences");
+  for (const std::vector<int64_t>& tokens : planner::read_token_lines(path, vocab)) out.push_back(make_example(tokens, T));
   return out;
 }
+
+// Thrown inside the step loop when training stops making numbers.
+struct Diverged {
+  int64_t step;      // 1-based
+  std::string what;  // "the loss is nan"
+};
+
+std::string non_finite_text(double v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
 // A small fixed set of random sequences, repeated: a model can learn it, so the loss falls.
 std::vector<Example> synthetic(int64_t vocab, int64_t T, uint64_t seed) {
@@ -112,18 +96,21 @@ class Optimizer {
     }
   }
 
-  void clip(double max_norm) {
-    if (max_norm <= 0) return;
+  // Scales the gradients to a total norm of at most max_norm; returns the norm before (0 when
+  // clipping is off: the norm is not computed).
+  double clip(double max_norm) {
+    if (max_norm <= 0) return 0;
     double total = 0;
     for (const Tensor& p : params_) {
       if (p.grad().defined()) total += std::pow(p.grad().norm().item<double>(), 2);
     }
     total = std::sqrt(total);
-    if (total > max_norm) {
+    if (total > max_norm && std::isfinite(total)) {
       for (const Tensor& p : params_) {
         if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (total + 1e-6));
       }
     }
+    return total;
   }
 
   void step(double lr, double weight_decay) {
@@ -197,13 +184,17 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
     for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
     out << text;
     for (const Tensor& c : data) out.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
-    if (!out) throw std::runtime_error("writing " + st.string() + ": failed");
+    if (!out) {
+      fs::remove(st.string() + ".tmp");
+      throw std::runtime_error("writing " + st.string() + ": failed");
+    }
   }
   fs::rename(st.string() + ".tmp", st);
   const planner::TrainConfig& c = r.config;
   nlohmann::ordered_json cfg = {
       {"alpha_pattern", nlohmann::json::object()},
-      {"base_model_name_or_path", r.model.hf_id.empty() ? r.model.name : r.model.hf_id},
+      // Random frozen weights are no base model: the adapter claims none.
+      {"base_model_name_or_path", r.weights.empty() ? nlohmann::json() : nlohmann::json(r.model.hf_id.empty() ? r.weights_source : r.model.hf_id)},
       {"bias", "none"},
       {"fan_in_fan_out", false},
       {"inference_mode", true},
@@ -226,7 +217,10 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
   {
     std::ofstream out(cj.string() + ".tmp");
     out << cfg.dump(2) << "\n";
-    if (!out) throw std::runtime_error("writing " + cj.string() + ": failed");
+    if (!out) {
+      fs::remove(cj.string() + ".tmp");
+      throw std::runtime_error("writing " + cj.string() + ": failed");
+    }
   }
   fs::rename(cj.string() + ".tmp", cj);
   return {st.string(), cj.string()};
@@ -256,6 +250,11 @@ RunReport run_training(const TrainRequest& r) {
   MemoryMeter& mem = *meter;
   at::set_num_threads(r.threads);
   set_blas_threads(r.threads);
+  // LibTorch sends bf16 matrix products to oneDNN on AVX-512 processors, whose kernels (and the
+  // scratch they allocate through the CPU allocator) differ by ISA: AVX512-BF16 and AMX add
+  // buffers of 4-22 KB inside each linear. The native path allocates nothing of its own on any
+  // processor, so the CPU's measured bytes are the same everywhere (fp32 goes to BLAS either way).
+  at::globalContext().setUserEnabledMkldnn(false);
   mem.set_budget(0);
   RunReport report;
   report.device = device.is_cuda() ? "cuda" : "cpu";
@@ -268,7 +267,7 @@ RunReport run_training(const TrainRequest& r) {
       r.weights.empty() ? std::unique_ptr<WeightSource>(new RandomWeights())
                         : std::unique_ptr<WeightSource>(new SafetensorsWeights(r.weights_source, r.weights));
   Model model(m, c, r.seed, *weights);
-  report.weights = weights->description();
+  report.weights = r.weights.empty() ? "random (seed " + std::to_string(r.seed) + ")" : weights->description();
   report.host_bytes = model.host_bytes();
   Optimizer opt(c.optimizer, model.trainable());
   std::vector<size_t> order(data.size());
@@ -304,12 +303,16 @@ RunReport run_training(const TrainRequest& r) {
         mem.set_phase("loss");
         Tensor loss = model.loss(x, labels);
         x = Tensor();
-        loss_sum += loss.item<double>();
+        const double value = loss.item<double>();
+        if (!std::isfinite(value)) throw Diverged{step + 1, "the loss is " + non_finite_text(value)};
+        loss_sum += value;
         (loss / static_cast<double>(c.grad_accum)).backward();
         model.release_staged();  // an offloaded first layer keeps its weights staged until here
       }
       mem.set_phase("optim");
-      opt.clip(r.max_grad_norm);
+      if (const double norm = opt.clip(r.max_grad_norm); !std::isfinite(norm)) {
+        throw Diverged{step + 1, "the gradient norm is " + non_finite_text(norm)};
+      }
       opt.step(lr, r.weight_decay);
       opt.zero_grad();
       if (device.is_cuda()) torch::cuda::synchronize(device.index());  // the step's kernels are done
@@ -324,7 +327,16 @@ RunReport run_training(const TrainRequest& r) {
       report.steps.push_back(s);
       report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
       report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, s.reserved_peak_bytes);
+      if (r.on_step) r.on_step(s);
     }
+  } catch (const Diverged& d) {
+    report.diverged_step = d.step;
+    report.peak_bytes = std::max(report.peak_bytes, mem.peak_bytes());
+    report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, mem.reserved_peak_bytes());
+    char lr[32];
+    std::snprintf(lr, sizeof lr, "%g", r.lr);
+    report.error = "step " + std::to_string(d.step) + ": " + d.what + "; the learning rate may be too high (--lr " +
+                   lr + "), or the base weights hold non-finite values";
   } catch (const c10::OutOfMemoryError& e) {
     report.out_of_memory = true;
     const std::string what = e.what_without_backtrace();
@@ -335,7 +347,7 @@ RunReport run_training(const TrainRequest& r) {
   mem.set_budget(0);
   report.phases = mem.phases();
   report.resident_bytes = mem.live_bytes();
-  if (!r.out_dir.empty() && !report.out_of_memory) report.files = save_adapter(model, r);
+  if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0) report.files = save_adapter(model, r);
   return report;
 }
 

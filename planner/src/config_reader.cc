@@ -63,6 +63,12 @@ double positive_number(const JsonFields& f, const char* key) {
   return v;
 }
 
+// A dimension: a positive integer up to its limit (ModelLimits), so sizes cannot overflow.
+int64_t dimension(const JsonFields& f, const char* key, int64_t limit) { return f.positive_int_up_to(key, limit); }
+int64_t dimension_or(const JsonFields& f, const char* key, int64_t limit, int64_t fallback) {
+  return f.has(key) ? dimension(f, key, limit) : fallback;
+}
+
 double positive_number_or(const JsonFields& f, const char* key, double fallback) {
   return f.has(key) ? positive_number(f, key) : fallback;
 }
@@ -160,15 +166,15 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.family = read_family(j, f);
   const Family fam = m.family;
   m.hf_id = f.string_or("hf_id", f.string_or("_name_or_path", ""));
-  m.vocab = f.positive_int("vocab_size");
-  m.hidden = f.positive_int("hidden_size");
-  m.intermediate = f.positive_int("intermediate_size");
-  m.layers = f.positive_int("num_hidden_layers");
-  m.heads = f.positive_int("num_attention_heads");
-  m.kv_heads = f.positive_int_or("num_key_value_heads", m.heads);
+  m.vocab = dimension(f, "vocab_size", ModelLimits::kVocab);
+  m.hidden = dimension(f, "hidden_size", ModelLimits::kHidden);
+  m.intermediate = dimension(f, "intermediate_size", ModelLimits::kIntermediate);
+  m.layers = dimension(f, "num_hidden_layers", ModelLimits::kLayers);
+  m.heads = dimension(f, "num_attention_heads", ModelLimits::kHeads);
+  m.kv_heads = dimension_or(f, "num_key_value_heads", ModelLimits::kHeads, m.heads);
   const int64_t default_head_dim =
       fam == Family::kGemma2 ? 256 : fam == Family::kQwen3 ? 128 : m.hidden / m.heads;
-  m.head_dim = f.positive_int_or("head_dim", default_head_dim);
+  m.head_dim = dimension_or(f, "head_dim", ModelLimits::kHeadDim, default_head_dim);
   m.tied_embeddings = f.bool_or("tie_word_embeddings", fam == Family::kGemma2);
 
   // Biases: Qwen2 hard-codes q/k/v biases; Llama-style attention_bias covers q, k, v and o.
@@ -181,9 +187,9 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.fused_qkv = m.fused_gate_up = fam == Family::kPhi3;
   m.norms_per_layer = fam == Family::kGemma2 ? 4 : 2;
 
-  m.partial_rotary_factor = f.number_or("partial_rotary_factor", 1.0);
-  m.rope_theta = f.number_or("rope_theta", 10000.0);
-  m.rms_norm_eps = f.number_or("rms_norm_eps", fam == Family::kPhi3 ? 1e-5 : 1e-6);
+  m.partial_rotary_factor = positive_number_or(f, "partial_rotary_factor", 1.0);
+  m.rope_theta = positive_number_or(f, "rope_theta", 10000.0);
+  m.rms_norm_eps = positive_number_or(f, "rms_norm_eps", fam == Family::kPhi3 ? 1e-5 : 1e-6);
   m.max_position_embeddings = f.positive_int_or("max_position_embeddings", 0);
   if (f.has("rope_parameters")) {
     // transformers 5 writes the base and the scaling together; per-layer-type tables (Gemma-3,
@@ -192,7 +198,7 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
     if (p.has("full_attention") || p.has("sliding_attention")) {
       f.fail("rope_parameters", "must be one table (per-layer-type rope parameters are not supported)");
     }
-    m.rope_theta = p.number_or("rope_theta", m.rope_theta);
+    m.rope_theta = positive_number_or(p, "rope_theta", m.rope_theta);
     m.rope_scaling = read_rope_scaling(f, p, m);
   } else if (f.has("rope_scaling")) {
     m.rope_scaling = read_rope_scaling(f, f.object("rope_scaling"), m);

@@ -111,8 +111,7 @@ std::string lowercase(std::string s) {
   return s;
 }
 
-[[noreturn]] void throw_unknown_gpu(const std::string& spec) {
-  const std::vector<std::string> names = profile_names("gpus");
+[[noreturn]] void throw_unknown_gpu(const std::string& spec, const std::vector<std::string>& names) {
   const std::vector<std::string> near = closest_names(lowercase(spec), names);
   std::string known;
   for (size_t i = 0; i < near.size(); ++i) known += (i > 0 ? ", " : "") + near[i];
@@ -120,6 +119,99 @@ std::string lowercase(std::string s) {
   if (names.empty()) known = "none";
   throw InputError("--gpu: unknown GPU \"" + spec + "\"; known: " + known +
                    " (see loraplan profiles)");
+}
+
+// "RTX 4090", "rtx_4090", " Rtx-4090 " -> "rtx-4090": spelled as profile names are.
+std::string normalized_gpu_name(std::string_view spec) {
+  std::string out;
+  for (char c : lowercase(std::string(trim(spec)))) {
+    if (c == ' ' || c == '_') c = '-';
+    if (c == '-' && (out.empty() || out.back() == '-')) continue;
+    out += c;
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+std::vector<std::string> dash_words(const std::string& name) {
+  std::vector<std::string> words;
+  size_t start = 0;
+  while (start <= name.size()) {
+    const size_t dash = std::min(name.find('-', start), name.size());
+    if (dash > start) words.push_back(name.substr(start, dash - start));
+    start = dash + 1;
+  }
+  return words;
+}
+
+bool has_word(const std::string& profile, const std::string& word) {
+  const std::vector<std::string> words = dash_words(profile);
+  return std::find(words.begin(), words.end(), word) != words.end();
+}
+
+// The profiles a name can mean: those it begins at a dash ("a100" -> a100-40gb, a100-80gb) and
+// those holding each of its words ("4060-ti", "geforce rtx 3060 laptop"); vendor words aside.
+std::vector<std::string> gpu_candidates(const std::string& name, const std::vector<std::string>& profiles) {
+  constexpr std::array<std::string_view, 3> kVendorWords = {"nvidia", "geforce", "tesla"};
+  std::vector<std::string> words = dash_words(name);
+  std::erase_if(words, [&](const std::string& w) {
+    return std::find(kVendorWords.begin(), kVendorWords.end(), w) != kVendorWords.end();
+  });
+  std::vector<std::string> out;
+  for (const std::string& p : profiles) {
+    const bool prefix = p.starts_with(name + "-");
+    const bool every_word = !words.empty() && std::all_of(words.begin(), words.end(),
+                                                          [&](const std::string& w) { return has_word(p, w); });
+    if (prefix || every_word) out.push_back(p);
+  }
+  return out;
+}
+
+// "a, b or c"
+std::string either(const std::vector<std::string>& names) {
+  std::string s;
+  for (size_t i = 0; i < names.size(); ++i) {
+    s += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  }
+  return s;
+}
+
+bool is_bare_number(std::string_view s) {
+  const size_t digits = count_digits(s, 0);
+  if (digits == 0) return false;
+  if (digits == s.size()) return true;
+  return s[digits] == '.' && count_digits(s, digits + 1) == s.size() - digits - 1 && digits + 1 < s.size();
+}
+
+// "4090" could be a card or a size in bytes: refuse it, naming the cards it is a word of.
+[[noreturn]] void throw_bare_number(std::string_view spec, const std::string& number,
+                                    const std::vector<std::string>& profiles) {
+  std::vector<std::string> cards;
+  for (const std::string& p : profiles) {
+    if (has_word(p, number)) cards.push_back(p);
+  }
+  const std::string quoted = "\"" + std::string(trim(spec)) + "\"";
+  if (!cards.empty()) {
+    throw InputError("--gpu: " + quoted + " is not a GPU profile or a size; did you mean " + either(cards) + "?");
+  }
+  throw InputError("--gpu: " + quoted + " is not a size (did you mean " + number + "GB?)");
+}
+
+// A bare size: nothing is known about the card but its memory, so take the context and
+// workspace of a typical pre-Hopper card under PyTorch.
+GpuProfile size_only_gpu(const std::string& spec, const std::string& dir) {
+  GpuProfile gpu;
+  gpu.name = spec;
+  gpu.display_name = spec + " GPU";
+  gpu.memory_bytes = parse_size(spec, "--gpu");
+  gpu.from_size_only = true;
+  const std::string defaults_path = dir + "/cuda-overheads.json";
+  const std::string text = read_text_file(defaults_path);
+  const json doc = parse_object(defaults_path, text);
+  const Overheads overheads = read_overheads(JsonFields(doc, text, defaults_path));
+  gpu.cuda_context_bytes = overheads.cuda_context_bytes;
+  gpu.cublas_workspace_bytes = overheads.cublas_workspace_bytes;
+  return gpu;
 }
 
 }  // namespace
@@ -211,28 +303,26 @@ GpuProfile read_gpu_profile(const std::string& path) {
 
 GpuProfile resolve_gpu(const std::string& spec) {
   const std::string dir = profile_dir();
-  // Profile names are lowercase; "RTX-4090" finds rtx-4090 on case-sensitive file systems too.
-  const bool plain_name = !spec.empty() && spec.find('/') == std::string::npos;
-  const std::string path = dir + "/gpus/" + lowercase(spec) + ".json";
-  if (plain_name && std::filesystem::is_regular_file(path)) return read_gpu_profile(path);
+  const std::vector<std::string> profiles = profile_names("gpus");
+  const std::string name = normalized_gpu_name(spec);
+  auto profile = [&](const std::string& n) { return read_gpu_profile(dir + "/gpus/" + n + ".json"); };
+  if (std::find(profiles.begin(), profiles.end(), name) != profiles.end()) return profile(name);
+  if (is_bare_number(name)) throw_bare_number(spec, name, profiles);
 
-  if (spec.empty() || !std::isdigit(static_cast<unsigned char>(spec[0]))) {
-    throw_unknown_gpu(spec);
+  const std::vector<std::string> candidates = gpu_candidates(name, profiles);
+  if (!name.empty() && std::isdigit(static_cast<unsigned char>(name[0]))) {
+    // A size first ("16GB" is not rtx-4060-ti-16gb); a name only when it is no size ("4060 ti").
+    try {
+      return size_only_gpu(spec, dir);
+    } catch (const InputError&) {
+      if (candidates.empty()) throw;
+    }
   }
-  // A bare size: nothing is known about the card but its memory, so take the context and
-  // workspace of a typical pre-Hopper card under PyTorch.
-  GpuProfile gpu;
-  gpu.name = spec;
-  gpu.display_name = spec + " GPU";
-  gpu.memory_bytes = parse_size(spec, "--gpu");
-  gpu.from_size_only = true;
-  const std::string defaults_path = dir + "/cuda-overheads.json";
-  const std::string text = read_text_file(defaults_path);
-  const json doc = parse_object(defaults_path, text);
-  const Overheads overheads = read_overheads(JsonFields(doc, text, defaults_path));
-  gpu.cuda_context_bytes = overheads.cuda_context_bytes;
-  gpu.cublas_workspace_bytes = overheads.cublas_workspace_bytes;
-  return gpu;
+  if (candidates.size() == 1) return profile(candidates[0]);
+  if (candidates.empty()) throw_unknown_gpu(spec, profiles);
+  std::string list;
+  for (const std::string& c : candidates) list += (list.empty() ? "" : ", ") + c;
+  throw InputError("--gpu: \"" + spec + "\" matches " + list);
 }
 
 }  // namespace loraplan::planner

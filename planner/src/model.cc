@@ -53,16 +53,27 @@ int64_t ModelDesc::rotary_dim() const {
 
 void validate(const ModelDesc& m, const std::string& where) {
   auto fail = [&](const std::string& msg) { throw InputError(located(where, 0, msg)); };
-  auto positive = [&](const char* field, int64_t v) {
+  auto dimension = [&](const char* field, int64_t v, int64_t limit) {
     if (v <= 0) fail(std::string(field) + " must be positive, got " + std::to_string(v));
+    if (v > limit) fail(std::string(field) + " " + std::to_string(v) + " is beyond loraplan's limit of " + std::to_string(limit));
   };
-  positive("vocab_size", m.vocab);
-  positive("hidden_size", m.hidden);
-  positive("intermediate_size", m.intermediate);
-  positive("num_hidden_layers", m.layers);
-  positive("num_attention_heads", m.heads);
-  positive("num_key_value_heads", m.kv_heads);
-  positive("head_dim", m.head_dim);
+  dimension("vocab_size", m.vocab, ModelLimits::kVocab);
+  dimension("hidden_size", m.hidden, ModelLimits::kHidden);
+  dimension("intermediate_size", m.intermediate, ModelLimits::kIntermediate);
+  dimension("num_hidden_layers", m.layers, ModelLimits::kLayers);
+  dimension("num_attention_heads", m.heads, ModelLimits::kHeads);
+  dimension("num_key_value_heads", m.kv_heads, ModelLimits::kHeads);
+  dimension("head_dim", m.head_dim, ModelLimits::kHeadDim);
+  auto finite_positive = [&](const char* field, double v) {
+    if (!(std::isfinite(v) && v > 0)) fail(std::string(field) + " must be a finite positive number, got " + std::to_string(v));
+  };
+  finite_positive("rope_theta", m.rope_theta);
+  finite_positive("rms_norm_eps", m.rms_norm_eps);
+  if (m.query_pre_attn_scalar != 0) finite_positive("query_pre_attn_scalar", m.query_pre_attn_scalar);
+  for (const auto& [field, cap] : {std::pair{"attn_logit_softcapping", m.attn_logit_softcapping},
+                                   std::pair{"final_logit_softcapping", m.final_logit_softcapping}}) {
+    if (!(std::isfinite(cap) && cap >= 0)) fail(std::string(field) + " must be a finite number >= 0 (0: off), got " + std::to_string(cap));
+  }
   if (m.heads % m.kv_heads != 0) {
     fail("num_attention_heads (" + std::to_string(m.heads) +
          ") must be a multiple of num_key_value_heads (" + std::to_string(m.kv_heads) + ")");

@@ -1,7 +1,10 @@
 #include "loraplan/planner/model_loader.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cctype>
 #include <cstdlib>
+#include <optional>
 #include <filesystem>
 
 #include "loraplan/planner/errors.h"
@@ -27,14 +30,52 @@ std::vector<TensorRecord> read_weights(const fs::path& file) {
                                      : read_safetensors_tensors(file.string());
 }
 
-// The weight file of a model directory: the sharded index, else one .safetensors, else one .onnx.
+// Why a path that should be a readable file is not: a dangling link (an interrupted Hugging
+// Face download leaves those), a link loop, a folder.
+std::string unreadable_reason(const fs::path& p, const std::error_code& ec) {
+  std::error_code lec;
+  if (ec.value() == ELOOP) return "is a loop of symbolic links";
+  if (fs::is_symlink(fs::symlink_status(p, lec)) && !fs::exists(p, lec)) {
+    return "is a link to a missing file (an incomplete download?)";
+  }
+  if (ec) return "cannot read: " + ec.message();
+  return fs::is_directory(p, lec) ? "is a folder, not a file" : "is not a regular file";
+}
+
+// Whether something is at `p`, even a dangling link; a loop or a permission problem is an error.
+bool present(const fs::path& p) {
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(p, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
+  return fs::exists(st);
+}
+
+// A file the model names must be a readable regular file (after links).
+void require_regular_file(const fs::path& p) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(p, ec);
+  if (ec || !fs::is_regular_file(st)) throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
+}
+
+// The weight files of a model directory: the sharded index, else every .safetensors, else one
+// .onnx. A weight file that cannot be read is an error, never "a folder without weights".
 std::vector<fs::path> weight_files(const fs::path& dir) {
-  if (fs::exists(dir / "model.safetensors.index.json")) return {dir / "model.safetensors.index.json"};
+  const fs::path index = dir / "model.safetensors.index.json";
+  if (present(index)) {
+    require_regular_file(index);
+    return {index};
+  }
   std::vector<fs::path> safetensors, onnx;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
-    if (!e.is_regular_file()) continue;
-    if (e.path().extension() == ".safetensors") safetensors.push_back(e.path());
-    if (e.path().extension() == ".onnx") onnx.push_back(e.path());
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw InputError(located(dir.string(), 0, "cannot list the folder: " + ec.message()));
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) throw InputError(located(dir.string(), 0, "cannot list the folder: " + ec.message()));
+    const fs::path& p = it->path();
+    const bool is_safetensors = p.extension() == ".safetensors", is_onnx = p.extension() == ".onnx";
+    if (!is_safetensors && !is_onnx) continue;
+    require_regular_file(p);
+    (is_safetensors ? safetensors : onnx).push_back(p);
   }
   std::sort(safetensors.begin(), safetensors.end());
   std::sort(onnx.begin(), onnx.end());
@@ -48,7 +89,7 @@ ModelDesc load_directory(const fs::path& dir) {
     std::vector<TensorRecord> part = read_weights(f);
     tensors.insert(tensors.end(), part.begin(), part.end());
   }
-  if (fs::exists(config)) return with_weights(read_config_json(config.string()), tensors, dir.string());
+  if (present(config)) return with_weights(read_config_json(config.string()), tensors, dir.string());
   if (tensors.empty()) {
     throw InputError(located(dir.string(), 0, "no config.json, *.safetensors or *.onnx in this directory"));
   }
@@ -59,7 +100,7 @@ ModelDesc load_directory(const fs::path& dir) {
 ModelDesc load_weight_file(const fs::path& file) {
   const std::vector<TensorRecord> tensors = read_weights(file);
   const fs::path config = file.parent_path() / "config.json";
-  if (fs::exists(config)) return with_weights(read_config_json(config.string()), tensors, file.string());
+  if (present(config)) return with_weights(read_config_json(config.string()), tensors, file.string());
   return describe_from_tensors(tensors, file.string());
 }
 
@@ -110,6 +151,27 @@ std::vector<std::string> profile_names(const std::string& kind) {
 
 namespace {
 
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The model profile `spec` names: its file name, or the Hugging Face id it describes
+// ("meta-llama/Llama-3.1-8B", as `loraplan profiles` lists it), either in any case.
+std::optional<std::string> find_profile(const std::string& spec) {
+  const std::string wanted = lower(spec);
+  const std::vector<std::string> names = profile_names("models");
+  for (const std::string& n : names) {
+    if (lower(n) == wanted) return n;
+  }
+  if (spec.find('/') == std::string::npos) return std::nullopt;
+  for (const std::string& n : names) {
+    const std::string file = (fs::path(profile_dir()) / "models" / (n + ".json")).string();
+    if (lower(read_config_json(file).hf_id) == wanted) return n;
+  }
+  return std::nullopt;
+}
+
 std::string unknown_model_message(const std::string& name) {
   std::string msg = "--model: \"" + name + "\" is neither a file nor a model profile; closest: ";
   const std::vector<std::string> near = closest_names(name, profile_names("models"));
@@ -120,19 +182,20 @@ std::string unknown_model_message(const std::string& name) {
 }  // namespace
 
 ModelDesc load_model(const std::string& spec) {
+  if (spec.empty()) throw InputError("--model: empty; give a profile name, a model folder or a model file");
   const fs::path path(spec);
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) return load_directory(path);
-  if (fs::exists(path, ec)) {
+  if (present(path)) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return load_directory(path);
+    require_regular_file(path);
     const std::string ext = path.extension().string();
     if (spec.ends_with(".index.json") || ext == ".safetensors" || ext == ".onnx") return load_weight_file(path);
     if (ext == ".json") return read_config_json(spec);
     throw InputError(located(spec, 0, "unknown model file type (expected config.json, .safetensors, model.safetensors.index.json or .onnx)"));
   }
-  const fs::path profile = fs::path(profile_dir()) / "models" / (spec + ".json");
-  if (spec.find('/') == std::string::npos && fs::exists(profile)) {
-    ModelDesc m = read_config_json(profile.string());
-    m.name = spec;
+  if (const std::optional<std::string> name = find_profile(spec)) {
+    ModelDesc m = read_config_json((fs::path(profile_dir()) / "models" / (*name + ".json")).string());
+    m.name = *name;
     return m;
   }
   throw InputError(unknown_model_message(spec));
@@ -144,12 +207,15 @@ WeightFiles safetensors_weights(const std::string& spec) {
   std::vector<fs::path> files;
   if (fs::is_directory(path, ec)) {
     files = weight_files(path);
-  } else if (spec.ends_with(".index.json") || path.extension() == ".safetensors") {
+  } else if (spec.ends_with(".index.json") || path.extension() == ".safetensors" || path.extension() == ".onnx") {
     files = {path};
   }
   WeightFiles w;
   for (const fs::path& f : files) {
-    if (f.extension() == ".onnx") return {};
+    if (f.extension() == ".onnx") {
+      throw InputError("--model: " + spec + ": train reads safetensors weights and this model's are ONNX (" +
+                       f.filename().string() + "); convert them to safetensors, or pass its config.json to train on random weights");
+    }
     std::vector<TensorRecord> part = read_safetensors_tensors(f.string());
     w.tensors.insert(w.tensors.end(), part.begin(), part.end());
   }

@@ -19,6 +19,7 @@
 #include <optional>
 
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/paths.h"
 #include "loraplan/planner/inventory.h"
 #include "loraplan/planner/readers.h"
 
@@ -340,7 +341,9 @@ class TensorChecker {
       if (e.key() == "length") length = external_number(*t, e);
     }
     if (location.empty()) fail(*t, "external data without a \"location\"");
-    t->file = (dir_ / location).string();
+    const std::optional<fs::path> inside = path_inside(dir_, location);
+    if (!inside) fail(*t, "external data \"" + location + "\" is not a file inside the model's folder");
+    t->file = inside->string();
     const int64_t size = external_size(*t, location);
     if (length != need) {
       fail(*t, "external data length " + std::to_string(length) + ", " + shape_and_type(*t) +

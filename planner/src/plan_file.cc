@@ -138,7 +138,7 @@ std::vector<bool> layer_flags(const JsonFields& f, const json& list, const char*
   std::vector<bool> set(layers, false);
   for (const json& v : list) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= layers) {
-      f.fail(key, "must list layers 0.." + std::to_string(layers - 1) + " (found " + v.dump() + ")");
+      f.fail(key, "must list layers 0.." + std::to_string(layers - 1) + " (found " + json_excerpt(v) + ")");
     }
     set[v.get<int64_t>()] = true;
   }
@@ -184,9 +184,9 @@ PlanFile read_plan(const std::string& path) {
   const JsonFields cf = top.object("config");
   TrainConfig& c = p.config;
   c.device = p.device;
-  c.seq_len = cf.positive_int("seq_len");
-  c.micro_batch = cf.positive_int("micro_batch");
-  c.grad_accum = cf.positive_int("grad_accum");
+  c.seq_len = cf.positive_int_up_to("seq_len", ConfigLimits::kSeqLen);
+  c.micro_batch = cf.positive_int_up_to("micro_batch", ConfigLimits::kMicroBatch);
+  c.grad_accum = cf.positive_int_up_to("grad_accum", ConfigLimits::kGradAccum);
   const JsonFields w = cf.object("weights");
   const auto format = parse_weight_format(w.string("format"));
   if (!format) w.fail("format", "must be one of nf4, fp4, int8, bf16, fp16, fp32");

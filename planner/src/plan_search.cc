@@ -1,5 +1,7 @@
 #include "loraplan/planner/plan_search.h"
 
+#include "loraplan/planner/errors.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -209,11 +211,14 @@ class Searcher {
 };
 
 std::vector<int64_t> divisors(int64_t n) {
-  std::vector<int64_t> out;
-  for (int64_t b = 1; b <= n; ++b) {
-    if (n % b == 0) out.push_back(b);
+  std::vector<int64_t> small, large;
+  for (int64_t b = 1; b <= n / b; ++b) {
+    if (n % b != 0) continue;
+    small.push_back(b);
+    if (b != n / b) large.push_back(n / b);
   }
-  return out;
+  small.insert(small.end(), large.rbegin(), large.rend());
+  return small;
 }
 
 bool faster(const PlanCandidate& a, const PlanCandidate& b) { return a.cost.tokens_per_s > b.cost.tokens_per_s; }
@@ -230,6 +235,10 @@ std::string plan_label(const TrainConfig& c) {
 
 PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d, const Rates& r,
                        const SearchSpace& space) {
+  if (space.target_batch < 1 || space.target_batch > ConfigLimits::kMicroBatch) {
+    throw InputError("--target-batch: " + std::to_string(space.target_batch) + " is not in 1.." +
+                     std::to_string(ConfigLimits::kMicroBatch) + " sequences");
+  }
   PlanSearch out;
   out.limit_bytes = d.budget_bytes - margin_for(space, d.budget_bytes);
   Searcher searcher(m, d, r, space, out);
@@ -256,6 +265,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
             k.config.optimizer = optimizers[o];
             k.config.loss_chunk = chunked ? suggested_loss_chunk(m, k.config) : 0;
             if (chunked && k.config.loss_chunk >= k.config.tokens()) continue;  // one chunk: the full loss
+            if (!within_limits(k.config, m)) continue;  // beyond any device, and beyond exact arithmetic
             k.config = Searcher::with(k.config, 0, 0);
             k.shape = {static_cast<int>(a), chunked, static_cast<int>(w), static_cast<int>(o)};
             k.best_case = step_cost(m, k.config, r).tokens_per_s;
@@ -402,6 +412,15 @@ std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base, const 
   std::vector<SweepCell> cells;
   for (const GpuProfile& g : gpus) {
     for (int64_t T : seq_lens) cells.push_back({g, T, {}});
+  }
+  // What the workers would throw, thrown here: the smallest candidate of each length is valid.
+  for (int64_t T : seq_lens) {
+    TrainConfig c = base;
+    c.seq_len = T;
+    c.micro_batch = 1;
+    c.grad_accum = space.target_batch;
+    if (c.loss_chunk >= c.tokens()) c.loss_chunk = 0;
+    validate(c, m);
   }
   std::atomic<size_t> next{0};
   auto work = [&] {

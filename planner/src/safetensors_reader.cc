@@ -4,10 +4,12 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/json_fields.h"
+#include "loraplan/planner/paths.h"
 #include "loraplan/planner/readers.h"
 
 namespace loraplan::planner {
@@ -35,27 +37,29 @@ TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_st
   t.file = path;
   if (!e.contains("dtype") || !e["dtype"].is_string()) fail("\"dtype\" missing or not a string");
   const std::optional<DType> dtype = parse_safetensors_dtype(e["dtype"].get<std::string>());
-  if (!dtype) fail("unknown dtype " + e["dtype"].dump());
+  if (!dtype) fail("unknown dtype " + json_excerpt(e["dtype"]));
   t.dtype = *dtype;
   if (!e.contains("shape") || !e["shape"].is_array()) fail("\"shape\" missing or not a list");
-  uint64_t numel = 1;
+  int64_t need = dtype_bytes(t.dtype);
   for (const json& d : e["shape"]) {
-    if (!d.is_number_unsigned()) fail("\"shape\" " + e["shape"].dump() + " must hold non-negative integers");
-    t.shape.push_back(d.get<int64_t>());
-    numel *= d.get<uint64_t>();
+    if (!d.is_number_unsigned()) fail("\"shape\" " + json_excerpt(e["shape"]) + " must hold non-negative integers");
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(need, static_cast<int64_t>(dim), &need)) {
+      fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() + " does not fit in 2^63 bytes");
+    }
+    t.shape.push_back(static_cast<int64_t>(dim));
   }
   const json& off = e.contains("data_offsets") ? e["data_offsets"] : json();
   if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
     fail("\"data_offsets\" must be [begin, end]");
   }
   const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-  if (begin > end) fail("data_offsets " + off.dump() + " end before they begin");
+  if (begin > end) fail("data_offsets " + json_excerpt(off) + " end before they begin");
   if (end > data_bytes) {
-    fail("data_offsets " + off.dump() + " run past the end of the data section (" + std::to_string(data_bytes) + " bytes)");
+    fail("data_offsets " + json_excerpt(off) + " run past the end of the data section (" + std::to_string(data_bytes) + " bytes)");
   }
-  const uint64_t need = numel * static_cast<uint64_t>(dtype_bytes(t.dtype));
-  if (end - begin != need) {
-    fail("shape " + e["shape"].dump() + " x " + e["dtype"].get<std::string>() + " needs " + std::to_string(need) + " bytes, data_offsets " + off.dump() + " hold " + std::to_string(end - begin));
+  if (end - begin != static_cast<uint64_t>(need)) {
+    fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() + " needs " + std::to_string(need) + " bytes, data_offsets " + json_excerpt(off) + " hold " + std::to_string(end - begin));
   }
   t.offset = data_start + begin;
   ranges.push_back({begin, end, nullptr});
@@ -105,28 +109,38 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
 }
 
 std::vector<TensorRecord> read_index(const std::string& path) {
-  const json j = parse_json(read_text_file(path), path, "JSON index");
+  const std::string text = read_text_file(path);
+  const json j = parse_json(text, path, "JSON index");
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
     throw InputError(located(path, 0, "\"weight_map\" missing or not an object"));
   }
+  const json& weight_map = j["weight_map"];
+  if (weight_map.empty()) throw InputError(located(path, json_key_line(text, "weight_map"), "\"weight_map\" names no tensors"));
   const fs::path dir = fs::path(path).parent_path();
-  std::set<std::string> shards;
-  for (const auto& [name, shard] : j["weight_map"].items()) {
-    if (!shard.is_string()) throw InputError(located(path, 0, "weight_map \"" + name + "\" must name a shard file"));
-    shards.insert(shard.get<std::string>());
+  std::map<std::string, std::string> shards;  // as the index names it -> path inside dir
+  for (const auto& [name, shard] : weight_map.items()) {
+    auto fail = [&](const std::string& msg) {
+      throw InputError(located(path, json_key_line(text, name), "weight_map " + json_excerpt(json(name)) + ": " + msg));
+    };
+    if (!shard.is_string()) fail("must name a shard file, got " + json_excerpt(shard));
+    const std::string& file = shard.get_ref<const std::string&>();
+    const std::optional<fs::path> inside = path_inside(dir, file);
+    if (!inside) fail("shard " + json_excerpt(shard) + " is not a file inside the model's folder");
+    shards.emplace(file, inside->string());
   }
   std::vector<TensorRecord> all;
-  for (const std::string& shard : shards) {
-    const std::string shard_path = (dir / shard).string();
-    if (!fs::exists(shard_path)) throw InputError(located(path, 0, "shard \"" + shard + "\" not found"));
+  for (const auto& [shard, shard_path] : shards) {
+    std::error_code ec;
+    if (!fs::exists(shard_path, ec)) throw InputError(located(path, 0, "shard \"" + shard + "\" not found"));
     std::vector<TensorRecord> part = read_one_file(shard_path);
     all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
   }
   std::set<std::pair<std::string, std::string>> stored;  // (tensor, shard path)
   for (const TensorRecord& t : all) stored.emplace(t.name, t.file);
-  for (const auto& [name, shard] : j["weight_map"].items()) {
-    const std::string shard_path = (dir / shard.get<std::string>()).string();
-    if (!stored.count({name, shard_path})) throw InputError(located(path, 0, "tensor \"" + name + "\" is not in its shard \"" + shard.get<std::string>() + "\""));
+  for (const auto& [name, shard] : weight_map.items()) {
+    if (!stored.count({name, shards.at(shard.get<std::string>())})) {
+      throw InputError(located(path, 0, "tensor \"" + name + "\" is not in its shard \"" + shard.get<std::string>() + "\""));
+    }
   }
   return all;
 }

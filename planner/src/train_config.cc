@@ -1,6 +1,8 @@
 #include "loraplan/planner/train_config.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 
 #include "loraplan/planner/errors.h"
 
@@ -143,13 +145,56 @@ std::vector<std::string> config_notes(const ModelDesc& m, const TrainConfig& c) 
   return notes;
 }
 
+double step_bytes_bound(const TrainConfig& c, const ModelDesc& m) {
+  const double B = static_cast<double>(c.micro_batch), T = static_cast<double>(c.seq_len), N = B * T;
+  const double C = static_cast<double>(m.hidden), I = static_cast<double>(m.intermediate);
+  const double V = static_cast<double>(m.vocab), L = static_cast<double>(m.layers);
+  const double H = static_cast<double>(m.heads), Hkv = static_cast<double>(m.kv_heads);
+  const double D = static_cast<double>(m.head_dim), r = static_cast<double>(c.lora_rank);
+  const double qkvo = (2 * H + 2 * Hkv) * D;                       // q, k, v and o widths
+  const double weights = L * (C * qkvo + 3 * C * I + r * 8 * (C + I + qkvo)) + 2 * V * C;
+  double layer = N * (16 * C + 8 * I + 4 * qkvo);                  // saved activations, generously
+  if (c.attention == Attention::kEager) layer += 2 * B * H * T * T;  // scores and probabilities
+  return 4 * (weights * 4 + L * layer + 4 * N * V);                // x4 optimizer state, fp32
+}
+
+bool within_limits(const TrainConfig& c, const ModelDesc& m) {
+  return c.seq_len <= ConfigLimits::kSeqLen && c.micro_batch <= ConfigLimits::kMicroBatch &&
+         c.grad_accum <= ConfigLimits::kGradAccum && c.lora_rank <= ConfigLimits::kLoraRank &&
+         c.tokens() <= ConfigLimits::kTokensPerMicroBatch && c.loss_chunk <= ConfigLimits::kTokensPerMicroBatch &&
+         step_bytes_bound(c, m) <= ConfigLimits::kStepBytes;
+}
+
 void validate(const TrainConfig& c, const ModelDesc& m) {
-  if (c.seq_len <= 0) bad("--seq-len", "must be a positive integer, got " + std::to_string(c.seq_len));
-  if (c.micro_batch <= 0) bad("--micro-batch", "must be a positive integer, got " + std::to_string(c.micro_batch));
-  if (c.grad_accum <= 0) bad("--grad-accum", "must be a positive integer, got " + std::to_string(c.grad_accum));
-  if (c.lora_rank <= 0) bad("--lora-rank", "must be a positive integer, got " + std::to_string(c.lora_rank));
+  auto count = [](const char* flag, int64_t v, int64_t limit) {
+    if (v <= 0) bad(flag, "must be a positive integer, got " + std::to_string(v));
+    if (v > limit) bad(flag, std::to_string(v) + " is beyond loraplan's limit of " + std::to_string(limit));
+  };
+  count("--seq-len", c.seq_len, ConfigLimits::kSeqLen);
+  count("--micro-batch", c.micro_batch, ConfigLimits::kMicroBatch);
+  count("--grad-accum", c.grad_accum, ConfigLimits::kGradAccum);
+  count("--lora-rank", c.lora_rank, ConfigLimits::kLoraRank);
+  if (c.tokens() > ConfigLimits::kTokensPerMicroBatch) {
+    bad("--micro-batch", std::to_string(c.micro_batch) + " x --seq-len " + std::to_string(c.seq_len) +
+                             " is beyond loraplan's limit of " + std::to_string(ConfigLimits::kTokensPerMicroBatch) +
+                             " tokens per micro-batch");
+  }
   if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) bad("--lora-dropout", "must be in [0, 1), got " + std::to_string(c.lora_dropout));
-  if (!(c.lora_alpha > 0)) bad("--lora-alpha", "must be positive, got " + std::to_string(c.lora_alpha));
+  if (!(std::isfinite(c.lora_alpha) && c.lora_alpha > 0)) bad("--lora-alpha", "must be a finite positive number, got " + std::to_string(c.lora_alpha));
+  if (c.loss_chunk < 0 || c.loss_chunk > ConfigLimits::kTokensPerMicroBatch) {
+    bad("--loss", "chunked:" + std::to_string(c.loss_chunk) + " is beyond loraplan's limit of " +
+                      std::to_string(ConfigLimits::kTokensPerMicroBatch) + " tokens");
+  }
+  if (const double bytes = step_bytes_bound(c, m); bytes > ConfigLimits::kStepBytes) {
+    char text[64];
+    const double pib = bytes / 1125899906842624.0;
+    std::snprintf(text, sizeof text, pib < 1000 ? "%.3g" : "%.0f", pib);
+    bad("--seq-len", "T " + std::to_string(c.seq_len) + " x B " + std::to_string(c.micro_batch) +
+                         " on this model could need up to " + text + " PiB in one step; loraplan plans steps up to 64 PiB");
+  }
+  if (c.device == Device::kCpu && c.compute == DType::kF16) {
+    bad("--compute-dtype", "fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu");
+  }
   if (c.lora_targets.modules.empty()) bad("--lora-targets", "no target modules");
   if (static_cast<int64_t>(c.checkpointed.size()) != m.layers || static_cast<int64_t>(c.offloaded.size()) != m.layers) {
     throw std::logic_error("layer sets not resolved for the model");

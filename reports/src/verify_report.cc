@@ -15,7 +15,7 @@ Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
   auto add = [&](const std::string& name, int64_t p, int64_t m) {
     VerifyRow r{name, p, m};
     r.error = m > 0 ? static_cast<double>(p - m) / static_cast<double>(m) : 0.0;
-    r.pass = std::abs(r.error) <= tolerance;
+    r.pass = m > 0 && std::abs(r.error) <= tolerance;  // nothing measured is never a match
     v.max_rel_error = std::max(v.max_rel_error, std::abs(r.error));
     v.pass = v.pass && r.pass;
     v.rows.push_back(r);
@@ -24,7 +24,8 @@ Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
   const std::map<std::string, int64_t> measured(measured_phases.begin(), measured_phases.end());
   for (const planner::PhasePeak& p : predicted.phases) {
     if (p.name == "setup") continue;
-    if (auto it = measured.find(p.name); it != measured.end()) add(p.name, p.peak_bytes, it->second);
+    const auto it = measured.find(p.name);
+    add(p.name, p.peak_bytes, it == measured.end() ? 0 : it->second);
   }
   return v;
 }
@@ -35,7 +36,8 @@ Table rows_table(const Verification& v) {
   Table t({{"phase"}, {"predicted", Align::kRight}, {"measured", Align::kRight}, {"error", Align::kRight}, {"verdict"}});
   for (const VerifyRow& r : v.rows) {
     char err[32];
-    std::snprintf(err, sizeof err, "%+.2f%%", 100 * r.error);
+    if (r.measured > 0) std::snprintf(err, sizeof err, "%+.2f%%", 100 * r.error);
+    else std::snprintf(err, sizeof err, "n/a");
     t.add_row({r.name, with_commas(r.predicted), with_commas(r.measured), err, r.pass ? "ok" : "OUT"});
   }
   return t;
@@ -62,7 +64,8 @@ nlohmann::json verification_json(const Verification& v) {
   j["rows"] = nlohmann::json::array();
   for (const VerifyRow& r : v.rows) {
     j["rows"].push_back({{"name", r.name}, {"predicted_bytes", r.predicted}, {"measured_bytes", r.measured},
-                         {"rel_error", r.error}, {"pass", r.pass}});
+                         {"rel_error", r.measured > 0 ? nlohmann::json(r.error) : nlohmann::json()},
+                         {"pass", r.pass}});
   }
   return j;
 }

@@ -5,23 +5,16 @@
 #include <filesystem>
 #include <sstream>
 
-#include "app.h"
 #include "fixtures/model_files.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/reports/run_report.h"
+#include "run_cli.h"
 
 namespace loraplan::cli {
 namespace {
 
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run_cli(const std::vector<std::string>& args) {
-  std::ostringstream out, err;
-  const int code = run(args, out, err);
-  return {code, out.str(), err.str()};
-}
+using testing::Result;
+using testing::run_cli;
 
 TEST(Cli, InspectDefaultModelTable) {
   const Result r = run_cli({"inspect"});
@@ -182,6 +175,7 @@ TEST(Cli, VerifyComparesEveryPhaseWithTheRun) {
   est.insert(est.end(), flags.begin(), flags.end());
   const nlohmann::json prediction = nlohmann::json::parse(run_cli(est).out);
   nlohmann::json report;
+  report["model"] = reports::run_model_json(reports::run_model("tiny-llama", planner::load_model("tiny-llama")));
   report["config"] = prediction["config"];
   report["measured"]["peak_bytes"] = prediction["peak_bytes"];
   report["measured"]["phases"] = prediction["phases"];
@@ -219,7 +213,7 @@ TEST(Cli, EstimateBadFlags) {
       {{"--gpu", "0GB"}, "--gpu: size must be positive, got \"0GB\""},
       {{"--gpu", "6XB"}, "--gpu: \"6XB\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
       {{"--budget", "lots"}, "--budget: \"lots\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
-      {{"--lora-dropout", "1.5"}, "--lora-dropout: must be in [0, 1), got 1.500000"},
+      {{"--lora-dropout", "1.5"}, "--lora-dropout: must be a number in [0, 1), got \"1.5\" (see loraplan --help)"},
       {{"--device", "cpu", "--compute-dtype", "fp16"},
        "--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu"},
       {{"--lora-targets", "q,gate_up"},

@@ -364,7 +364,7 @@ TEST(LoadedWeights, RunReportNamesTheFile) {
   write_model(dir.path(), m, random_weights(m), 1);
   const RunReport rep = run_training(request_for(planner::safetensors_weights(dir.path())));
   EXPECT_EQ(rep.weights, dir.path());
-  EXPECT_EQ(run_training(request_for({})).weights, "random (seeded)");
+  EXPECT_EQ(run_training(request_for({})).weights, "random (seed 0)");
 }
 
 TEST(LoadedWeights, WrongShapeNamesTensorAndFile) {

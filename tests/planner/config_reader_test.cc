@@ -70,10 +70,10 @@ TEST(ConfigJson, ErrorsNameFileLineAndField) {
   EXPECT_EQ(error_of("{\n  \"model_type\": \"llama\",\n  \"vocab_size\": 10,\n  \"hidden_size\": 64,\n"
                      "  \"intermediate_size\": 128,\n  \"num_hidden_layers\": \"32\",\n"
                      "  \"num_attention_heads\": 4\n}"),
-            "config.json:6: \"num_hidden_layers\" must be a positive integer, got \"32\"");
+            "config.json:6: \"num_hidden_layers\" must be a positive integer up to 1024, got \"32\"");
   EXPECT_EQ(error_of("{\"model_type\": \"llama\", \"vocab_size\": 10, \"hidden_size\": 64,\n"
                      "\"num_hidden_layers\": 2, \"num_attention_heads\": 4}"),
-            "config.json: \"intermediate_size\" is missing (must be a positive integer)");
+            "config.json: \"intermediate_size\" is missing (must be a positive integer up to 1048576)");
   EXPECT_EQ(error_of("{\"model_type\": \"gpt2\"}"),
             "config.json:1: \"model_type\" must be one of llama, mistral, qwen2, qwen3, phi3, "
             "gemma2, got \"gpt2\"");

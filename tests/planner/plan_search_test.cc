@@ -258,7 +258,7 @@ TEST_F(PlanFileTest, SameInputsSameBytesAndItReadsBack) {
 TEST_F(PlanFileTest, BadFieldsAreNamed) {
   EXPECT_EQ(error_of(replaced("\"micro_batch\": " + std::to_string(search_.chosen.config.micro_batch), "\"micro_batch\": 0")),
             "bad.json:" + std::to_string(json_key_line(plan_text(), "micro_batch")) +
-                ": \"config.micro_batch\" must be a positive integer, got 0");
+                ": \"config.micro_batch\" must be a positive integer up to 65536, got 0");
   EXPECT_EQ(error_of(replaced("\"version\": 1", "\"version\": 7")).substr(0, 15), "bad.json:3: \"ve");
   EXPECT_NE(error_of(replaced("\"version\": 1", "\"version\": 7")).find("must be 1 (this loraplan reads plan version 1)"),
             std::string::npos);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ struct BackendInfo {
   bool cuda_compiled = false;    // LibTorch built with CUDA
   std::string module_path;       // the module that was loaded
 };
+
+struct StepMeasure;
 
 // One training run as `loraplan train` asks for it. Plain types only: the CLI never sees LibTorch.
 struct TrainRequest {
@@ -36,6 +39,7 @@ struct TrainRequest {
   int64_t budget_bytes = 0;   // device memory limit (CPU: allocated, CUDA: reserved); 0 = none
   int threads = 1;            // intra-op threads
   std::string out_dir;        // where the adapter is written; empty: not written
+  std::function<void(const StepMeasure&)> on_step;  // called after each optimizer step; may be empty
 };
 
 struct PhaseMeasure {
@@ -59,7 +63,7 @@ struct StepMeasure {
 // live/peak bytes are allocated bytes; reserved adds the caching allocator's free cached blocks.
 struct RunReport {
   std::string device;            // "cpu" or "cuda"
-  std::string weights;           // "random (seeded)" or the path the frozen weights came from
+  std::string weights;           // "random (seed N)" or the path the frozen weights came from
   int64_t host_bytes = 0;        // offloaded weights kept in host memory, outside the peaks
   int64_t peak_bytes = 0;        // most live bytes over the measured steps
   int64_t reserved_peak_bytes = 0;  // most reserved bytes over the measured steps (CPU: = peak)
@@ -69,7 +73,9 @@ struct RunReport {
   std::string libtorch_version;
   int threads = 1;
   bool out_of_memory = false;    // the budget was exceeded (the run stopped there)
-  std::string error;             // what ran out of memory, when it did
+  int64_t diverged_step = 0;     // the 1-based step whose loss or gradient norm was not finite
+                                 // (the run stopped there, no adapter written); 0 = none
+  std::string error;             // what ran out of memory or diverged, when it did
   std::vector<std::string> files;  // files written (adapter, config)
 };
 

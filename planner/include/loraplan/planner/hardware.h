@@ -33,8 +33,12 @@ std::string format_bytes(int64_t bytes);
 // Reads a GPU profile file.
 GpuProfile read_gpu_profile(const std::string& path);
 
-// Resolves --gpu: a profile name from profiles/gpus, or a size (a generic GPU with the default
-// context overheads). Throws InputError for unknown names, listing the close ones.
+// Resolves --gpu: a profile name from profiles/gpus, or a size with a unit (a generic GPU with
+// the default context overheads). Names are case-insensitive, spaces and underscores read as
+// dashes ("RTX 4090"), and a name that is the start of one profile or holds its words
+// ("rtx-4060-ti", "4060 ti") means that profile. Throws InputError naming "--gpu" for unknown
+// names (listing the close ones), names that match several profiles (listing them) and bare
+// numbers ("4090", "24": a card or a size?).
 GpuProfile resolve_gpu(const std::string& spec);
 
 }  // namespace loraplan::planner

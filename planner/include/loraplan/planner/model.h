@@ -91,7 +91,20 @@ struct ModelDesc {
   double attention_scale() const;  // the factor on q k^T
 };
 
-// Checks the invariants every consumer relies on; throws InputError naming `where` and the field.
+// The largest dimensions loraplan reads: several times the largest published decoder's (Llama
+// 3.1 405B: C 16384, I 53248, L 126, H 128; Gemma: V 256000), small enough that a layer's byte
+// and element counts stay far inside 64 bits. A config.json beyond them is refused where it is read.
+struct ModelLimits {
+  static constexpr int64_t kVocab = int64_t{1} << 23;         // 8,388,608 tokens
+  static constexpr int64_t kHidden = int64_t{1} << 17;        // 131,072
+  static constexpr int64_t kIntermediate = int64_t{1} << 20;  // 1,048,576
+  static constexpr int64_t kLayers = 1024;
+  static constexpr int64_t kHeads = 1024;                     // query and key/value heads
+  static constexpr int64_t kHeadDim = 4096;
+};
+
+// Checks the invariants every consumer relies on (dimensions within ModelLimits, finite positive
+// rope_theta and rms_norm_eps, ...); throws InputError naming `where` and the field.
 void validate(const ModelDesc& m, const std::string& where);
 
 }  // namespace loraplan::planner

@@ -24,7 +24,8 @@ ModelDesc load_model(const std::string& spec);
 
 // The safetensors weights behind a --model spec (a model directory, a .safetensors file or a
 // model.safetensors.index.json), with each tensor's file and byte offset: what the executor loads.
-// `source` is the path as given; both fields are empty for profiles, config.json and ONNX models.
+// `source` is the path as given; both fields are empty for profiles and a bare config.json. An
+// ONNX model is refused (InputError): the executor does not read ONNX weights.
 struct WeightFiles {
   std::string source;
   std::vector<TensorRecord> tensors;

@@ -43,6 +43,27 @@ struct TrainConfig {
   int64_t tokens() const { return micro_batch * seq_len; }  // N
 };
 
+// The largest configuration loraplan plans. With ModelLimits they keep every byte and element
+// count of a step inside 64 bits; a step that would need more than kStepBytes is refused (no
+// device comes within a million times of it, and its arithmetic would not be exact).
+struct ConfigLimits {
+  static constexpr int64_t kSeqLen = int64_t{1} << 22;              // T: 4,194,304 tokens
+  static constexpr int64_t kMicroBatch = int64_t{1} << 16;          // B: 65,536 sequences
+  static constexpr int64_t kTokensPerMicroBatch = int64_t{1} << 24;  // B T: 16,777,216 tokens
+  static constexpr int64_t kGradAccum = int64_t{1} << 20;
+  static constexpr int64_t kLoraRank = int64_t{1} << 16;
+  static constexpr double kStepBytes = 72057594037927936.0;         // 2^56 bytes: 64 PiB
+};
+
+// A generous upper bound of the bytes one step of `c` can allocate on `m` (every weight and
+// activation at 4 bytes, eager attention's B H T T scores twice), in floating point so that it
+// cannot overflow: what validate() holds against ConfigLimits::kStepBytes.
+double step_bytes_bound(const TrainConfig& c, const ModelDesc& m);
+
+// Whether `c` is within ConfigLimits on `m` (the checks of validate() that the plan search applies
+// to each candidate, which it skips when not).
+bool within_limits(const TrainConfig& c, const ModelDesc& m);
+
 // Parsers for the flags; each throws InputError "<flag>: ..." naming the bad value.
 // "none" | "all" | "every:K" (layers 0, K, 2K, ...) | "layers:0,3,5"
 std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::string_view flag);
@@ -54,7 +75,8 @@ int64_t parse_loss(std::string_view text, std::string_view flag);
 // Compact text of a layer set, as the flags take it: "none", "all", "every:2", "layers:0,3".
 std::string layer_set_text(const std::vector<bool>& layers);
 
-// Checks values the flags cannot check one by one (rank > 0, dropout in [0, 1), ...).
+// Checks values the flags cannot check one by one (rank > 0, dropout in [0, 1), sizes within
+// ConfigLimits, fp16 compute on the CPU, ...).
 void validate(const TrainConfig& c, const ModelDesc& m);
 
 // What a user should know about running this configuration on this model that changes no

@@ -13,8 +13,8 @@ namespace loraplan::reports {
 struct VerifyRow {
   std::string name;
   int64_t predicted = 0, measured = 0;
-  double error = 0;  // (predicted - measured) / measured
-  bool pass = true;
+  double error = 0;  // (predicted - measured) / measured; 0 when nothing was measured
+  bool pass = true;  // within the tolerance of a measurement (measured > 0)
 };
 
 struct Verification {
@@ -24,7 +24,8 @@ struct Verification {
   bool pass = true;
 };
 
-// The prediction against a run's measurement: the peak, then every phase both have (setup aside).
+// The prediction against a run's measurement: the peak, then every predicted phase (setup aside);
+// a phase measured at 0 bytes or not at all fails.
 Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
                     const std::vector<std::pair<std::string, int64_t>>& measured_phases, double tolerance);
 
