@@ -243,6 +243,13 @@ Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>&
 RunReport run_training(const TrainRequest& r) {
   const planner::ModelDesc& m = r.model;
   const planner::TrainConfig& c = r.config;
+  if (c.optimizer == planner::Optimizer::kAdamW8bit || c.optimizer == planner::Optimizer::kPagedAdamW8bit) {
+    // The planner predicts bitsandbytes' blockwise 8-bit state; running fp32 AdamW under that
+    // name would measure something else.
+    throw std::invalid_argument("--optimizer " + std::string(planner::optimizer_name(c.optimizer)) +
+                                ": the executor does not run 8-bit optimizer state yet (estimate and plan predict it); "
+                                "train with adamw, sgd or sgd-momentum");
+  }
   const c10::Device device = torch_device(c.device);
   // The CPU's tracking allocator or the CUDA caching allocator's counters; refuses a device this
   // build cannot run on.

@@ -7,7 +7,8 @@
 
 namespace loraplan::planner {
 
-std::vector<std::vector<int64_t>> parse_token_lines(const std::string& text, const std::string& where, int64_t vocab) {
+std::vector<std::vector<int64_t>> parse_token_lines(const std::string& text,
+                                                    const std::string& where, int64_t vocab) {
   std::vector<std::vector<int64_t>> out;
   size_t start = 0;
   for (int number = 1; start < text.size(); ++number) {
@@ -22,7 +23,8 @@ std::vector<std::vector<int64_t>> parse_token_lines(const std::string& text, con
     } catch (const InputError&) {
       fail("not a JSON object (expected {\"input_ids\": [...]})");
     }
-    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array()) fail("expected {\"input_ids\": [...]}");
+    if (!j.is_object() || !j.contains("input_ids") || !j["input_ids"].is_array())
+      fail("expected {\"input_ids\": [...]}");
     std::vector<int64_t> tokens;
     for (const nlohmann::json& t : j["input_ids"]) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {

@@ -33,8 +33,9 @@ constexpr const char* kMeasuredBytes = "must be a positive integer (bytes; 0 is 
 
 RunModel read_model(const JsonFields& top, const json& doc) {
   if (doc.contains("model") && doc.at("model").is_string()) {
-    top.fail("model", "must be an object with the model's reference and dimensions (an older loraplan train "
-                      "wrote this report; train again)");
+    top.fail("model",
+             "must be an object with the model's reference and dimensions (an older loraplan train "
+             "wrote this report; train again)");
   }
   const JsonFields m = top.object("model");
   RunModel out;
@@ -84,7 +85,9 @@ std::vector<RunPhase> read_phases(const JsonFields& measured) {
 
 RunReport read_report(const json& doc, const std::string& text, const std::string& where) {
   if (!doc.is_object() || !doc.contains("measured")) {
-    throw InputError(located(where, 0, "not a loraplan run report: no \"measured\" (loraplan train writes report.json)"));
+    throw InputError(
+        located(where, 0,
+                "not a loraplan run report: no \"measured\" (loraplan train writes report.json)"));
   }
   const JsonFields top(doc, text, where);
   RunReport r;
@@ -97,16 +100,18 @@ RunReport read_report(const json& doc, const std::string& text, const std::strin
   r.phases = read_phases(measured);
   r.out_of_memory = top.bool_or("out_of_memory", false);
   r.error = top.string_or("error", "");
-  if (top.has("diverged_step")) r.diverged_step = top.integer("diverged_step", 1, "must be a step number (1 or more)");
+  if (top.has("diverged_step"))
+    r.diverged_step = top.integer("diverged_step", 1, "must be a step number (1 or more)");
   return r;
 }
 
 }  // namespace
 
 RunModel run_model(const std::string& reference, const planner::ModelDesc& m) {
-  return {reference, m.name,
-          {std::string(planner::family_name(m.family)), m.vocab, m.hidden, m.intermediate, m.layers, m.heads,
-           m.kv_heads, m.head_dim}};
+  return {reference,
+          m.name,
+          {std::string(planner::family_name(m.family)), m.vocab, m.hidden, m.intermediate, m.layers,
+           m.heads, m.kv_heads, m.head_dim}};
 }
 
 json run_model_json(const RunModel& m) {
@@ -118,7 +123,8 @@ json run_model_json(const RunModel& m) {
 std::string model_summary(const RunModel& m) {
   std::string s = m.name + " (" + m.shape.family + ":";
   for (size_t i = 0; i < kDims.size(); ++i) {
-    s += std::string(i == 0 ? " " : ", ") + kDims[i].letter + " " + std::to_string(m.shape.*kDims[i].field);
+    s += std::string(i == 0 ? " " : ", ") + kDims[i].letter + " " +
+         std::to_string(m.shape.*kDims[i].field);
   }
   return s + ")";
 }

@@ -24,18 +24,21 @@ using testing::run_cli;
 int line_of(const std::string& text, const std::string& needle) {
   const size_t at = text.find(needle);
   EXPECT_NE(at, std::string::npos) << needle;
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
+  return 1 + static_cast<int>(
+                 std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n'));
 }
 
 // A report as `loraplan train` writes it for tiny-llama, T 16 x B 1 x accum 1 on the CPU, fp32,
 // whose measurement is exactly the prediction: verify passes it with 0% error.
 json matching_report() {
-  const Result r = run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu", "--compute-dtype", "fp32",
-                            "--seq-len", "16", "--micro-batch", "1", "--grad-accum", "1", "--format", "json"});
+  const Result r =
+      run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu", "--compute-dtype", "fp32",
+               "--seq-len", "16", "--micro-batch", "1", "--grad-accum", "1", "--format", "json"});
   EXPECT_EQ(r.code, 0) << r.err;
   const json prediction = json::parse(r.out);
   json report;
-  report["model"] = reports::run_model_json(reports::run_model("tiny-llama", planner::load_model("tiny-llama")));
+  report["model"] =
+      reports::run_model_json(reports::run_model("tiny-llama", planner::load_model("tiny-llama")));
   report["config"] = prediction["config"];
   report["training"] = {{"steps", 1}, {"gpu", nullptr}};
   report["measured"]["peak_bytes"] = prediction["peak_bytes"];
@@ -61,7 +64,9 @@ size_t phase_index(const json& report, const std::string& name) {
 class VerifyStrict : public ::testing::Test {
  protected:
   // Writes `report` (two-space indented, as train writes it) and runs verify on it.
-  Result verify(const json& report, std::vector<std::string> flags = {}) { return verify_text(report.dump(2), flags); }
+  Result verify(const json& report, std::vector<std::string> flags = {}) {
+    return verify_text(report.dump(2), flags);
+  }
   Result verify_text(const std::string& text, std::vector<std::string> flags = {}) {
     loraplan::testing::write_text(path(), text);
     std::vector<std::string> args = {"verify", "--run", path()};
@@ -69,7 +74,9 @@ class VerifyStrict : public ::testing::Test {
     return run_cli(args);
   }
   std::string path() const { return dir_.file("report.json"); }
-  std::string error(const std::string& message) const { return "loraplan: error: " + message + "\n"; }
+  std::string error(const std::string& message) const {
+    return "loraplan: error: " + message + "\n";
+  }
 
   loraplan::testing::TempDir dir_;
 };
@@ -79,7 +86,8 @@ TEST_F(VerifyStrict, TheRunAloneSaysWhatToPredict) {
   Result r = verify(report, {"--format", "json"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(json::parse(r.out)["max_rel_error"].get<double>(), 0.0);
-  EXPECT_EQ(json::parse(r.out)["rows"].size(), 9u);  // peak, batch, embed, fwd L0, fwd L1, loss, bwd L1, bwd L0, optim
+  EXPECT_EQ(json::parse(r.out)["rows"].size(),
+            9u);  // peak, batch, embed, fwd L0, fwd L1, loss, bwd L1, bwd L0, optim
 
   // Flags that agree with the run are fine; one that does not is refused, naming the knob.
   r = verify(report, {"--model", "tiny-llama", "--seq-len", "16", "--grad-accum", "1"});
@@ -98,9 +106,11 @@ TEST_F(VerifyStrict, AnotherModelIsNotTheSameRun) {
   const Result r = verify(matching_report(), {"--model", "tiny-qwen2"});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, error(path() + ": not the same run: the run trained tiny-llama (llama: V 256, C 64, I 176, L 2, "
-                                  "H 4, Hkv 2, D 16), the flags say tiny-qwen2 (qwen2: V 256, C 64, I 128, L 2, "
-                                  "H 4, Hkv 2, D 16)"));
+  EXPECT_EQ(r.err,
+            error(path() +
+                  ": not the same run: the run trained tiny-llama (llama: V 256, C 64, I 176, L 2, "
+                  "H 4, Hkv 2, D 16), the flags say tiny-qwen2 (qwen2: V 256, C 64, I 128, L 2, "
+                  "H 4, Hkv 2, D 16)"));
 }
 
 TEST_F(VerifyStrict, AReportWithoutItsModelIsRefused) {
@@ -109,9 +119,11 @@ TEST_F(VerifyStrict, AReportWithoutItsModelIsRefused) {
   std::string text = report.dump(2);
   Result r = verify_text(text);
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, error(path() + ":" + std::to_string(line_of(text, "\"model\"")) +
-                         ": \"model\" must be an object with the model's reference and dimensions (an older "
-                         "loraplan train wrote this report; train again), got \"tiny-llama\""));
+  EXPECT_EQ(
+      r.err,
+      error(path() + ":" + std::to_string(line_of(text, "\"model\"")) +
+            ": \"model\" must be an object with the model's reference and dimensions (an older "
+            "loraplan train wrote this report; train again), got \"tiny-llama\""));
   report.erase("model");
   r = verify(report);
   EXPECT_EQ(r.code, 2);
@@ -126,13 +138,15 @@ TEST_F(VerifyStrict, APhaseMeasuredAtZeroIsNoMeasurement) {
   const Result r = verify_text(text);
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(r.err, error(path() + ":" + std::to_string(line_of(text, "\"peak_bytes\": 0")) + ": \"measured.phases[" +
-                         std::to_string(loss) + "].peak_bytes\" must be a positive integer (bytes; 0 is no "
+  EXPECT_EQ(r.err, error(path() + ":" + std::to_string(line_of(text, "\"peak_bytes\": 0")) +
+                         ": \"measured.phases[" + std::to_string(loss) +
+                         "].peak_bytes\" must be a positive integer (bytes; 0 is no "
                          "measurement), got 0"));
 }
 
 TEST_F(VerifyStrict, EveryPredictedPhaseMustBeMeasuredAndNoOther) {
-  const std::string expected = "; a run measures exactly the prediction's 8 phases (batch ... optim)";
+  const std::string expected =
+      "; a run measures exactly the prediction's 8 phases (batch ... optim)";
   json missing = matching_report();
   missing["measured"]["phases"].erase(phase_index(missing, "bwd L0"));
   Result r = verify(missing);
@@ -170,21 +184,27 @@ TEST_F(VerifyStrict, ARunThatStoppedIsNotAMeasurement) {
   oom["error"] = "CUDA out of memory. Tried to allocate 2.00 MiB";
   Result r = verify(oom);
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, error(path() + ": the run stopped out of memory (CUDA out of memory. Tried to allocate 2.00 "
-                                  "MiB); an incomplete run is not a measurement to verify"));
+  EXPECT_EQ(
+      r.err,
+      error(path() + ": the run stopped out of memory (CUDA out of memory. Tried to allocate 2.00 "
+                     "MiB); an incomplete run is not a measurement to verify"));
   json failed = matching_report();
   failed["error"] = "reading data.jsonl: line 3 is not JSON";
   r = verify(failed);
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, error(path() + ": the run stopped with an error (reading data.jsonl: line 3 is not JSON); an "
-                                  "incomplete run is not a measurement to verify"));
+  EXPECT_EQ(
+      r.err,
+      error(path() + ": the run stopped with an error (reading data.jsonl: line 3 is not JSON); an "
+                     "incomplete run is not a measurement to verify"));
   json diverged = matching_report();
   diverged["diverged_step"] = 3;
   diverged["error"] = "step 3: the loss is nan";
   r = verify(diverged);
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, error(path() + ": the run stopped when it diverged at step 3 (step 3: the loss is nan); an "
-                                  "incomplete run is not a measurement to verify"));
+  EXPECT_EQ(
+      r.err,
+      error(path() + ": the run stopped when it diverged at step 3 (step 3: the loss is nan); an "
+                     "incomplete run is not a measurement to verify"));
   json odd = matching_report();
   odd["out_of_memory"] = "no";
   const std::string text = odd.dump(2);
@@ -204,14 +224,19 @@ TEST_F(VerifyStrict, FieldsOfTheWrongTypeNameTheirPath) {
   const std::vector<Case> cases = {
       {"a phase that is a number", [](json& j) { j["measured"]["phases"][3] = 5; }, "\n      5",
        "\"measured.phases[3]\" must be an object, got 5"},
-      {"a phase that is a list", [](json& j) { j["measured"]["phases"][0] = json::array({"a", "b"}); }, "\n      [",
-       "\"measured.phases[0]\" must be an object, got [\"a\",\"b\"]"},
-      {"peak_bytes as a string", [](json& j) { j["measured"]["peak_bytes"] = "1934492"; }, "\"peak_bytes\": \"",
-       "\"measured.peak_bytes\" must be a positive integer (bytes; 0 is no measurement), got \"1934492\""},
+      {"a phase that is a list",
+       [](json& j) {
+         j["measured"]["phases"][0] = json::array({"a", "b"});
+       },
+       "\n      [", "\"measured.phases[0]\" must be an object, got [\"a\",\"b\"]"},
+      {"peak_bytes as a string", [](json& j) { j["measured"]["peak_bytes"] = "1934492"; },
+       "\"peak_bytes\": \"",
+       "\"measured.peak_bytes\" must be a positive integer (bytes; 0 is no measurement), got "
+       "\"1934492\""},
       {"config as a list", [](json& j) { j["config"] = json::array(); }, "\"config\"",
        "\"config\" must be an object, got []"},
-      {"phases as an object", [](json& j) { j["measured"]["phases"] = json::object(); }, "\"phases\"",
-       "\"measured.phases\" must be an array, got an object of 0 fields"},
+      {"phases as an object", [](json& j) { j["measured"]["phases"] = json::object(); },
+       "\"phases\"", "\"measured.phases\" must be an array, got an object of 0 fields"},
       {"a phase without a name", [](json& j) { j["measured"]["phases"][2].erase("name"); }, "",
        "\"measured.phases[2].name\" is missing (must be a non-empty string)"},
       {"the rank as a float", [](json& j) { j["config"]["lora"]["rank"] = 16.5; }, "\"rank\"",
@@ -227,15 +252,21 @@ TEST_F(VerifyStrict, FieldsOfTheWrongTypeNameTheirPath) {
     const std::string text = report.dump(2);
     const Result r = verify_text(text);
     EXPECT_EQ(r.code, 2) << c.what;
-    const std::string line = c.needle.empty() ? "" : ":" + std::to_string(line_of(text, c.needle) + (c.needle[0] == '\n'));
+    const std::string line =
+        c.needle.empty() ? ""
+                         : ":" + std::to_string(line_of(text, c.needle) + (c.needle[0] == '\n'));
     EXPECT_EQ(r.err, error(path() + line + ": " + c.message)) << c.what;
   }
   Result r = verify_text("[1, 2]");
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, error(path() + ": not a loraplan run report: no \"measured\" (loraplan train writes report.json)"));
+  EXPECT_EQ(
+      r.err,
+      error(path() +
+            ": not a loraplan run report: no \"measured\" (loraplan train writes report.json)"));
   r = verify_text("{\"measured\": ");
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err.rfind(error(path() + ": malformed run report: parse error").substr(0, 40), 0), 0u) << r.err;
+  EXPECT_EQ(r.err.rfind(error(path() + ": malformed run report: parse error").substr(0, 40), 0), 0u)
+      << r.err;
 }
 
 // A few thousand broken reports: every prefix of a real one and every byte of it replaced. Each

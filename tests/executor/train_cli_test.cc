@@ -28,7 +28,8 @@ Result train(std::vector<std::string> args) {
   // Small and quick unless the test says otherwise.
   for (const auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
            {"--steps", "2"}, {"--seq-len", "16"}, {"--micro-batch", "2"}, {"--grad-accum", "1"}}) {
-    if (std::find(args.begin(), args.end(), flag) == args.end()) args.insert(args.end(), {flag, value});
+    if (std::find(args.begin(), args.end(), flag) == args.end())
+      args.insert(args.end(), {flag, value});
   }
   return testing::run_cli(args);
 }
@@ -39,15 +40,18 @@ size_t bytes_of(const planner::TensorRecord& t) {
   return static_cast<size_t>(bytes);
 }
 
-nlohmann::json report_in(const std::string& dir) { return nlohmann::json::parse(read_text(dir + "/report.json")); }
+nlohmann::json report_in(const std::string& dir) {
+  return nlohmann::json::parse(read_text(dir + "/report.json"));
+}
 
 TEST(TrainCli, RandomWeightsAreSaidAndClaimNoBaseModel) {
   TempDir out;
-  const Result r = train({"--model", "smollm2-135m", "--out", out.path(), "--weights", "fp32", "--lora-rank", "2",
-                          "--seq-len", "8", "--micro-batch", "1"});
+  const Result r = train({"--model", "smollm2-135m", "--out", out.path(), "--weights", "fp32",
+                          "--lora-rank", "2", "--seq-len", "8", "--micro-batch", "1"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.substr(0, r.out.find('\n')),
-            "weights: random (seed 0): smollm2-135m names no weight files, so the frozen weights are drawn at random");
+            "weights: random (seed 0): smollm2-135m names no weight files, so the frozen weights "
+            "are drawn at random");
   EXPECT_EQ(report_in(out.path())["training"]["weights"], "random (seed 0)");
   const nlohmann::json adapter = nlohmann::json::parse(read_text(out.file("adapter_config.json")));
   EXPECT_TRUE(adapter["base_model_name_or_path"].is_null()) << adapter["base_model_name_or_path"];
@@ -57,9 +61,12 @@ TEST(TrainCli, WeightsFromFilesNameTheirSource) {
   TempDir model, out;
   const planner::ModelDesc m = planner::load_model("tiny-llama");
   write_text(model.file("config.json"), loraplan::testing::config_json_text(m));
-  std::vector<std::string> zeros;  // finite weights (the fixtures' byte pattern holds NaNs as floats)
-  for (const planner::TensorRecord& t : loraplan::testing::records_of(m)) zeros.push_back(std::string(bytes_of(t), '\0'));
-  loraplan::testing::write_safetensors(model.file("model.safetensors"), loraplan::testing::records_of(m), zeros);
+  std::vector<std::string>
+      zeros;  // finite weights (the fixtures' byte pattern holds NaNs as floats)
+  for (const planner::TensorRecord& t : loraplan::testing::records_of(m))
+    zeros.push_back(std::string(bytes_of(t), '\0'));
+  loraplan::testing::write_safetensors(model.file("model.safetensors"),
+                                       loraplan::testing::records_of(m), zeros);
   const Result r = train({"--model", model.path(), "--out", out.path()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("step    1", 0), 0u) << r.out;
@@ -75,7 +82,8 @@ TEST(TrainCli, OutputFolderProblemsAreInputErrors) {
            {dir.file("file"), "--out: " + dir.file("file") + " exists and is not a folder"},
            {"", "--out: empty; give a folder"},
            {"/dev/null", "--out: /dev/null exists and is not a folder"},
-           {dir.file("file/sub"), "--out: cannot create the folder " + dir.file("file/sub") + ": Not a directory"},
+           {dir.file("file/sub"),
+            "--out: cannot create the folder " + dir.file("file/sub") + ": Not a directory"},
        }) {
     const Result r = train({"--out", out});
     EXPECT_EQ(r.code, 2) << out;
@@ -93,9 +101,11 @@ TEST(TrainCli, OnnxWeightsAreRefusedNotReplacedByRandomOnes) {
   for (const std::string& model : {dir.file("m.onnx"), dir.path()}) {
     const Result r = train({"--model", model, "--out", dir.file("run")});
     EXPECT_EQ(r.code, 2);
-    EXPECT_EQ(r.err, "loraplan: error: --model: " + model +
-                         ": train reads safetensors weights and this model's are ONNX (m.onnx); convert them to "
-                         "safetensors, or pass its config.json to train on random weights\n");
+    EXPECT_EQ(
+        r.err,
+        "loraplan: error: --model: " + model +
+            ": train reads safetensors weights and this model's are ONNX (m.onnx); convert them to "
+            "safetensors, or pass its config.json to train on random weights\n");
   }
   EXPECT_FALSE(fs::exists(dir.file("run")));
 }
@@ -106,11 +116,13 @@ TEST(TrainCli, NonFiniteTrainingStopsAtItsStepWithAMarkedReport) {
   write_text(model.file("config.json"), loraplan::testing::config_json_text(m));
   std::vector<planner::TensorRecord> tensors = loraplan::testing::records_of(m);
   std::vector<std::string> data;
-  for (const planner::TensorRecord& t : tensors) data.push_back(std::string(bytes_of(t), static_cast<char>(0xFF)));  // NaNs
+  for (const planner::TensorRecord& t : tensors)
+    data.push_back(std::string(bytes_of(t), static_cast<char>(0xFF)));  // NaNs
   loraplan::testing::write_safetensors(model.file("model.safetensors"), tensors, data);
   const Result r = train({"--model", model.path(), "--out", out.path(), "--lr", "1e-3"});
   EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_NE(r.out.find("STOPPED, NOT FINITE: step 1: the loss is nan; the learning rate may be too high (--lr 0.001), "
+  EXPECT_NE(r.out.find("STOPPED, NOT FINITE: step 1: the loss is nan; the learning rate may be too "
+                       "high (--lr 0.001), "
                        "or the base weights hold non-finite values; no adapter written\n"),
             std::string::npos)
       << r.out;
@@ -120,14 +132,28 @@ TEST(TrainCli, NonFiniteTrainingStopsAtItsStepWithAMarkedReport) {
   EXPECT_FALSE(fs::exists(out.file("adapter_model.safetensors")));
 }
 
+TEST(TrainCli, WhatTheExecutorCannotRunIsRefusedNotSubstituted) {
+  TempDir dir;
+  for (const std::string optimizer : {"adamw-8bit", "paged-adamw-8bit"}) {
+    const Result r = train({"--optimizer", optimizer, "--out", dir.file("run")});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err, "loraplan: error: --optimizer " + optimizer +
+                         ": the executor does not run 8-bit optimizer state yet (estimate and plan predict it); "
+                         "train with adamw, sgd or sgd-momentum\n");
+    EXPECT_FALSE(fs::exists(dir.file("run/report.json")));
+  }
+}
+
 TEST(TrainCli, APlanBringsItsBudget) {
   TempDir dir;
   const std::string plan = dir.file("plan.json");
-  const Result made = testing::run_cli({"plan", "--model", "tiny-llama", "--device", "cpu", "--budget", "3MiB",
-                                        "--compute-dtype", "fp32", "--seq-len", "64", "-o", plan});
+  const Result made =
+      testing::run_cli({"plan", "--model", "tiny-llama", "--device", "cpu", "--budget", "3MiB",
+                        "--compute-dtype", "fp32", "--seq-len", "64", "-o", plan});
   ASSERT_EQ(made.code, 0) << made.err;
   setenv("LORAPLAN_EXECUTOR_MODULE", LORAPLAN_BINARY_DIR "/cli/libloraplan_torch.so", 1);
-  const Result r = testing::run_cli({"train", "--plan", plan, "--steps", "1", "--out", dir.file("run")});
+  const Result r =
+      testing::run_cli({"train", "--plan", plan, "--steps", "1", "--out", dir.file("run")});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(report_in(dir.file("run"))["training"]["budget_bytes"], 3 * 1024 * 1024);
 }

@@ -10,6 +10,7 @@ namespace loraplan::planner {
 // model's folder `dir`; nullopt when `entry` is empty, absolute or climbs out of `dir` ("..").
 // Symbolic links inside the folder are followed when the file is opened: the Hugging Face
 // cache's snapshots/<rev>/x -> ../../blobs/<hash> links are how that cache lays files out.
-std::optional<std::filesystem::path> path_inside(const std::filesystem::path& dir, const std::string& entry);
+std::optional<std::filesystem::path> path_inside(const std::filesystem::path& dir,
+                                                 const std::string& entry);
 
 }  // namespace loraplan::planner
