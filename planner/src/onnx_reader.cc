@@ -350,9 +350,12 @@ class TensorChecker {
                    " needs " + std::to_string(need));
     }
     if (offset > size || length > size - offset) {
-      fail(*t, "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + length) +
-                   ") lie outside external data \"" + location + "\" (" + std::to_string(size) +
-                   " bytes)");
+      // offset + length may not fit in 64 bits: the end is printed only when it does.
+      int64_t end = 0;
+      const std::string range = __builtin_add_overflow(offset, length, &end)
+                                    ? std::to_string(length) + " bytes from " + std::to_string(offset)
+                                    : "bytes [" + std::to_string(offset) + ", " + std::to_string(end) + ")";
+      fail(*t, range + " lie outside external data \"" + location + "\" (" + std::to_string(size) + " bytes)");
     }
   }
 
