@@ -501,6 +501,11 @@ Tensor activate(Activation a, const Tensor& x) {
 // converted or quantized before the next is read.
 Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights)
     : m_(m), c_(c), device_(torch_device(c.device)), compute_(scalar_type(c.compute)), act_(activation_of(m)) {
+  if (m.lm_head_bias && !m.tied_embeddings) {
+    // The planner counts lm_head.bias; training without it would run another model.
+    throw std::invalid_argument("lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
+                                "it); train runs models without one");
+  }
   torch::manual_seed(seed);
   const bool gemma = m.family == planner::Family::kGemma2;
   // A frozen tensor in the compute dtype on the device (a no-op on the CPU when already so).

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "../cli/run_cli.h"
 #include "fixtures/model_files.h"
@@ -142,6 +143,65 @@ TEST(TrainCli, WhatTheExecutorCannotRunIsRefusedNotSubstituted) {
                          "train with adamw, sgd or sgd-momentum\n");
     EXPECT_FALSE(fs::exists(dir.file("run/report.json")));
   }
+}
+
+TEST(TrainCli, AnLmHeadBiasIsRefusedNotDropped) {
+  TempDir dir;
+  planner::ModelDesc m = planner::load_model("tiny-llama");
+  m.lm_head_bias = true;
+  nlohmann::json config = nlohmann::json::parse(loraplan::testing::config_json_text(m));
+  config["lm_head_bias"] = true;
+  write_text(dir.file("config.json"), config.dump());
+  const Result r = train({"--model", dir.file("config.json"), "--out", dir.file("run")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "loraplan: error: lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
+            "it); train runs models without one\n");
+}
+
+// The values a flag offers, as `train --help` lists them: "--weights TEXT:{nf4,fp4,...}=nf4".
+std::vector<std::string> choices_of(const std::string& help, const std::string& flag) {
+  const size_t at = help.find("  " + flag + " TEXT:{");
+  EXPECT_NE(at, std::string::npos) << flag;
+  if (at == std::string::npos) return {};
+  const size_t open = help.find('{', at), close = help.find('}', at);
+  std::vector<std::string> out;
+  std::stringstream list(help.substr(open + 1, close - open - 1));
+  for (std::string v; std::getline(list, v, ',');) out.push_back(v);
+  return out;
+}
+
+// Every value of every knob train takes either runs as the planner predicts it (verify passes on
+// the run) or is refused by name: never substituted.
+TEST(TrainCli, EveryKnobValueRunsAsPredictedOrIsRefused) {
+  const std::string help = testing::run_cli({"train", "--help"}).out;
+  std::vector<std::pair<std::string, std::vector<std::string>>> knobs;
+  for (const char* flag : {"--weights", "--double-quant", "--compute-dtype", "--optimizer", "--attention"}) {
+    knobs.emplace_back(flag, choices_of(help, flag));
+  }
+  knobs.push_back({"--checkpoint", {"none", "all", "every:2"}});
+  knobs.push_back({"--offload", {"none", "1"}});
+  knobs.push_back({"--loss", {"full", "chunked:8"}});
+  knobs.push_back({"--lora-dropout", {"0", "0.1"}});
+  knobs.push_back({"--lora-targets", {"q,v", "all-linear"}});
+  int ran = 0, refused = 0;
+  for (const auto& [flag, values] : knobs) {
+    for (const std::string& value : values) {
+      TempDir dir;
+      const Result t = train({"--model", "tiny-llama", "--grad-accum", "2", "--steps", "1", flag, value, "--out", dir.path()});
+      if (t.code == 2) {
+        EXPECT_EQ(t.err.rfind("loraplan: error: " + flag, 0), 0u) << flag << " " << value << ": " << t.err;
+        ++refused;
+        continue;
+      }
+      ASSERT_EQ(t.code, 0) << flag << " " << value << ": " << t.err;
+      const Result v = testing::run_cli({"verify", "--run", dir.file("report.json")});
+      EXPECT_EQ(v.code, 0) << flag << " " << value << ": " << v.out << v.err;
+      ++ran;
+    }
+  }
+  EXPECT_EQ(refused, 3);  // fp16 compute on the CPU, adamw-8bit, paged-adamw-8bit
+  EXPECT_GE(ran, 20);
 }
 
 TEST(TrainCli, APlanBringsItsBudget) {
