@@ -45,6 +45,8 @@ AXES = {
     "compute": [["--compute-dtype", "fp32"], ["--compute-dtype", "fp32"], ["--compute-dtype", "bf16"]],
     "offload": [["--offload", "none"], ["--offload", "1"], ["--offload", "none"]],
 }
+# The executor runs bitsandbytes' 8-bit AdamW on the CPU only.
+CPU_OPTIMIZERS = AXES["optimizer"] + [["--optimizer", "adamw-8bit"], ["--optimizer", "paged-adamw-8bit"]]
 
 
 def grid(count, device):
@@ -55,6 +57,8 @@ def grid(count, device):
         model = MODELS[i % len(MODELS)]
         flags = ["--model", model, "--device", device]
         for k, (axis, values) in enumerate(AXES.items()):
+            if axis == "optimizer" and device == "cpu":
+                values = CPU_OPTIMIZERS
             flags += values[(i // (k + 1) + k) % len(values)]
         if model == "tiny-phi3":
             flags = [("qkv,o" if f == "q,k,v,o" else f) for f in flags]

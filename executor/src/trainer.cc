@@ -15,6 +15,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "adam8bit.h"
 #include "loraplan/planner/token_lines.h"
 #include "memory_meter.h"
 #include "model.h"
@@ -85,16 +86,32 @@ double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
   return r.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine to 10%
 }
 
-// AdamW and SGD with their state allocated up front (the planner's steady state).
+// AdamW (fp32 or bitsandbytes' blockwise 8-bit state) and SGD, with their state allocated up
+// front (the planner's steady state). Paged 8-bit state lives in host memory outside the
+// device's allocator (bitsandbytes: CUDA unified memory; here: memory the tracking allocator does
+// not count), as the planner's host figure has it.
 class Optimizer {
  public:
-  Optimizer(planner::Optimizer kind, std::vector<Tensor> params) : kind_(kind), params_(std::move(params)) {
+  Optimizer(planner::Optimizer kind, std::vector<Tensor> params)
+      : kind_(kind), paged_(kind == planner::Optimizer::kPagedAdamW8bit), params_(std::move(params)) {
     for (const Tensor& p : params_) {
-      if (kind_ == planner::Optimizer::kSgd) continue;
-      m_.push_back(torch::zeros_like(p));
-      if (kind_ != planner::Optimizer::kSgdMomentum) v_.push_back(torch::zeros_like(p));
+      State s;
+      const int64_t n = p.numel();
+      if (planner::optimizer_state_8bit(kind_, n)) {
+        const int64_t blocks = (n + planner::k8bitStateBlock - 1) / planner::k8bitStateBlock;
+        s.m_codes = state_tensor({n}, torch::kUInt8, p);
+        s.v_codes = state_tensor({n}, torch::kUInt8, p);
+        s.m_absmax = state_tensor({blocks}, torch::kFloat, p);
+        s.v_absmax = state_tensor({blocks}, torch::kFloat, p);
+      } else if (kind_ != planner::Optimizer::kSgd) {
+        s.m = state_tensor(p.sizes(), torch::kFloat, p);
+        if (kind_ != planner::Optimizer::kSgdMomentum) s.v = state_tensor(p.sizes(), torch::kFloat, p);
+      }
+      states_.push_back(std::move(s));
     }
   }
+
+  int64_t host_bytes() const { return host_bytes_; }  // paged state
 
   // Scales the gradients to a total norm of at most max_norm; returns the norm before (0 when
   // clipping is off: the norm is not computed).
@@ -121,19 +138,27 @@ class Optimizer {
     for (size_t i = 0; i < params_.size(); ++i) {
       Tensor p = params_[i];
       const Tensor g = p.grad();
+      State& s = states_[i];
       if (!g.defined()) continue;
+      if (s.m_codes.defined()) {
+        const Tensor gc = g.contiguous();  // a view already: LoRA gradients are contiguous
+        adam8bit::adamw_step(p.data_ptr<float>(), gc.data_ptr<float>(), p.numel(), s.m_codes.data_ptr<uint8_t>(),
+                             s.m_absmax.data_ptr<float>(), s.v_codes.data_ptr<uint8_t>(), s.v_absmax.data_ptr<float>(),
+                             {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = weight_decay, .step = t_});
+        continue;
+      }
       switch (kind_) {
         case planner::Optimizer::kSgd: p.add_(g, -lr); break;
         case planner::Optimizer::kSgdMomentum:
-          m_[i].mul_(0.9).add_(g);
-          p.add_(m_[i], -lr);
+          s.m.mul_(0.9).add_(g);
+          p.add_(s.m, -lr);
           break;
         default: {
           if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
-          m_[i].mul_(b1).add_(g, 1 - b1);
-          v_[i].mul_(b2).addcmul_(g, g, 1 - b2);
-          const Tensor denom = (v_[i].sqrt() / std::sqrt(bc2)).add_(eps);
-          p.addcdiv_(m_[i], denom, -lr / bc1);
+          s.m.mul_(b1).add_(g, 1 - b1);
+          s.v.mul_(b2).addcmul_(g, g, 1 - b2);
+          const Tensor denom = (s.v.sqrt() / std::sqrt(bc2)).add_(eps);
+          p.addcdiv_(s.m, denom, -lr / bc1);
         }
       }
     }
@@ -144,8 +169,29 @@ class Optimizer {
   }
 
  private:
+  // One tensor's state: fp32 exp_avg (m) and exp_avg_sq (v; AdamW only), or 8-bit codes with
+  // an absmax per block.
+  struct State {
+    Tensor m, v;                 // fp32, p's shape
+    Tensor m_codes, v_codes;     // uint8 [n]
+    Tensor m_absmax, v_absmax;   // fp32 [ceil(n / 256)]
+  };
+
+  Tensor state_tensor(at::IntArrayRef shape, at::ScalarType type, const Tensor& like) {
+    if (!paged_) return torch::zeros(shape, like.options().dtype(type));
+    int64_t bytes = static_cast<int64_t>(c10::elementSize(type));
+    for (int64_t d : shape) bytes *= d;
+    host_.emplace_back(static_cast<size_t>(bytes), uint8_t{0});  // a moved vector keeps its buffer
+    host_bytes_ += bytes;
+    return torch::from_blob(host_.back().data(), shape, torch::TensorOptions().dtype(type));
+  }
+
   planner::Optimizer kind_;
-  std::vector<Tensor> params_, m_, v_;
+  bool paged_;
+  std::vector<Tensor> params_;
+  std::vector<State> states_;
+  std::vector<std::vector<uint8_t>> host_;  // paged state's storage
+  int64_t host_bytes_ = 0;
   int64_t t_ = 0;
 };
 
@@ -243,11 +289,12 @@ Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>&
 RunReport run_training(const TrainRequest& r) {
   const planner::ModelDesc& m = r.model;
   const planner::TrainConfig& c = r.config;
-  if (c.optimizer == planner::Optimizer::kAdamW8bit || c.optimizer == planner::Optimizer::kPagedAdamW8bit) {
-    // The planner predicts bitsandbytes' blockwise 8-bit state; running fp32 AdamW under that
-    // name would measure something else.
+  if (c.device == planner::Device::kCuda &&
+      (c.optimizer == planner::Optimizer::kAdamW8bit || c.optimizer == planner::Optimizer::kPagedAdamW8bit)) {
+    // The 8-bit update runs on the CPU's arrays; running fp32 AdamW under that name on CUDA would
+    // measure something else than the planner predicts.
     throw std::invalid_argument("--optimizer " + std::string(planner::optimizer_name(c.optimizer)) +
-                                ": the executor does not run 8-bit optimizer state yet (estimate and plan predict it); "
+                                ": the executor runs 8-bit optimizer state on the CPU only (--device cpu); on CUDA "
                                 "train with adamw, sgd or sgd-momentum");
   }
   const c10::Device device = torch_device(c.device);
@@ -277,6 +324,7 @@ RunReport run_training(const TrainRequest& r) {
   report.weights = r.weights.empty() ? "random (seed " + std::to_string(r.seed) + ")" : weights->description();
   report.host_bytes = model.host_bytes();
   Optimizer opt(c.optimizer, model.trainable());
+  report.host_bytes += opt.host_bytes();
   std::vector<size_t> order(data.size());
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(r.seed);

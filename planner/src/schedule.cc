@@ -330,19 +330,6 @@ void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, co
   }
 }
 
-int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
-  switch (o) {
-    case Optimizer::kAdamW: return 8 * n;  // exp_avg, exp_avg_sq fp32
-    case Optimizer::kAdamW8bit:
-    case Optimizer::kPagedAdamW8bit:
-      // bitsandbytes >= 0.44: uint8 states + fp32 absmax per 256; small tensors stay fp32.
-      return n < 4096 ? 8 * n : 2 * n + 2 * 4 * ((n + 255) / 256);
-    case Optimizer::kSgd: return 0;
-    case Optimizer::kSgdMomentum: return 4 * n;
-  }
-  return 0;
-}
-
 // Every field of the model: inventory() depends on nothing else.
 bool same_model(const ModelDesc& a, const ModelDesc& b) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
@@ -427,7 +414,9 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
         } else if (state > 0) {
           sb.alloc("optimizer", t.layer, -1, state, Category::kOptimizer);
         }
-        max_adapter = std::max(max_adapter, n);
+        // AdamW's update temporaries exist for fp32 state; 8-bit state updates block by block in
+        // place (bitsandbytes' kernel, the executor's loop) and leaves none.
+        if (!optimizer_state_8bit(c.optimizer, n)) max_adapter = std::max(max_adapter, n);
       }
     }
   }
@@ -558,7 +547,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   // Optimizer update: per-tensor temporaries (AdamW: sqrt(v) and its quotient), then the
   // gradients are released (zero_grad with set_to_none).
   sb.phase("optim");
-  // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor; SGD updates in place.
+  // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor with fp32 state; SGD
+  // updates in place.
   const int64_t update = c.optimizer == Optimizer::kAdamW || c.optimizer == Optimizer::kAdamW8bit ||
                                  c.optimizer == Optimizer::kPagedAdamW8bit
                              ? 8

@@ -76,6 +76,23 @@ std::optional<Optimizer> parse_optimizer(std::string_view name) {
   return std::nullopt;
 }
 
+bool optimizer_state_8bit(Optimizer o, int64_t n) {
+  return (o == Optimizer::kAdamW8bit || o == Optimizer::kPagedAdamW8bit) && n >= kMin8bitStateElements;
+}
+
+int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
+  switch (o) {
+    case Optimizer::kAdamW: return 8 * n;  // exp_avg, exp_avg_sq fp32
+    case Optimizer::kAdamW8bit:
+    case Optimizer::kPagedAdamW8bit:
+      // bitsandbytes >= 0.44: uint8 states + fp32 absmax per 256; small tensors stay fp32.
+      return optimizer_state_8bit(o, n) ? 2 * n + 2 * 4 * ((n + k8bitStateBlock - 1) / k8bitStateBlock) : 8 * n;
+    case Optimizer::kSgd: return 0;
+    case Optimizer::kSgdMomentum: return 4 * n;
+  }
+  return 0;
+}
+
 std::string_view attention_name(Attention a) { return a == Attention::kEager ? "eager" : "efficient"; }
 std::string_view device_name(Device d) { return d == Device::kCuda ? "cuda" : "cpu"; }
 

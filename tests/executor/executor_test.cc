@@ -486,6 +486,19 @@ INSTANTIATE_TEST_SUITE_P(
                        c.loss_chunk = 24;
                        c.grad_accum = 4;
                      }},
+        // bitsandbytes' 8-bit AdamW: uint8 state with absmax per 256 for the tensors of 4096
+        // elements or more, fp32 state below; paged: all of it in host memory, outside the peaks.
+        AccuracyCase{"llama_adamw8bit_rank64", "tiny-llama",
+                     [](planner::TrainConfig& c, const planner::ModelDesc&) {
+                       c.lora_rank = 64;
+                       c.optimizer = planner::Optimizer::kAdamW8bit;
+                       c.grad_accum = 2;
+                     }},
+        AccuracyCase{"llama_paged_adamw8bit_rank64", "tiny-llama",
+                     [](planner::TrainConfig& c, const planner::ModelDesc&) {
+                       c.lora_rank = 64;
+                       c.optimizer = planner::Optimizer::kPagedAdamW8bit;
+                     }},
         // Three query chunks; layers 0 and 2 see a 32-token window, 1 and 3 every earlier token:
         // each chunk's buffers are sized by the keys it sees.
         AccuracyCase{"gemma2_efficient_windowed_3_chunks", "tiny-gemma2",

@@ -18,6 +18,14 @@ enum class Device { kCuda, kCpu };
 
 std::string_view optimizer_name(Optimizer o);  // "adamw", "adamw-8bit", ...
 std::optional<Optimizer> parse_optimizer(std::string_view name);
+// bitsandbytes' 8-bit optimizers (>= 0.44, ../shared/reference/formats.md section 3): a tensor of
+// at least kMin8bitStateElements keeps each state as uint8 codes plus an fp32 absmax per block
+// of k8bitStateBlock elements; a smaller one keeps fp32 state.
+constexpr int64_t kMin8bitStateElements = 4096;
+constexpr int64_t k8bitStateBlock = 256;
+bool optimizer_state_8bit(Optimizer o, int64_t n);  // whether a tensor of n elements gets 8-bit state
+int64_t optimizer_state_bytes(Optimizer o, int64_t n);  // bytes of optimizer state for n elements
+
 std::string_view attention_name(Attention a);
 std::string_view device_name(Device d);
 
