@@ -156,6 +156,14 @@ def main():
                     "measured with the executor's tracking allocator, single-threaded). On a GPU, "
                     "`scripts/gpu-verify.sh` runs the same grid against CUDA's caching allocator: "
                     "docs/accuracy-cuda.md.\n\n")
+            f.write("**What depends on the processor.** The executor's CPU bytes are the same on every x86 "
+                    "processor: fp32 matrix products go to BLAS, which allocates through its own pool, not "
+                    "LibTorch's; bf16 products would go to oneDNN on AVX-512 processors, whose kernels allocate "
+                    "ISA-specific scratch (4-22 KB per linear with AVX512-BF16 or AMX), so the executor turns "
+                    "oneDNN off (`setUserEnabledMkldnn(false)` in `run_training`) and bf16 takes LibTorch's "
+                    "native kernels, which allocate nothing of their own. Speed depends on the processor; "
+                    "bytes do not. The 8-bit optimizers run on the CPU only, so the grid has them here and "
+                    "not on CUDA.\n\n")
         else:
             f.write("# Accuracy: predicted vs measured (CUDA executor)\n\n")
             f.write(f"Written on {gpu_name()} with LibTorch {libtorch} by `scripts/gpu-verify.sh`, which runs "
