@@ -365,8 +365,8 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["x_grad"] = x.requires_grad();
     // The generator as the forward finds it, so that the recompute draws the same dropout masks
-    // (a copy of the generator object; no tensor, nothing in the tracked pool).
-    ctx->saved_data["rng"] = at::globalContext().defaultGenerator(x.device()).clone();
+    // (a copy of the generator's state; no tensor, nothing in the tracked pool).
+    ctx->saved_data["rng"] = model->rng_snapshot(layer, x.device());
     ctx->save_for_backward({x});
     torch::NoGradGuard no_grad;
     return model->layer_forward(model->layers()[layer], x);
@@ -496,6 +496,18 @@ Tensor activate(Activation a, const Tensor& x) {
 }
 
 }  // namespace
+
+at::Generator Model::rng_snapshot(int64_t layer, c10::Device device) const {
+  if (!device.is_cpu()) return at::globalContext().defaultGenerator(device).clone();
+  if (rng_snapshots_.empty()) {
+    for (int64_t l = 0; l < m_.layers; ++l) rng_snapshots_.push_back(at::make_generator<at::CPUGeneratorImpl>());
+  }
+  at::Generator& saved = rng_snapshots_[static_cast<size_t>(layer)];
+  // Each layer's backward runs before its next forward, so one snapshot per layer suffices.
+  at::check_generator<at::CPUGeneratorImpl>(saved)->set_engine(
+      at::check_generator<at::CPUGeneratorImpl>(at::detail::getDefaultCPUGenerator())->engine());
+  return saved;
+}
 
 // Tensors are asked for one at a time, in the order of the file's inventory, and each is
 // converted or quantized before the next is read.
