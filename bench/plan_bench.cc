@@ -1,6 +1,7 @@
 // Cost of a full plan search for a 32-layer model (Phi-4-mini on a 6 GB GPU; Llama-3.1-8B on an
 // RTX 4090), and of a sweep over every GPU profile x 5 sequence lengths (512..8192) for
-// Llama-3.1-8B on 1 and 2 threads (loraplan sweep uses every core). Targets: a search under 50 ms, the sweep under 2 s.
+// Llama-3.1-8B on 1 and 2 threads (loraplan sweep uses every core). Targets: a search under 50 ms,
+// the sweep under 2 s.
 //
 // Run:
 //   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,10 +1,10 @@
 #include "app.h"
 
-#include <CLI/CLI.hpp>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -26,14 +26,17 @@ const std::vector<Command>& commands() {
       {"estimate", "Simulate one training step's memory and say whether it fits the GPU",
        define_estimate},
       {"plan", "Find the fastest plan that fits the GPU and write it as plan.json", define_plan},
-      {"sweep", "Which GPUs fit the model at which sequence lengths, with the best plan of each", define_sweep},
+      {"sweep", "Which GPUs fit the model at which sequence lengths, with the best plan of each",
+       define_sweep},
       {"inspect", "Show a model's architecture, parameters by role and dtype, and sizes",
        define_inspect},
       {"profiles", "List the model and GPU profiles --model and --gpu accept", define_profiles},
       {"train", "Train with the LibTorch executor as configured and measure memory per phase",
        define_train},
-      {"verify", "Hold a run's measured memory against the prediction, phase by phase", define_verify},
-      {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify", define_demo},
+      {"verify", "Hold a run's measured memory against the prediction, phase by phase",
+       define_verify},
+      {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify",
+       define_demo},
   };
   return table;
 }
@@ -49,14 +52,16 @@ void add_format_flag(CLI::App& sub, std::string& format, bool markdown) {
 std::optional<int64_t> parse_positive_integer(const std::string& text) {
   int64_t v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v <= 0) return std::nullopt;
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v <= 0)
+    return std::nullopt;
   return v;
 }
 
 CLI::Validator positive_integer() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        return parse_positive_integer(text) ? "" : "must be a positive integer, got \"" + text + "\"";
+        return parse_positive_integer(text) ? ""
+                                            : "must be a positive integer, got \"" + text + "\"";
       },
       "N > 0");
 }
@@ -64,7 +69,9 @@ CLI::Validator positive_integer() {
 CLI::Validator non_negative_integer() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        return text == "0" || parse_positive_integer(text) ? "" : "must be a non-negative integer, got \"" + text + "\"";
+        return text == "0" || parse_positive_integer(text)
+                   ? ""
+                   : "must be a non-negative integer, got \"" + text + "\"";
       },
       "N >= 0");
 }
@@ -72,13 +79,15 @@ CLI::Validator non_negative_integer() {
 std::optional<double> parse_number(const std::string& text) {
   double v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) return std::nullopt;
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v))
+    return std::nullopt;
   return v;
 }
 
 namespace {
 
-CLI::Validator number_check(bool (*in_range)(double), const std::string& requirement, const std::string& label) {
+CLI::Validator number_check(bool (*in_range)(double), const std::string& requirement,
+                            const std::string& label) {
   return CLI::Validator(
       [in_range, requirement](std::string& text) -> std::string {
         const std::optional<double> v = parse_number(text);
@@ -106,15 +115,21 @@ void write_file_atomic(const std::string& path, const std::string& text, const s
   fs::path target(path);
   const fs::file_status st = fs::status(target, ec);  // follows links: a link's file is replaced
   if (fs::exists(st)) {
-    if (fs::is_directory(st)) throw InputError(flag + ": " + path + " is a folder; give a file name");
-    if (!fs::is_regular_file(st)) throw InputError(flag + ": " + path + " is not a regular file (a device, FIFO or socket); refusing to replace it");
+    if (fs::is_directory(st))
+      throw InputError(flag + ": " + path + " is a folder; give a file name");
+    if (!fs::is_regular_file(st))
+      throw InputError(flag + ": " + path +
+                       " is not a regular file (a device, FIFO or socket); refusing to replace it");
     if (fs::is_symlink(fs::symlink_status(target, ec))) target = fs::canonical(target, ec);
   }
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir, ec)) throw InputError(flag + ": " + path + ": the folder " + dir.string() + " does not exist");
+  if (!fs::is_directory(dir, ec))
+    throw InputError(flag + ": " + path + ": the folder " + dir.string() + " does not exist");
   std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
   const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw InputError(flag + ": " + path + ": cannot write in " + dir.string() + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw InputError(flag + ": " + path + ": cannot write in " + dir.string() + ": " +
+                     std::strerror(errno));
   bool ok = true;
   for (size_t done = 0; ok && done < text.size();) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
@@ -137,7 +152,8 @@ void prepare_output_dir(const std::string& dir, const std::string& flag) {
   if (dir.empty()) throw InputError(flag + ": empty; give a folder");
   std::error_code ec;
   const fs::file_status st = fs::status(dir, ec);
-  if (fs::exists(st) && !fs::is_directory(st)) throw InputError(flag + ": " + dir + " exists and is not a folder");
+  if (fs::exists(st) && !fs::is_directory(st))
+    throw InputError(flag + ": " + dir + " exists and is not a folder");
   if (!fs::exists(st) && !fs::create_directories(dir, ec) && ec) {
     throw InputError(flag + ": cannot create the folder " + dir + ": " + ec.message());
   }
@@ -178,14 +194,17 @@ std::string one_line(std::string s) {
 }  // namespace
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  CLI::App app("loraplan: will this LoRA/QLoRA fine-tuning run fit on this GPU, and what is the "
-               "fastest plan that fits?",
-               "loraplan");
+  CLI::App app(
+      "loraplan: will this LoRA/QLoRA fine-tuning run fit on this GPU, and what is the "
+      "fastest plan that fits?",
+      "loraplan");
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::function<std::string()>(version_text));
-  app.footer("Exit codes: 0 ok, 1 the answer is no (does not fit, out of memory, verification failed, "
-             "training diverged), 2 bad input (a flag, file or profile), 3 an internal error (a bug: please report "
-             "it) or a part the build left out (the executor).");
+  app.footer(
+      "Exit codes: 0 ok, 1 the answer is no (does not fit, out of memory, verification failed, "
+      "training diverged), 2 bad input (a flag, file or profile), 3 an internal error (a bug: "
+      "please report "
+      "it) or a part the build left out (the executor).");
 
   std::vector<std::pair<CLI::App*, Handler>> handlers;  // one per command-table row
   for (const Command& c : commands()) {
@@ -217,7 +236,8 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
       err << "loraplan: error: " << one_line(e.what()) << "\n";
       return kExitBadInput;
     } catch (const std::bad_alloc&) {
-      err << "loraplan: error: out of host memory (" << sub->get_name() << " needed more than this machine could give)\n";
+      err << "loraplan: error: out of host memory (" << sub->get_name()
+          << " needed more than this machine could give)\n";
       return kExitCheckFailed;
     } catch (const std::exception& e) {
       err << "loraplan: error: " << one_line(e.what()) << "\n";

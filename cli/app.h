@@ -2,15 +2,15 @@
 
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace CLI {
 class App;
 class Validator;
-}
+}  // namespace CLI
 
 namespace loraplan::cli {
 
@@ -65,7 +65,8 @@ CLI::Validator probability();
 // Writes `text` to `path` whole or not at all: a temporary file in the same folder, renamed over
 // `path` once complete. Refuses (InputError naming `flag`) an empty path, a missing folder, and a
 // path that is a folder, a device, a FIFO or a socket: only a regular file is ever replaced.
-void write_file_atomic(const std::string& path, const std::string& text, const std::string& flag = "--out");
+void write_file_atomic(const std::string& path, const std::string& text,
+                       const std::string& flag = "--out");
 
 // Makes `dir` a folder that exists and can be written (creating it and its parents); InputError
 // naming `flag` when it cannot: "--out: run/report.json exists and is not a folder".

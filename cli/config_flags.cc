@@ -20,47 +20,78 @@ ConfigFlags executor_flags() {
 
 void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs, bool device_flags) {
   add_model_flag(sub, f.model);
-  sub.add_option("--seq-len", f.seq_len, "Tokens per sequence (T)")->check(positive_integer())->default_str(std::to_string(f.seq_len));
+  sub.add_option("--seq-len", f.seq_len, "Tokens per sequence (T)")
+      ->check(positive_integer())
+      ->default_str(std::to_string(f.seq_len));
   if (searched_knobs) {
-    sub.add_option("--micro-batch", f.micro_batch, "Sequences per forward/backward (B)")->check(positive_integer())->default_str(std::to_string(f.micro_batch));
-    sub.add_option("--grad-accum", f.grad_accum, "Micro-batches per optimizer step")->check(positive_integer())->default_str(std::to_string(f.grad_accum));
+    sub.add_option("--micro-batch", f.micro_batch, "Sequences per forward/backward (B)")
+        ->check(positive_integer())
+        ->default_str(std::to_string(f.micro_batch));
+    sub.add_option("--grad-accum", f.grad_accum, "Micro-batches per optimizer step")
+        ->check(positive_integer())
+        ->default_str(std::to_string(f.grad_accum));
   }
   sub.add_option("--weights", f.weights, "Frozen linear weights: nf4|fp4|int8|bf16|fp16|fp32")
-      ->check(CLI::IsMember({"nf4", "fp4", "int8", "bf16", "fp16", "fp32"}))->default_str(f.weights);
-  sub.add_option("--double-quant", f.double_quant, "NF4/FP4: quantize the absmax values again (8 bits, blocks of 256)")
-      ->check(CLI::IsMember({"on", "off"}))->default_str(f.double_quant);
+      ->check(CLI::IsMember({"nf4", "fp4", "int8", "bf16", "fp16", "fp32"}))
+      ->default_str(f.weights);
+  sub.add_option("--double-quant", f.double_quant,
+                 "NF4/FP4: quantize the absmax values again (8 bits, blocks of 256)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->default_str(f.double_quant);
   sub.add_option("--compute-dtype", f.compute_dtype, "Activations and matmuls: bf16|fp16|fp32")
-      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}))->default_str(f.compute_dtype);
-  sub.add_option("--lora-rank", f.lora_rank, "LoRA rank r")->check(positive_integer())->default_str(std::to_string(f.lora_rank));
-  sub.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (scaling alpha / r)")->check(positive_number())->default_str("32");
-  sub.add_option("--lora-dropout", f.lora_dropout, "LoRA dropout probability (0 keeps no masks)")->check(probability())->default_str("0.05");
-  sub.add_option("--lora-targets", f.lora_targets, "q,k,v,o,gate,up,down (any subset) or all-linear")->default_str(f.lora_targets);
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}))
+      ->default_str(f.compute_dtype);
+  sub.add_option("--lora-rank", f.lora_rank, "LoRA rank r")
+      ->check(positive_integer())
+      ->default_str(std::to_string(f.lora_rank));
+  sub.add_option("--lora-alpha", f.lora_alpha, "LoRA alpha (scaling alpha / r)")
+      ->check(positive_number())
+      ->default_str("32");
+  sub.add_option("--lora-dropout", f.lora_dropout, "LoRA dropout probability (0 keeps no masks)")
+      ->check(probability())
+      ->default_str("0.05");
+  sub.add_option("--lora-targets", f.lora_targets,
+                 "q,k,v,o,gate,up,down (any subset) or all-linear")
+      ->default_str(f.lora_targets);
   sub.add_option("--optimizer", f.optimizer, "adamw|adamw-8bit|paged-adamw-8bit|sgd|sgd-momentum")
-      ->check(CLI::IsMember({"adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum"}))->default_str(f.optimizer);
+      ->check(CLI::IsMember({"adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum"}))
+      ->default_str(f.optimizer);
   if (searched_knobs) {
-    sub.add_option("--checkpoint", f.checkpoint, "Gradient checkpointing: none|all|every:K|layers:0,3,5")->default_str(f.checkpoint);
-    sub.add_option("--offload", f.offload, "Layers whose frozen weights live in host memory: N (the first N)|layers:0,3|none")->default_str(f.offload);
+    sub.add_option("--checkpoint", f.checkpoint,
+                   "Gradient checkpointing: none|all|every:K|layers:0,3,5")
+        ->default_str(f.checkpoint);
+    sub.add_option(
+           "--offload", f.offload,
+           "Layers whose frozen weights live in host memory: N (the first N)|layers:0,3|none")
+        ->default_str(f.offload);
     sub.add_option("--attention", f.attention, "eager (keeps B*H*T*T probabilities) | efficient")
-        ->check(CLI::IsMember({"eager", "efficient"}))->default_str(f.attention);
+        ->check(CLI::IsMember({"eager", "efficient"}))
+        ->default_str(f.attention);
     sub.add_option("--loss", f.loss, "full (B*T*V logits) | chunked:TOKENS")->default_str(f.loss);
   }
   if (!device_flags) return;
-  sub.add_option("--device", f.device, "cuda (default) | cpu (predicts the CPU executor: exact bytes, no context)")
+  sub.add_option("--device", f.device,
+                 "cuda (default) | cpu (predicts the CPU executor: exact bytes, no context)")
       ->check(CLI::IsMember({"cuda", "cpu"}));
-  sub.add_option("--gpu", f.gpu,
-                 "GPU profile (see loraplan profiles) or memory size: 6GB means a 6 GB card as sold "
-                 "(6144 MiB); 6GiB, 6144MiB and 12G work too. Implies --device cuda")
+  sub.add_option(
+         "--gpu", f.gpu,
+         "GPU profile (see loraplan profiles) or memory size: 6GB means a 6 GB card as sold "
+         "(6144 MiB); 6GiB, 6144MiB and 12G work too. Implies --device cuda")
       ->default_str("6GB");
-  sub.add_option("--budget", f.budget, "Memory budget (a size), overriding the GPU's memory; with --device cpu, the executor's limit");
+  sub.add_option("--budget", f.budget,
+                 "Memory budget (a size), overriding the GPU's memory; with --device cpu, the "
+                 "executor's limit");
 }
 
 void refuse_config_flags_with_plan(const CLI::App& sub) {
-  for (const char* name : {"--model", "--seq-len", "--micro-batch", "--grad-accum", "--weights", "--double-quant",
-                           "--compute-dtype", "--lora-rank", "--lora-alpha", "--lora-dropout", "--lora-targets",
-                           "--optimizer", "--checkpoint", "--offload", "--attention", "--loss", "--gpu"}) {
+  for (const char* name :
+       {"--model", "--seq-len", "--micro-batch", "--grad-accum", "--weights", "--double-quant",
+        "--compute-dtype", "--lora-rank", "--lora-alpha", "--lora-dropout", "--lora-targets",
+        "--optimizer", "--checkpoint", "--offload", "--attention", "--loss", "--gpu"}) {
     const CLI::Option* o = sub.get_option_no_throw(name);
     if (o && o->count() > 0) {
-      throw InputError(std::string(name) + ": the plan sets the configuration; give either --plan or " + name);
+      throw InputError(std::string(name) +
+                       ": the plan sets the configuration; give either --plan or " + name);
     }
   }
 }
@@ -79,8 +110,9 @@ RunSpec resolve_run(const CLI::App& sub, const ConfigFlags& f, const std::string
   r.model_spec = p.model_reference;
   r.model = std::move(p.model);
   r.config = p.config;
-  r.device = p.device == planner::Device::kCpu ? planner::cpu_device(p.budget_bytes)
-                                               : planner::cuda_device(planner::resolve_gpu(p.gpu), p.budget_bytes);
+  r.device = p.device == planner::Device::kCpu
+                 ? planner::cpu_device(p.budget_bytes)
+                 : planner::cuda_device(planner::resolve_gpu(p.gpu), p.budget_bytes);
   return r;
 }
 
@@ -115,8 +147,10 @@ planner::DeviceModel resolve_device(const ConfigFlags& f) {
   }
   const planner::GpuProfile gpu = planner::resolve_gpu(f.gpu.empty() ? "6GB" : f.gpu);
   if (budget > gpu.memory_bytes) {  // a budget lowers the card's memory, it cannot add to it
-    throw InputError("--budget: " + f.budget + " is more than the " + (gpu.from_size_only ? gpu.display_name : gpu.name) +
-                     "'s " + planner::format_bytes(gpu.memory_bytes) + "; give at most the GPU's memory or a larger --gpu");
+    throw InputError("--budget: " + f.budget + " is more than the " +
+                     (gpu.from_size_only ? gpu.display_name : gpu.name) + "'s " +
+                     planner::format_bytes(gpu.memory_bytes) +
+                     "; give at most the GPU's memory or a larger --gpu");
   }
   return planner::cuda_device(gpu, budget);
 }

@@ -44,7 +44,8 @@ ConfigFlags executor_flags();
 // searched_knobs = false leaves out the flags plan and sweep choose themselves (micro-batch,
 // accumulation, checkpoint, offload, attention, loss); device_flags = false leaves out --device,
 // --gpu and --budget (sweep).
-void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs = true, bool device_flags = true);
+void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs = true,
+                      bool device_flags = true);
 
 // Resolves the flags against the model; throws InputError naming the flag on bad values.
 // With --plan, the plan sets every knob: a configuration flag given as well is an error naming it

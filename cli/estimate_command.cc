@@ -31,9 +31,12 @@ Handler define_estimate(CLI::App& sub) {
     const std::vector<planner::Suggestion> fixes =
         e.fits ? std::vector<planner::Suggestion>{} : planner::suggest_fixes(model, config, device);
     const reports::EstimateView view{model, config, device, e, fixes};
-    if (f->format == "json") io.out << reports::estimate_json(view).dump(2) << "\n";
-    else if (f->format == "md") io.out << reports::estimate_markdown(view);
-    else io.out << reports::estimate_text(view);
+    if (f->format == "json")
+      io.out << reports::estimate_json(view).dump(2) << "\n";
+    else if (f->format == "md")
+      io.out << reports::estimate_markdown(view);
+    else
+      io.out << reports::estimate_text(view);
     return e.fits ? kExitOk : kExitCheckFailed;
   };
 }

@@ -44,12 +44,15 @@ Handler define_inspect(CLI::App& sub) {
   return [f](Io& io) {
     const planner::ModelDesc model = planner::load_model(f->model);
     const std::vector<planner::TensorSpec> tensors = planner::inventory(model);
-    const planner::ModelSummary summary =
-        planner::summarize(model, tensors, {.lora_rank = f->lora_rank, .lora_targets = f->lora_targets});
+    const planner::ModelSummary summary = planner::summarize(
+        model, tensors, {.lora_rank = f->lora_rank, .lora_targets = f->lora_targets});
     const reports::InspectView view{model, tensors, summary, f->tensors};
-    if (f->format == "json") io.out << reports::inspect_json(view).dump(2) << "\n";
-    else if (f->format == "md") io.out << reports::inspect_markdown(view);
-    else io.out << reports::inspect_text(view);
+    if (f->format == "json")
+      io.out << reports::inspect_json(view).dump(2) << "\n";
+    else if (f->format == "md")
+      io.out << reports::inspect_markdown(view);
+    else
+      io.out << reports::inspect_text(view);
     return kExitOk;
   };
 }

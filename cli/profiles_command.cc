@@ -20,33 +20,47 @@ struct ProfilesFlags {
 };
 
 void list_models(Io& io, nlohmann::json& json, bool as_json) {
-  reports::Table t({{"model"}, {"hf_id"}, {"family"}, {"layers", reports::Align::kRight},
+  reports::Table t({{"model"},
+                    {"hf_id"},
+                    {"family"},
+                    {"layers", reports::Align::kRight},
                     {"parameters", reports::Align::kRight}});
   for (const std::string& name : planner::profile_names("models")) {
     const planner::ModelDesc m = planner::load_model(name);
     const int64_t params = planner::total_params(planner::inventory(m));
     t.add_row({name, m.hf_id.empty() ? "-" : m.hf_id, std::string(planner::family_name(m.family)),
                std::to_string(m.layers), reports::short_count(params)});
-    json["models"].push_back({{"name", name}, {"hf_id", m.hf_id}, {"family", planner::family_name(m.family)},
+    json["models"].push_back({{"name", name},
+                              {"hf_id", m.hf_id},
+                              {"family", planner::family_name(m.family)},
                               {"total_params", params}});
   }
   if (!as_json) io.out << "Models (--model NAME)\n" << t.text() << "\n";
 }
 
 void list_gpus(Io& io, nlohmann::json& json, bool as_json) {
-  reports::Table t({{"gpu"}, {"name"}, {"memory", reports::Align::kRight},
-                    {"tensor TFLOPS", reports::Align::kRight}, {"bf16"}});
+  reports::Table t({{"gpu"},
+                    {"name"},
+                    {"memory", reports::Align::kRight},
+                    {"tensor TFLOPS", reports::Align::kRight},
+                    {"bf16"}});
   for (const std::string& name : planner::profile_names("gpus")) {
     const planner::GpuProfile g = planner::resolve_gpu(name);
     char tflops[32];
     std::snprintf(tflops, sizeof tflops, "%.1f", g.tensor_tflops);
-    t.add_row({name, g.display_name, planner::format_bytes(g.memory_bytes), tflops, g.bf16_native ? "yes" : "no"});
-    json["gpus"].push_back({{"name", name}, {"display_name", g.display_name}, {"memory_bytes", g.memory_bytes},
-                            {"tensor_tflops", g.tensor_tflops}, {"bf16_native", g.bf16_native}});
+    t.add_row({name, g.display_name, planner::format_bytes(g.memory_bytes), tflops,
+               g.bf16_native ? "yes" : "no"});
+    json["gpus"].push_back({{"name", name},
+                            {"display_name", g.display_name},
+                            {"memory_bytes", g.memory_bytes},
+                            {"tensor_tflops", g.tensor_tflops},
+                            {"bf16_native", g.bf16_native}});
   }
   if (!as_json) {
-    io.out << "GPUs (--gpu NAME in any case, or the start of one name: --gpu rtx-4060-ti; or a size with its unit:\n"
-              "--gpu 6GB means a 6 GB card as sold, 6144 MiB)\n" << t.text();
+    io.out << "GPUs (--gpu NAME in any case, or the start of one name: --gpu rtx-4060-ti; or a "
+              "size with its unit:\n"
+              "--gpu 6GB means a 6 GB card as sold, 6144 MiB)\n"
+           << t.text();
   }
 }
 

@@ -11,11 +11,17 @@
 namespace loraplan::cli {
 
 void add_search_flags(CLI::App& sub, SearchFlags& f) {
-  sub.add_option("--target-batch", f.target_batch, "Sequences per optimizer step: micro-batch x accumulation")
-      ->check(positive_integer())->default_str("8");
-  sub.add_option("--margin", f.margin, "Room left under the budget: a share (5%), a size (512MiB) or 0 for none")->default_str(f.margin);
-  sub.add_option("--allow-weights", f.allow_weights, "Weight formats the search may choose, e.g. nf4,int8 (default: --weights)");
-  sub.add_option("--allow-optimizer", f.allow_optimizers, "Optimizers the search may choose, e.g. adamw,adamw-8bit (default: --optimizer)");
+  sub.add_option("--target-batch", f.target_batch,
+                 "Sequences per optimizer step: micro-batch x accumulation")
+      ->check(positive_integer())
+      ->default_str("8");
+  sub.add_option("--margin", f.margin,
+                 "Room left under the budget: a share (5%), a size (512MiB) or 0 for none")
+      ->default_str(f.margin);
+  sub.add_option("--allow-weights", f.allow_weights,
+                 "Weight formats the search may choose, e.g. nf4,int8 (default: --weights)");
+  sub.add_option("--allow-optimizer", f.allow_optimizers,
+                 "Optimizers the search may choose, e.g. adamw,adamw-8bit (default: --optimizer)");
   sub.add_flag("--no-offload", f.no_offload, "Never keep layers' weights in host memory");
 }
 
@@ -24,7 +30,9 @@ namespace {
 // "0", "0.0", "0MiB": a size of nothing, which parse_size refuses (a GPU or budget of 0 is a
 // mistake, a margin of 0 is not).
 bool is_zero_size(const std::string& text) {
-  auto zeros = [&](size_t i) { return std::min(text.find_first_not_of('0', i), text.size()); };  // end of a run of 0s
+  auto zeros = [&](size_t i) {
+    return std::min(text.find_first_not_of('0', i), text.size());
+  };  // end of a run of 0s
   size_t end = zeros(0);
   if (end == 0) return false;
   if (end < text.size() && text[end] == '.') {
@@ -50,7 +58,8 @@ void parse_margin(const std::string& text, int64_t budget, planner::SearchSpace&
     const std::string number = text.substr(0, text.size() - 1);
     const double v = std::strtod(number.c_str(), &end);
     if (number.empty() || *end != '\0' || !(v >= 0) || v >= 100) {
-      throw InputError("--margin: \"" + text + "\" is not a share of the budget below 100% (examples: 5%, 512MiB)");
+      throw InputError("--margin: \"" + text +
+                       "\" is not a share of the budget below 100% (examples: 5%, 512MiB)");
     }
     s.margin_share = v / 100;
     return;
@@ -58,20 +67,24 @@ void parse_margin(const std::string& text, int64_t budget, planner::SearchSpace&
   if (is_zero_size(text)) return;  // "0", "0MiB": no margin
   s.margin_bytes = planner::parse_size(text, "--margin");
   if (budget > 0 && s.margin_bytes >= budget) {
-    throw InputError("--margin: " + text + " leaves nothing of the " + planner::format_bytes(budget) + " budget");
+    throw InputError("--margin: " + text + " leaves nothing of the " +
+                     planner::format_bytes(budget) + " budget");
   }
 }
 
 }  // namespace
 
-planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& config, int64_t budget_bytes) {
+planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& config,
+                                    int64_t budget_bytes) {
   planner::SearchSpace s;
   s.target_batch = f.target_batch;
   parse_margin(f.margin, budget_bytes, s);
   s.allow_offload = !f.no_offload;
   for (const std::string& name : split_list(f.allow_weights)) {
     const auto format = planner::parse_weight_format(name);
-    if (!format) throw InputError("--allow-weights: \"" + name + "\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)");
+    if (!format)
+      throw InputError("--allow-weights: \"" + name +
+                       "\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)");
     planner::QuantOptions q;
     q.format = *format;
     q.double_quant = config.double_quant == "on";
@@ -80,7 +93,9 @@ planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& con
   for (const std::string& name : split_list(f.allow_optimizers)) {
     const auto o = planner::parse_optimizer(name);
     if (!o) {
-      throw InputError("--allow-optimizer: \"" + name + "\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)");
+      throw InputError(
+          "--allow-optimizer: \"" + name +
+          "\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)");
     }
     s.optimizers.push_back(*o);
   }

@@ -24,7 +24,8 @@ struct SearchFlags {
 void add_search_flags(CLI::App& sub, SearchFlags& f);
 
 // Throws InputError naming the flag. budget_bytes (0 = several) bounds a margin given as a size.
-planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& config, int64_t budget_bytes);
+planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& config,
+                                    int64_t budget_bytes);
 
 // The cost model's rates for the device the flags name.
 planner::Rates device_rates(const ConfigFlags& f, const planner::TrainConfig& c);

@@ -44,20 +44,23 @@ Handler define_sweep(CLI::App& sub) {
   auto f = std::make_shared<SweepFlags>();
   add_config_flags(sub, f->config, /*searched_knobs=*/false, /*device_flags=*/false);
   add_search_flags(sub, f->search);
-  sub.add_option("--gpus", f->gpus, "all, or GPU profiles and sizes: rtx-4090,t4,6GB")->default_str(f->gpus);
+  sub.add_option("--gpus", f->gpus, "all, or GPU profiles and sizes: rtx-4090,t4,6GB")
+      ->default_str(f->gpus);
   sub.add_option("--seq-lens", f->seq_lens, "Sequence lengths, tokens")->default_str(f->seq_lens);
   add_format_flag(sub, f->format);
   return [f](Io& io) {
     const planner::ModelDesc model = planner::load_model(f->config.model);
     const std::vector<int64_t> seq_lens = parse_seq_lens(f->seq_lens);
     std::vector<planner::GpuProfile> gpus;
-    for (const std::string& name : f->gpus == "all" ? planner::profile_names("gpus") : split_list(f->gpus)) {
+    for (const std::string& name :
+         f->gpus == "all" ? planner::profile_names("gpus") : split_list(f->gpus)) {
       gpus.push_back(planner::resolve_gpu(name));
     }
     if (gpus.empty()) throw InputError("--gpus: name at least one GPU profile or size");
-    std::stable_sort(gpus.begin(), gpus.end(), [](const planner::GpuProfile& a, const planner::GpuProfile& b) {
-      return a.memory_bytes < b.memory_bytes;
-    });
+    std::stable_sort(gpus.begin(), gpus.end(),
+                     [](const planner::GpuProfile& a, const planner::GpuProfile& b) {
+                       return a.memory_bytes < b.memory_bytes;
+                     });
     const planner::TrainConfig base = resolve_config(f->config, model);
     const planner::SearchSpace space = resolve_search(f->search, f->config, 0);
     const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -65,9 +68,12 @@ Handler define_sweep(CLI::App& sub) {
     for (planner::SweepCell& cell : planner::sweep(model, base, gpus, seq_lens, space, threads)) {
       rows.push_back({cell.gpu.name, cell.gpu.memory_bytes, cell.seq_len, std::move(cell.search)});
     }
-    if (f->format == "json") io.out << reports::sweep_json(model.name, rows).dump(2) << "\n";
-    else if (f->format == "md") io.out << reports::sweep_markdown(model.name, rows);
-    else io.out << reports::sweep_text(model.name, rows);
+    if (f->format == "json")
+      io.out << reports::sweep_json(model.name, rows).dump(2) << "\n";
+    else if (f->format == "md")
+      io.out << reports::sweep_markdown(model.name, rows);
+    else
+      io.out << reports::sweep_text(model.name, rows);
     return kExitOk;
   };
 }

@@ -41,18 +41,24 @@ struct RunOrigin {
   std::string plan;
 };
 
-nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q, const RunOrigin& origin) {
+nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q,
+                           const RunOrigin& origin) {
   const std::string& plan = origin.plan;
   nlohmann::json j;
   j["model"] = reports::run_model_json(reports::run_model(origin.model_spec, q.model));
   j["config"] = reports::config_json(q.config);
-  j["training"] = {{"steps", q.steps}, {"lr", q.lr}, {"warmup_steps", q.warmup_steps}, {"seed", q.seed},
-                   {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
-                   {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
-                   {"weights", r.weights},
-                   {"gpu", origin.gpu.empty() ? nlohmann::json() : nlohmann::json(origin.gpu)},
-                   {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
-  j["environment"] = {{"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
+  j["training"] = {
+      {"steps", q.steps},
+      {"lr", q.lr},
+      {"warmup_steps", q.warmup_steps},
+      {"seed", q.seed},
+      {"data", q.data_path.empty() ? nlohmann::json("synthetic") : nlohmann::json(q.data_path)},
+      {"budget_bytes", q.budget_bytes > 0 ? nlohmann::json(q.budget_bytes) : nlohmann::json()},
+      {"weights", r.weights},
+      {"gpu", origin.gpu.empty() ? nlohmann::json() : nlohmann::json(origin.gpu)},
+      {"plan", plan.empty() ? nlohmann::json() : nlohmann::json(plan)}};
+  j["environment"] = {
+      {"device", r.device}, {"libtorch_version", r.libtorch_version}, {"threads", r.threads}};
   // peak_bytes: allocated (live tensor) bytes; reserved_peak_bytes: with the caching allocator's
   // free cached blocks on CUDA, equal to peak_bytes on the CPU.
   j["measured"] = {{"peak_bytes", r.peak_bytes},
@@ -61,13 +67,17 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
                    {"host_bytes", r.host_bytes}};
   j["measured"]["phases"] = nlohmann::json::array();
   for (const executor::PhaseMeasure& p : r.phases) {
-    j["measured"]["phases"].push_back(
-        {{"name", p.name}, {"peak_bytes", p.peak_bytes}, {"reserved_peak_bytes", p.reserved_peak_bytes}});
+    j["measured"]["phases"].push_back({{"name", p.name},
+                                       {"peak_bytes", p.peak_bytes},
+                                       {"reserved_peak_bytes", p.reserved_peak_bytes}});
   }
   j["steps"] = nlohmann::json::array();
   for (const executor::StepMeasure& s : r.steps) {
-    j["steps"].push_back({{"step", s.step}, {"loss", s.loss}, {"tokens_per_s", s.tokens_per_s},
-                          {"peak_bytes", s.peak_bytes}, {"reserved_peak_bytes", s.reserved_peak_bytes},
+    j["steps"].push_back({{"step", s.step},
+                          {"loss", s.loss},
+                          {"tokens_per_s", s.tokens_per_s},
+                          {"peak_bytes", s.peak_bytes},
+                          {"reserved_peak_bytes", s.reserved_peak_bytes},
                           {"lr", s.lr}});
   }
   j["out_of_memory"] = r.out_of_memory;
@@ -79,8 +89,9 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
 
 void print_step(std::ostream& out, const executor::StepMeasure& s) {
   char line[160];
-  std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n", static_cast<long long>(s.step),
-                s.loss, s.tokens_per_s, planner::format_bytes(s.peak_bytes).c_str());
+  std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n",
+                static_cast<long long>(s.step), s.loss, s.tokens_per_s,
+                planner::format_bytes(s.peak_bytes).c_str());
   out << line << std::flush;
 }
 
@@ -90,23 +101,38 @@ Handler define_train(CLI::App& sub) {
   auto f = std::make_shared<TrainFlags>();
   f->config = executor_flags();
   add_config_flags(sub, f->config);
-  sub.add_option("--plan", f->plan, "plan.json from loraplan plan (made with --device cpu): applies every knob of it");
-  auto* data = sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
-  sub.add_flag("--synthetic", f->synthetic, "Train on a small fixed set of random sequences (the default)")
+  sub.add_option("--plan", f->plan,
+                 "plan.json from loraplan plan (made with --device cpu): applies every knob of it");
+  auto* data =
+      sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
+  sub.add_flag("--synthetic", f->synthetic,
+               "Train on a small fixed set of random sequences (the default)")
       ->excludes(data);
-  sub.add_option("--steps", f->steps, "Optimizer steps")->check(positive_integer())->default_str("50");
-  sub.add_option("--out", f->out, "Directory for report.json and the adapter (PEFT format)")->required();
-  sub.add_option("--lr", f->lr, "Peak learning rate")->check(positive_number())->default_str("2e-4");
+  sub.add_option("--steps", f->steps, "Optimizer steps")
+      ->check(positive_integer())
+      ->default_str("50");
+  sub.add_option("--out", f->out, "Directory for report.json and the adapter (PEFT format)")
+      ->required();
+  sub.add_option("--lr", f->lr, "Peak learning rate")
+      ->check(positive_number())
+      ->default_str("2e-4");
   sub.add_option("--warmup-steps", f->warmup_steps, "Linear warmup steps before the cosine decay")
-      ->check(non_negative_integer())->default_str("0");
-  sub.add_option("--seed", f->seed, "Seed of weights, adapters, dropout and data order")->default_str("0");
-  sub.add_option("--threads", f->threads, "Intra-op threads")->check(CLI::Validator(
-      [](std::string& text) -> std::string {
-        const std::optional<int64_t> n = parse_positive_integer(text);
-        return n && *n <= 1024 ? "" : "must be a number of threads in 1..1024, got \"" + text + "\"";
-      },
-      "1..1024"))->default_str("1");
-  sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")->check(non_negative_number())->default_str("1.0");
+      ->check(non_negative_integer())
+      ->default_str("0");
+  sub.add_option("--seed", f->seed, "Seed of weights, adapters, dropout and data order")
+      ->default_str("0");
+  sub.add_option("--threads", f->threads, "Intra-op threads")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            const std::optional<int64_t> n = parse_positive_integer(text);
+            return n && *n <= 1024 ? ""
+                                   : "must be a number of threads in 1..1024, got \"" + text + "\"";
+          },
+          "1..1024"))
+      ->default_str("1");
+  sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")
+      ->check(non_negative_number())
+      ->default_str("1.0");
   return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
@@ -149,12 +175,14 @@ Handler define_train(CLI::App& sub) {
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
     }
-    if (!r.steps.empty() && r.steps.back().step != printed) print_step(io.out, r.steps.back());  // where it stopped
+    if (!r.steps.empty() && r.steps.back().step != printed)
+      print_step(io.out, r.steps.back());  // where it stopped
     const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
-    const RunOrigin origin{run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
+    const RunOrigin origin{
+        run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
     write_file_atomic(report_path, report_json(r, q, origin).dump(2) + "\n");
-    io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " (" << reports::with_commas(r.peak_bytes)
-           << " bytes); report: " << report_path << "\n";
+    io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " ("
+           << reports::with_commas(r.peak_bytes) << " bytes); report: " << report_path << "\n";
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
       return kExitCheckFailed;

@@ -49,7 +49,8 @@ void require_complete(const reports::RunReport& run, const std::string& where) {
          : run.diverged_step > 0 ? "when it diverged at step " + std::to_string(run.diverged_step)
                                  : std::string("with an error")) +
         (why.empty() ? "" : " (" + why + ")");
-  throw InputError(where + ": the run stopped " + why + "; an incomplete run is not a measurement to verify");
+  throw InputError(where + ": the run stopped " + why +
+                   "; an incomplete run is not a measurement to verify");
 }
 
 // With --run alone the run says what it was: each configuration flag not given takes the run's
@@ -75,7 +76,10 @@ ConfigFlags flags_from_run(const CLI::App& sub, ConfigFlags f, const reports::Ru
       {"--optimizer", [&] { f.optimizer = c.optimizer; }},
       {"--checkpoint", [&] { f.checkpoint = c.checkpoint; }},
       // --offload takes a count where the report says "all"
-      {"--offload", [&] { f.offload = c.offload == "all" ? std::to_string(run.model.shape.layers) : c.offload; }},
+      {"--offload",
+       [&] {
+         f.offload = c.offload == "all" ? std::to_string(run.model.shape.layers) : c.offload;
+       }},
       {"--attention", [&] { f.attention = c.attention; }},
       {"--loss", [&] { f.loss = c.loss; }},
       {"--device", [&] { f.device = c.device; }},
@@ -100,41 +104,47 @@ RunSpec resolve_from_run(const CLI::App& sub, const VerifyFlags& f, const report
 void require_same_model(const reports::RunReport& run, const RunSpec& spec, const VerifyFlags& f) {
   const reports::RunModel expected = reports::run_model(spec.model_spec, spec.model);
   if (expected.shape == run.model.shape) return;
-  throw InputError(f.run + ": not the same run: the run trained " + reports::model_summary(run.model) + ", " +
-                   (f.plan.empty() ? "the flags say " : "the plan says ") + reports::model_summary(expected));
+  throw InputError(
+      f.run + ": not the same run: the run trained " + reports::model_summary(run.model) + ", " +
+      (f.plan.empty() ? "the flags say " : "the plan says ") + reports::model_summary(expected));
 }
 
 // The flags (or the plan) must describe the run: every knob as report.json spells it.
-void require_same_config(const reports::RunReport& run, const planner::TrainConfig& config, const VerifyFlags& f) {
+void require_same_config(const reports::RunReport& run, const planner::TrainConfig& config,
+                         const VerifyFlags& f) {
   const nlohmann::json& written = run.config_as_written;
   const nlohmann::json expected = reports::config_json(config);
   for (const auto& [key, value] : expected.items()) {
     if (written.contains(key) && written.at(key) == value) continue;
-    throw InputError(f.run + ": the run's \"" + key + "\" is " +
-                     (written.contains(key) ? planner::json_excerpt(written.at(key)) : std::string("missing")) + ", " +
-                     (f.plan.empty() ? "the flags say " : "the plan says ") + value.dump());
+    throw InputError(
+        f.run + ": the run's \"" + key + "\" is " +
+        (written.contains(key) ? planner::json_excerpt(written.at(key)) : std::string("missing")) +
+        ", " + (f.plan.empty() ? "the flags say " : "the plan says ") + value.dump());
   }
 }
 
 // Every phase of the prediction (setup aside) must be measured, and every measured phase predicted.
-void require_same_phases(const planner::Estimate& e, const reports::RunReport& run, const std::string& where) {
+void require_same_phases(const planner::Estimate& e, const reports::RunReport& run,
+                         const std::string& where) {
   std::vector<std::string> predicted;
   for (const planner::PhasePeak& p : e.phases) {
     if (p.name != "setup") predicted.push_back(p.name);
   }
-  const std::string expected = "; a run measures exactly the prediction's " + std::to_string(predicted.size()) +
-                               " phases (" + (predicted.empty() ? "" : predicted.front() + " ... " + predicted.back()) + ")";
+  const std::string expected =
+      "; a run measures exactly the prediction's " + std::to_string(predicted.size()) +
+      " phases (" + (predicted.empty() ? "" : predicted.front() + " ... " + predicted.back()) + ")";
   for (size_t i = 0; i < run.phases.size(); ++i) {
     const std::string& name = run.phases[i].name;
     if (name != "setup" && std::find(predicted.begin(), predicted.end(), name) == predicted.end()) {
-      throw InputError(where + ": \"measured.phases[" + std::to_string(i) + "].name\" is \"" + name +
-                       "\", not a phase of the prediction" + expected);
+      throw InputError(where + ": \"measured.phases[" + std::to_string(i) + "].name\" is \"" +
+                       name + "\", not a phase of the prediction" + expected);
     }
   }
   for (const std::string& name : predicted) {
     const bool measured = std::any_of(run.phases.begin(), run.phases.end(),
                                       [&](const reports::RunPhase& p) { return p.name == name; });
-    if (!measured) throw InputError(where + ": \"measured.phases\" has no phase \"" + name + "\"" + expected);
+    if (!measured)
+      throw InputError(where + ": \"measured.phases\" has no phase \"" + name + "\"" + expected);
   }
 }
 
@@ -146,7 +156,8 @@ Handler define_verify(CLI::App& sub) {
   add_config_flags(sub, f->config);
   sub.add_option("--plan", f->plan, "plan.json the run applied (instead of configuration flags)");
   sub.add_option("--run", f->run,
-                 "report.json written by loraplan train; configuration flags not given take the run's values, "
+                 "report.json written by loraplan train; configuration flags not given take the "
+                 "run's values, "
                  "those given must agree with it")
       ->required();
   sub.add_option("--tolerance", f->tolerance, "Largest relative error that passes, e.g. 2% or 0.02")
@@ -154,8 +165,10 @@ Handler define_verify(CLI::App& sub) {
   add_format_flag(sub, f->format);
   return [f, &sub](Io& io) {
     const double tolerance = parse_tolerance(f->tolerance);
-    const RunSpec planned = f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
-    const reports::RunReport run = reports::parse_run_report(planner::read_text_file(f->run), f->run);
+    const RunSpec planned =
+        f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
+    const reports::RunReport run =
+        reports::parse_run_report(planner::read_text_file(f->run), f->run);
     require_complete(run, f->run);
     const RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
     require_same_model(run, spec, *f);
@@ -165,9 +178,13 @@ Handler define_verify(CLI::App& sub) {
     std::vector<std::pair<std::string, int64_t>> phases;
     for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
     const reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
-    if (f->format == "json") io.out << reports::verification_json(v).dump(2) << "\n";
-    else if (f->format == "md") io.out << reports::verification_markdown(v);
-    else io.out << spec.model.name << ": predicted vs measured (" << f->run << ")\n" << reports::verification_text(v);
+    if (f->format == "json")
+      io.out << reports::verification_json(v).dump(2) << "\n";
+    else if (f->format == "md")
+      io.out << reports::verification_markdown(v);
+    else
+      io.out << spec.model.name << ": predicted vs measured (" << f->run << ")\n"
+             << reports::verification_text(v);
     return v.pass ? kExitOk : kExitCheckFailed;
   };
 }

@@ -64,16 +64,19 @@ void quantize_blockwise(const Map& map, const float* x, int64_t n, uint8_t* code
   }
 }
 
-void dequantize_blockwise(const Map& map, const uint8_t* codes, const float* absmax, int64_t n, float* x) {
+void dequantize_blockwise(const Map& map, const uint8_t* codes, const float* absmax, int64_t n,
+                          float* x) {
   for (int64_t i = 0; i < n; ++i) x[i] = map[codes[i]] * absmax[i / kBlock];
 }
 
-void adamw_step(float* p, const float* g, int64_t n, uint8_t* m_codes, float* m_absmax, uint8_t* v_codes,
-                float* v_absmax, const Hyper& h) {
+void adamw_step(float* p, const float* g, int64_t n, uint8_t* m_codes, float* m_absmax,
+                uint8_t* v_codes, float* v_absmax, const Hyper& h) {
   const double bc1 = 1 - std::pow(h.beta1, static_cast<double>(h.step));
   const double bc2 = 1 - std::pow(h.beta2, static_cast<double>(h.step));
-  const float step_size = static_cast<float>(-h.lr / bc1), sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
-  const float b1 = static_cast<float>(h.beta1), b2 = static_cast<float>(h.beta2), eps = static_cast<float>(h.eps);
+  const float step_size = static_cast<float>(-h.lr / bc1),
+              sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
+  const float b1 = static_cast<float>(h.beta1), b2 = static_cast<float>(h.beta2),
+              eps = static_cast<float>(h.eps);
   const float decay = static_cast<float>(1 - h.lr * h.weight_decay);
   float m[kBlock], v[kBlock];
   for (int64_t start = 0, b = 0; start < n; start += kBlock, ++b) {

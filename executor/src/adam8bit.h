@@ -22,7 +22,8 @@ uint8_t nearest_code(const Map& map, float x);
 // codes[i] = the code nearest x[i] / absmax[b], absmax[b] = max |x| over block b of 256 elements
 // (0 for a block of zeros). absmax has ceil(n / 256) entries.
 void quantize_blockwise(const Map& map, const float* x, int64_t n, uint8_t* codes, float* absmax);
-void dequantize_blockwise(const Map& map, const uint8_t* codes, const float* absmax, int64_t n, float* x);
+void dequantize_blockwise(const Map& map, const uint8_t* codes, const float* absmax, int64_t n,
+                          float* x);
 
 struct Hyper {
   double lr = 2e-4;
@@ -33,7 +34,7 @@ struct Hyper {
 
 // One AdamW step of n parameters p with gradients g and 8-bit state (m: signed map, v: unsigned),
 // the same arithmetic as the executor's fp32 AdamW on the dequantized state.
-void adamw_step(float* p, const float* g, int64_t n, uint8_t* m_codes, float* m_absmax, uint8_t* v_codes,
-                float* v_absmax, const Hyper& h);
+void adamw_step(float* p, const float* g, int64_t n, uint8_t* m_codes, float* m_absmax,
+                uint8_t* v_codes, float* v_absmax, const Hyper& h);
 
 }  // namespace loraplan::executor::adam8bit

@@ -19,7 +19,8 @@ constexpr const char* kModuleName = "libloraplan_torch.so";
 
 std::vector<fs::path> candidates() {
   std::vector<fs::path> paths;
-  if (const char* env = std::getenv("LORAPLAN_EXECUTOR_MODULE"); env && *env) paths.emplace_back(env);
+  if (const char* env = std::getenv("LORAPLAN_EXECUTOR_MODULE"); env && *env)
+    paths.emplace_back(env);
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -42,7 +43,8 @@ Loaded load() {
     std::error_code ec;
     if (!fs::exists(p, ec)) continue;
     void* handle = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!handle) throw std::runtime_error("loading the executor module " + p.string() + ": " + dlerror());
+    if (!handle)
+      throw std::runtime_error("loading the executor module " + p.string() + ": " + dlerror());
     auto* create = reinterpret_cast<Backend* (*)()>(dlsym(handle, "loraplan_create_torch_backend"));
     if (!create) throw std::runtime_error("executor module " + p.string() + " has no entry point");
     return {std::unique_ptr<Backend>(create()), p.string()};  // the module stays loaded
@@ -70,7 +72,8 @@ BackendInfo backend_info() {
 Backend& require_backend(const std::string& what) {
   Backend* b = torch_backend();
   if (!b) {
-    throw std::runtime_error(what + ": built without LibTorch; install libtorch-dev "
+    throw std::runtime_error(what +
+                             ": built without LibTorch; install libtorch-dev "
                              "(scripts/install-deps.sh) and rebuild");
   }
   return *b;

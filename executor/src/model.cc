@@ -16,12 +16,14 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-
 at::ScalarType scalar_type(planner::DType t) {
   switch (t) {
-    case planner::DType::kBF16: return at::kBFloat16;
-    case planner::DType::kF16: return at::kHalf;
-    default: return at::kFloat;
+    case planner::DType::kBF16:
+      return at::kBFloat16;
+    case planner::DType::kF16:
+      return at::kHalf;
+    default:
+      return at::kFloat;
   }
 }
 
@@ -32,8 +34,8 @@ at::ScalarType scalar_type(planner::DType t) {
 struct LinearFn : torch::autograd::Function<LinearFn> {
   // A and B are passed (when there is an adapter) so that autograd routes their gradients here;
   // nullopt otherwise, since autograd cannot take undefined tensors as inputs.
-  static Tensor forward(AutogradContext* ctx, Tensor x, c10::optional<Tensor> A_in, c10::optional<Tensor> B_in,
-                        int64_t layer_ptr) {
+  static Tensor forward(AutogradContext* ctx, Tensor x, c10::optional<Tensor> A_in,
+                        c10::optional<Tensor> B_in, int64_t layer_ptr) {
     const auto* L = reinterpret_cast<const FrozenLinear*>(layer_ptr);
     ctx->saved_data["layer"] = layer_ptr;
     Tensor y;
@@ -52,7 +54,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     const Tensor& B = *B_in;
     const Tensor a = A.scalar_type() == L->compute ? A : A.to(L->compute);  // [r, in]
     const Tensor b = B.scalar_type() == L->compute ? B : B.to(L->compute);  // [out, r]
-    const Tensor u = at::linear(lora_in, a);                                 // [..., r]
+    const Tensor u = at::linear(lora_in, a);                                // [..., r]
     const int64_t out = y.size(-1), r = u.size(-1);
     y.view({-1, out}).addmm_(u.reshape({-1, r}), b.t(), 1.0, lora.scale);
     ctx->save_for_backward({lora_in, mask, u, a, b});
@@ -73,7 +75,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     const Tensor &lora_in = saved[0], &mask = saved[1], &u = saved[2], &a = saved[3], &b = saved[4];
     const int64_t out = g.size(-1), r = u.size(-1), in = lora_in.size(-1);
     const Tensor g2 = g.reshape({-1, out});
-    Tensor grad_u = at::mm(g2, b).mul_(lora.scale);                                  // [N, r]
+    Tensor grad_u = at::mm(g2, b).mul_(lora.scale);                                      // [N, r]
     Tensor grad_b = at::mm(g2.t(), u.reshape({-1, r})).mul_(lora.scale).to(at::kFloat);  // [out, r]
     Tensor grad_a = at::mm(grad_u.t(), lora_in.reshape({-1, in})).to(at::kFloat);        // [r, in]
     if (grad_x.defined()) {
@@ -94,7 +96,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 // `gemma`: the weight is applied as (1 + w), before the cast back.
 struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
   static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool gemma, double eps) {
-    const Tensor x32 = x.to(at::kFloat);  // x itself when x is fp32
+    const Tensor x32 = x.to(at::kFloat);                           // x itself when x is fp32
     Tensor rstd = x32.square().mean(-1, true).add_(eps).rsqrt_();  // [..., 1]
     Tensor y32 = x32.is_same(x) ? at::mul(x32, rstd) : x32.mul_(rstd);
     Tensor y;
@@ -114,9 +116,9 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
     const Tensor &x = s[0], &rstd = s[1], &weight = s[2];
     const bool gemma = ctx->saved_data["gemma"].toBool();
     const Tensor w32 = gemma ? weight.to(at::kFloat) + 1.0 : weight.to(at::kFloat);
-    Tensor gw = at::mul(grads[0].to(at::kFloat), w32);          // g * w
-    Tensor xhat = at::mul(x.to(at::kFloat), rstd);               // x / rms
-    const Tensor dot = at::mul(gw, xhat).mean(-1, true);         // mean(g w xhat)
+    Tensor gw = at::mul(grads[0].to(at::kFloat), w32);    // g * w
+    Tensor xhat = at::mul(x.to(at::kFloat), rstd);        // x / rms
+    const Tensor dot = at::mul(gw, xhat).mean(-1, true);  // mean(g w xhat)
     gw.sub_(xhat.mul_(dot)).mul_(rstd);
     return {gw.to(x.scalar_type()), Tensor(), Tensor(), Tensor()};
   }
@@ -161,7 +163,8 @@ Tensor expand_kv(const Tensor& k, int64_t heads) {
 
 // The masked (true) scores of query rows t0 .. t0 + c - 1 against keys k0 .. k0 + n - 1: later
 // keys, and with a window, keys `window` or more tokens back.
-Tensor chunk_mask(int64_t t0, int64_t c, int64_t k0, int64_t n, int64_t window, const torch::TensorOptions& o) {
+Tensor chunk_mask(int64_t t0, int64_t c, int64_t k0, int64_t n, int64_t window,
+                  const torch::TensorOptions& o) {
   Tensor mask = at::ones({c, n}, o.dtype(at::kBool)).triu_(t0 - k0 + 1);
   if (window > 0) mask.logical_or_(at::ones({c, n}, o.dtype(at::kBool)).tril_(t0 - k0 - window));
   return mask;
@@ -169,18 +172,19 @@ Tensor chunk_mask(int64_t t0, int64_t c, int64_t k0, int64_t n, int64_t window, 
 
 struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
   // q [B, T, H, D], k/v [B, T, Hkv, D] -> [B, T, H, D]; window 0 = causal only.
-  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale, double softcap,
-                        int64_t window) {
+  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale,
+                        double softcap, int64_t window) {
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
     Tensor out = at::empty({B, T, H, D}, q.options());
     Tensor lse = at::empty({B, H, T}, q.options().dtype(at::kFloat));
     {
       const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);  // [B, H, T, D]
-      const Tensor qt = q.transpose(1, 2).contiguous();          // [B, H, T, D]
+      const Tensor qt = q.transpose(1, 2).contiguous();         // [B, H, T, D]
       for (const planner::QueryChunk& chunk : planner::query_chunks(T, window)) {
         const int64_t t0 = chunk.t0, c = chunk.rows, k0 = chunk.k0, n = chunk.keys;
         const Tensor kc = kr.narrow(2, k0, n);
-        Tensor s = at::matmul(qt.narrow(2, t0, c), kc.transpose(2, 3)).to(at::kFloat);  // [B, H, c, n]
+        Tensor s =
+            at::matmul(qt.narrow(2, t0, c), kc.transpose(2, 3)).to(at::kFloat);  // [B, H, c, n]
         s.mul_(scale);
         if (softcap > 0) s.div_(softcap).tanh_().mul_(softcap);
         s.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
@@ -209,8 +213,8 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), Hkv = k.size(2);
     const Tensor go = grads[0].transpose(1, 2).contiguous();  // [B, H, T, D]
     const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);
-    Tensor gq = at::empty_like(q);                                      // [B, T, H, D]
-    Tensor gk = at::zeros({B, H, T, q.size(3)}, q.options());            // per query head
+    Tensor gq = at::empty_like(q);                             // [B, T, H, D]
+    Tensor gk = at::zeros({B, H, T, q.size(3)}, q.options());  // per query head
     Tensor gv = at::zeros({B, H, T, q.size(3)}, q.options());
     const Tensor qt = q.transpose(1, 2).contiguous();
     const Tensor ot = out.transpose(1, 2);
@@ -220,7 +224,8 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       const Tensor qc = qt.narrow(2, t0, c);
       // delta = rowsum(dO * O) for this chunk, [B, H, c]
       const Tensor delta = at::mul(go.narrow(2, t0, c), ot.narrow(2, t0, c)).to(at::kFloat).sum(-1);
-      Tensor p = at::matmul(qc, kc.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores [B, H, c, n]
+      Tensor p =
+          at::matmul(qc, kc.transpose(2, 3)).to(at::kFloat).mul_(scale);  // raw scores [B, H, c, n]
       Tensor capped;
       if (softcap > 0) {
         p.div_(softcap).tanh_();
@@ -228,11 +233,11 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
         p.mul_(softcap);
       }
       p.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
-      p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();                  // probabilities
+      p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();  // probabilities
       const Tensor goc = go.narrow(2, t0, c);
       gv.narrow(2, k0, n).add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
-      Tensor ds = at::matmul(goc, vc.transpose(2, 3)).to(at::kFloat);      // dP
-      ds.sub_(delta.unsqueeze(-1)).mul_(p);                                 // dS = P (dP - delta)
+      Tensor ds = at::matmul(goc, vc.transpose(2, 3)).to(at::kFloat);  // dP
+      ds.sub_(delta.unsqueeze(-1)).mul_(p);                            // dS = P (dP - delta)
       if (softcap > 0) ds.mul_(capped.square_().neg_().add_(1));  // in place: no chunk temporary
       ds.mul_(scale);
       const Tensor dsa = ds.to(q.scalar_type());
@@ -258,7 +263,8 @@ Tensor log_sum_exp(const Tensor& z) {
 }
 
 struct LossFn : torch::autograd::Function<LossFn> {
-  static Tensor forward(AutogradContext* ctx, Tensor h, Tensor w, Tensor labels, int64_t chunk, double softcap) {
+  static Tensor forward(AutogradContext* ctx, Tensor h, Tensor w, Tensor labels, int64_t chunk,
+                        double softcap) {
     const int64_t N = h.size(0);
     const Tensor valid = labels.ne(-100);
     const double count = std::max<int64_t>(1, valid.sum().item<int64_t>());
@@ -279,7 +285,11 @@ struct LossFn : torch::autograd::Function<LossFn> {
       if (chunk > 0) lse_all.narrow(0, t0, n).copy_(lse);
       z.sub_(lse);  // log-probabilities, in place
       const Tensor lab = labels.narrow(0, t0, n), ok = valid.narrow(0, t0, n);
-      total -= z.gather(1, lab.clamp_min(0).unsqueeze(1)).squeeze(1).masked_fill(ok.logical_not(), 0).sum().item<double>();
+      total -= z.gather(1, lab.clamp_min(0).unsqueeze(1))
+                   .squeeze(1)
+                   .masked_fill(ok.logical_not(), 0)
+                   .sum()
+                   .item<double>();
       if (chunk == 0) logp_full = z;
     }
     ctx->saved_data["chunk"] = chunk;
@@ -359,7 +369,8 @@ void with_generator(const at::Generator& saved, c10::Device device, F f) {
 // (autograd::grad), so adapter gradients arrive even when the input needs none.
 struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
   // `params` are inputs only so that autograd routes the adapters' gradients through here.
-  static Tensor forward(AutogradContext* ctx, Tensor x, at::TensorList /*params*/, int64_t model_ptr, int64_t layer) {
+  static Tensor forward(AutogradContext* ctx, Tensor x, at::TensorList /*params*/,
+                        int64_t model_ptr, int64_t layer) {
     const auto* model = reinterpret_cast<const Model*>(model_ptr);
     ctx->saved_data["model"] = model_ptr;
     ctx->saved_data["layer"] = layer;
@@ -386,7 +397,8 @@ struct CheckpointFn : torch::autograd::Function<CheckpointFn> {
       Tensor out;
       with_generator(ctx->saved_data["rng"].toGenerator(), x.device(),
                      [&] { out = model->layer_forward(layer, x); });
-      g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false, /*create_graph=*/false,
+      g = torch::autograd::grad({out}, inputs, {grads[0]}, /*retain_graph=*/false,
+                                /*create_graph=*/false,
                                 /*allow_unused=*/true);
     }
     variable_list result;
@@ -482,15 +494,20 @@ Activation activation_of(const planner::ModelDesc& m) {
   if (a == "gelu") return Activation::kGelu;
   if (a == "relu") return Activation::kRelu;
   throw std::invalid_argument(m.name + ": hidden_act \"" + a +
-                              "\" is not one the executor runs (silu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
+                              "\" is not one the executor runs (silu, swish, gelu, "
+                              "gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
 }
 
 Tensor activate(Activation a, const Tensor& x) {
   switch (a) {
-    case Activation::kSilu: return at::silu(x);
-    case Activation::kGeluTanh: return at::gelu(x, "tanh");
-    case Activation::kGelu: return at::gelu(x);
-    case Activation::kRelu: return at::relu(x);
+    case Activation::kSilu:
+      return at::silu(x);
+    case Activation::kGeluTanh:
+      return at::gelu(x, "tanh");
+    case Activation::kGelu:
+      return at::gelu(x);
+    case Activation::kRelu:
+      return at::relu(x);
   }
   return x;
 }
@@ -500,7 +517,8 @@ Tensor activate(Activation a, const Tensor& x) {
 at::Generator Model::rng_snapshot(int64_t layer, c10::Device device) const {
   if (!device.is_cpu()) return at::globalContext().defaultGenerator(device).clone();
   if (rng_snapshots_.empty()) {
-    for (int64_t l = 0; l < m_.layers; ++l) rng_snapshots_.push_back(at::make_generator<at::CPUGeneratorImpl>());
+    for (int64_t l = 0; l < m_.layers; ++l)
+      rng_snapshots_.push_back(at::make_generator<at::CPUGeneratorImpl>());
   }
   at::Generator& saved = rng_snapshots_[static_cast<size_t>(layer)];
   // Each layer's backward runs before its next forward, so one snapshot per layer suffices.
@@ -511,27 +529,38 @@ at::Generator Model::rng_snapshot(int64_t layer, c10::Device device) const {
 
 // Tensors are asked for one at a time, in the order of the file's inventory, and each is
 // converted or quantized before the next is read.
-Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights)
-    : m_(m), c_(c), device_(torch_device(c.device)), compute_(scalar_type(c.compute)), act_(activation_of(m)) {
+Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed,
+             const WeightSource& weights)
+    : m_(m),
+      c_(c),
+      device_(torch_device(c.device)),
+      compute_(scalar_type(c.compute)),
+      act_(activation_of(m)) {
   if (m.lm_head_bias && !m.tied_embeddings) {
     // The planner counts lm_head.bias; training without it would run another model.
-    throw std::invalid_argument("lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
-                                "it); train runs models without one");
+    throw std::invalid_argument(
+        "lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
+        "it); train runs models without one");
   }
   torch::manual_seed(seed);
   const bool gemma = m.family == planner::Family::kGemma2;
   // A frozen tensor in the compute dtype on the device (a no-op on the CPU when already so).
   auto place = [&](const Tensor& t) { return t.to(device_, compute_); };
   embed_ = place(weights.get("model.embed_tokens.weight", {m.vocab, m.hidden}, Init::kNormal));
-  lm_head_ = m.tied_embeddings ? embed_ : place(weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal));
-  final_norm_ = place(weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes));
+  lm_head_ = m.tied_embeddings
+                 ? embed_
+                 : place(weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal));
+  final_norm_ =
+      place(weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes));
 
-  auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in, bool bias) {
+  auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in,
+                    bool bias) {
     FrozenLinear f;
     f.name = "model.layers." + std::to_string(l) + "." + path;
     f.compute = compute_;
     // Quantized on the CPU, then kept where the layer says: host memory or the device.
-    const QuantizedWeight q = quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
+    const QuantizedWeight q =
+        quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
     if (l < static_cast<int>(c.offloaded.size()) && c.offloaded[l]) {
       f.host = to_host(q, device_);
     } else {
@@ -543,7 +572,8 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
       // PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
       const double bound = 1.0 / std::sqrt(static_cast<double>(in));
       a.A = (torch::rand({c.lora_rank, in}) * 2 - 1).mul_(bound).to(device_).requires_grad_(true);
-      a.B = torch::zeros({out, c.lora_rank}, torch::TensorOptions().device(device_)).requires_grad_(true);
+      a.B = torch::zeros({out, c.lora_rank}, torch::TensorOptions().device(device_))
+                .requires_grad_(true);
       a.scale = c.lora_alpha / static_cast<double>(c.lora_rank);
       a.dropout = c.lora_dropout;
       f.lora = a;
@@ -608,7 +638,8 @@ Tensor Model::embed(const Tensor& ids) const {
   Tensor x = embed_.index_select(0, ids.reshape(-1)).view({ids.size(0), ids.size(1), m_.hidden});
   if (m_.family == planner::Family::kGemma2) {
     // Gemma scales by sqrt(C) rounded to the activation dtype.
-    const double normalizer = torch::scalar_tensor(std::sqrt(static_cast<double>(m_.hidden)), compute_).item<double>();
+    const double normalizer =
+        torch::scalar_tensor(std::sqrt(static_cast<double>(m_.hidden)), compute_).item<double>();
     x = x * normalizer;
   }
   return x;
@@ -637,7 +668,8 @@ int64_t Model::host_bytes() const {
 Tensor Model::layer_run(int l, const Tensor& x) const {
   if (!c_.checkpointed[l]) return layer_forward(layers_[l], x);
   const std::vector<Tensor> params = layers_[l].trainable();
-  return CheckpointFn::apply(x, at::TensorList(params), reinterpret_cast<int64_t>(this), static_cast<int64_t>(l));
+  return CheckpointFn::apply(x, at::TensorList(params), reinterpret_cast<int64_t>(this),
+                             static_cast<int64_t>(l));
 }
 
 // Every local is released right after its last use (reset()), as the planner assumes: under
@@ -654,7 +686,7 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   Tensor q, k, v;
   size_t next = 0;
   if (m.fused_qkv) {
-    Tensor qkv = d.attn[next++].forward(h1);  // [B, T, (H + 2 Hkv) D]
+    Tensor qkv = d.attn[next++].forward(h1);          // [B, T, (H + 2 Hkv) D]
     q = qkv.narrow(-1, 0, HD).reshape({B, T, H, D});  // copies of the slices
     k = qkv.narrow(-1, HD, KD).reshape({B, T, Hkv, D});
     v = qkv.narrow(-1, HD + KD, KD).reshape({B, T, Hkv, D});
@@ -674,7 +706,8 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   const bool windowed = planner::windowed_attention(m, d.index, T);
   Tensor o;
   if (c_.attention == planner::Attention::kEfficient) {
-    o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping, windowed ? m.sliding_window : 0);
+    o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping,
+                                    windowed ? m.sliding_window : 0);
     q.reset();
     k.reset();
     v.reset();
@@ -689,11 +722,13 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     qt.reset();
     kr.reset();
     s.mul_(scale);
-    if (m.attn_logit_softcapping > 0) s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
+    if (m.attn_logit_softcapping > 0)
+      s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
     s.masked_fill_(windowed ? window_ : causal_, -INFINITY);
     Tensor p = at::softmax(s, -1);
     s.reset();
-    o = at::matmul(p, vr).transpose(1, 2).reshape({B, T, HD});  // the [B, H, T, D] product is a temporary
+    o = at::matmul(p, vr).transpose(1, 2).reshape(
+        {B, T, HD});  // the [B, H, T, D] product is a temporary
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
   o.reset();
@@ -732,7 +767,8 @@ Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
 }
 
 Tensor Model::logits(const Tensor& x) const {
-  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2, m_.rms_norm_eps);
+  const Tensor h =
+      RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2, m_.rms_norm_eps);
   Tensor z = at::linear(h, lm_head_);
   const double cap = m_.final_logit_softcapping;
   return cap > 0 ? at::tanh(z / cap) * cap : z;

@@ -20,15 +20,15 @@ namespace loraplan::executor {
 c10::Device torch_device(planner::Device device);
 
 struct LoraAdapter {
-  torch::Tensor A;      // [r, in] fp32, trainable
-  torch::Tensor B;      // [out, r] fp32, trainable (zeros at start)
-  double scale = 1.0;   // alpha / r
+  torch::Tensor A;     // [r, in] fp32, trainable
+  torch::Tensor B;     // [out, r] fp32, trainable (zeros at start)
+  double scale = 1.0;  // alpha / r
   double dropout = 0.0;
 };
 
 // A frozen projection [out, in] in its device format, optionally with a LoRA adapter.
 struct FrozenLinear {
-  std::string name;  // Hugging Face module path: "model.layers.0.self_attn.q_proj"
+  std::string name;        // Hugging Face module path: "model.layers.0.self_attn.q_proj"
   QuantizedWeight weight;  // in device (tracked) memory; empty when the layer is offloaded
   // Offloaded layers: the weight in host memory outside the tracked pool (pinned when the device
   // is a GPU), and the copy staged into device memory for the layer's forward, backward or
@@ -52,7 +52,7 @@ struct DecoderLayer {
   std::vector<FrozenLinear> attn;            // q, k, v (or qkv), o
   std::vector<FrozenLinear> mlp;             // gate, up (or gate_up), down
   bool offloaded = false;                    // linear weights live in host memory
-  c10::Device device{c10::kCPU};              // where staged copies go
+  c10::Device device{c10::kCPU};             // where staged copies go
 
   std::vector<torch::Tensor> trainable() const;  // LoRA A and B of every adapter
   // Offloaded layers: copies every linear weight from host into device memory, or drops the
@@ -69,7 +69,8 @@ class Model {
  public:
   // Frozen tensors from `weights`; LoRA adapters from `seed`. Tensors are made on the CPU (the same
   // values on every device), quantized there and moved to c.device.
-  Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed, const WeightSource& weights);
+  Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed,
+        const WeightSource& weights);
   // Seeded random frozen tensors.
   Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_t seed);
 
@@ -106,8 +107,8 @@ class Model {
   planner::TrainConfig c_;
   c10::Device device_;  // every tensor below, and every activation
   at::ScalarType compute_;
-  torch::Tensor embed_;      // [V, C] compute dtype
-  torch::Tensor lm_head_;    // [V, C]; the embedding when tied
+  torch::Tensor embed_;       // [V, C] compute dtype
+  torch::Tensor lm_head_;     // [V, C]; the embedding when tied
   torch::Tensor final_norm_;  // [C]
   Activation act_ = Activation::kSilu;
   torch::Tensor cos_, sin_;  // [T, rotary/2] compute dtype, for the configured T

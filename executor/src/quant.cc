@@ -33,7 +33,7 @@ std::pair<at::Tensor, at::Tensor> quantize_blocks(const at::Tensor& flat, int64_
   at::Tensor padded = at::zeros({blocks * block}, at::kFloat);
   padded.slice(0, 0, n).copy_(flat);
   at::Tensor view = padded.view({blocks, block});
-  at::Tensor absmax = view.abs().amax(1);                           // [blocks]
+  at::Tensor absmax = view.abs().amax(1);  // [blocks]
   at::Tensor scale = at::where(absmax > 0, absmax, at::ones_like(absmax));
   at::Tensor normed = (view / scale.unsqueeze(1)).reshape(-1).slice(0, 0, n);
   return {nearest_codes(normed, code), absmax};
@@ -92,7 +92,9 @@ QuantizedWeight quantize(const at::Tensor& weight, const planner::QuantOptions& 
       const auto [sorted, order] = code.sort();
       auto [idx, absmax] = quantize_blocks(w32.reshape(-1), options.block, sorted);
       at::Tensor codes = order.index_select(0, idx);
-      if (n % 2) codes = at::cat({codes, at::full({1}, options.format == WeightFormat::kNf4 ? 7 : 0, at::kLong)});
+      if (n % 2)
+        codes = at::cat(
+            {codes, at::full({1}, options.format == WeightFormat::kNf4 ? 7 : 0, at::kLong)});
       at::Tensor pairs = codes.view({-1, 2});
       q.data = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to(at::kByte);  // high nibble first
       q.code = code;
@@ -115,9 +117,15 @@ QuantizedWeight quantize(const at::Tensor& weight, const planner::QuantOptions& 
       q.data = (w16 * (127.0 / scale).unsqueeze(1)).round().to(at::kChar);
       return q;
     }
-    case WeightFormat::kBf16: q.data = weight.to(at::kBFloat16).contiguous(); return q;
-    case WeightFormat::kFp16: q.data = weight.to(at::kHalf).contiguous(); return q;
-    case WeightFormat::kFp32: q.data = w32.clone(); return q;
+    case WeightFormat::kBf16:
+      q.data = weight.to(at::kBFloat16).contiguous();
+      return q;
+    case WeightFormat::kFp16:
+      q.data = weight.to(at::kHalf).contiguous();
+      return q;
+    case WeightFormat::kFp32:
+      q.data = w32.clone();
+      return q;
   }
   return q;
 }
@@ -135,7 +143,8 @@ void dequantize_into(const QuantizedWeight& q, const float* absmax, T* dst) {
     at::parallel_for(0, q.out, 16, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const float s = scb[r] / 127.0f;
-        for (int64_t c = 0; c < q.in; ++c) dst[r * q.in + c] = static_cast<T>(src[r * q.in + c] * s);
+        for (int64_t c = 0; c < q.in; ++c)
+          dst[r * q.in + c] = static_cast<T>(src[r * q.in + c] * s);
       }
     });
     return;
@@ -172,10 +181,17 @@ at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
   at::Tensor w = at::empty({out, in}, data.options().dtype(dtype));
   const float* am = absmax32.defined() ? absmax32.data_ptr<float>() : nullptr;
   switch (dtype) {
-    case at::kFloat: dequantize_into(*this, am, w.data_ptr<float>()); break;
-    case at::kBFloat16: dequantize_into(*this, am, w.data_ptr<c10::BFloat16>()); break;
-    case at::kHalf: dequantize_into(*this, am, w.data_ptr<c10::Half>()); break;
-    default: TORCH_CHECK(false, "dequantize: unsupported dtype ", dtype);
+    case at::kFloat:
+      dequantize_into(*this, am, w.data_ptr<float>());
+      break;
+    case at::kBFloat16:
+      dequantize_into(*this, am, w.data_ptr<c10::BFloat16>());
+      break;
+    case at::kHalf:
+      dequantize_into(*this, am, w.data_ptr<c10::Half>());
+      break;
+    default:
+      TORCH_CHECK(false, "dequantize: unsupported dtype ", dtype);
   }
   return w;
 }
@@ -195,7 +211,8 @@ at::Tensor QuantizedWeight::dequantize_ops(at::ScalarType dtype) const {
   }
   // 4-bit: one byte holds elements 2j (high nibble) and 2j+1; a 256-row table maps a byte to
   // both values: row b = (code[b >> 4], code[b & 15]).
-  const at::Tensor pairs = at::stack({code.repeat_interleave(16), code.repeat({16})}, 1);  // [256, 2]
+  const at::Tensor pairs =
+      at::stack({code.repeat_interleave(16), code.repeat({16})}, 1);  // [256, 2]
   at::Tensor am = absmax;
   if (options.double_quant) {
     // First-level absmax [blocks] fp32 = code2[u8] * absmax2[block / 256] + offset.

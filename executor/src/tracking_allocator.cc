@@ -10,7 +10,8 @@ namespace loraplan::executor {
 TrackingAllocator& TrackingAllocator::install() {
   static TrackingAllocator* instance = [] {
     auto* a = new TrackingAllocator();  // lives as long as LibTorch may free through it
-    if (const char* path = std::getenv("LORAPLAN_ALLOC_TRACE"); path && *path) a->trace_ = std::fopen(path, "w");
+    if (const char* path = std::getenv("LORAPLAN_ALLOC_TRACE"); path && *path)
+      a->trace_ = std::fopen(path, "w");
     c10::SetCPUAllocator(a, /*priority=*/100);
     return a;
   }();
@@ -22,7 +23,8 @@ c10::DataPtr TrackingAllocator::allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST {
   const auto n = static_cast<int64_t>(bytes);
   TORCH_CHECK_WITH(OutOfMemoryError, budget_ == 0 || live_ + n <= budget_,
                    "out of memory: tried to allocate ", n, " bytes with ", live_, " of ", budget_,
-                   " bytes in use (phase ", phase_ >= 0 ? phases_[phase_].name : std::string("none"), ")");
+                   " bytes in use (phase ",
+                   phase_ >= 0 ? phases_[phase_].name : std::string("none"), ")");
   void* ptr = nullptr;
   // 64-byte alignment, as LibTorch's default CPU allocator uses.
   if (bytes > 0 && posix_memalign(&ptr, 64, bytes) != 0) ptr = nullptr;
@@ -33,7 +35,8 @@ c10::DataPtr TrackingAllocator::allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST {
     peak_ = std::max(peak_, live_);
     if (phase_ >= 0) phases_[phase_].peak_bytes = std::max(phases_[phase_].peak_bytes, live_);
     if (trace_) {
-      std::fprintf(trace_, "+ %lld %lld %s\n", static_cast<long long>(n), static_cast<long long>(live_),
+      std::fprintf(trace_, "+ %lld %lld %s\n", static_cast<long long>(n),
+                   static_cast<long long>(live_),
                    phase_ >= 0 ? phases_[phase_].name.c_str() : "none");
     }
   }

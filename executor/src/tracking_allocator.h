@@ -39,12 +39,14 @@ class TrackingAllocator final : public c10::Allocator {
   c10::DataPtr allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST override;
   c10::DeleterFnPtr raw_deleter() const override;
 #if LORAPLAN_ALLOCATOR_COPY_DATA
-  void copy_data(void* dest, const void* src, size_t count) const override { default_copy_data(dest, src, count); }
+  void copy_data(void* dest, const void* src, size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
 #endif
 
-  void set_budget(int64_t bytes);       // 0 = none
+  void set_budget(int64_t bytes);           // 0 = none
   void set_phase(const std::string& name);  // later allocations count toward this phase
-  void reset_peak();                    // peak := live
+  void reset_peak();                        // peak := live
   void clear_phases();
 
   int64_t live_bytes() const;

@@ -2,8 +2,8 @@
 
 #include <dlfcn.h>
 #include <torch/cuda.h>
-#include <torch/version.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <cmath>
@@ -40,7 +40,8 @@ Example make_example(const std::vector<int64_t>& tokens, int64_t T) {
 
 std::vector<Example> read_jsonl(const std::string& path, int64_t vocab, int64_t T) {
   std::vector<Example> out;
-  for (const std::vector<int64_t>& tokens : planner::read_token_lines(path, vocab)) out.push_back(make_example(tokens, T));
+  for (const std::vector<int64_t>& tokens : planner::read_token_lines(path, vocab))
+    out.push_back(make_example(tokens, T));
   return out;
 }
 
@@ -74,13 +75,15 @@ void set_blas_threads(int threads) {
   for (const char* lib : {"libopenblas.so.0", "libblas.so.3"}) {
     void* handle = dlopen(lib, RTLD_NOW | RTLD_NOLOAD);
     if (!handle) continue;
-    if (auto* set = reinterpret_cast<void (*)(int)>(dlsym(handle, "openblas_set_num_threads"))) set(threads);
+    if (auto* set = reinterpret_cast<void (*)(int)>(dlsym(handle, "openblas_set_num_threads")))
+      set(threads);
     dlclose(handle);
   }
 }
 
 double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
-  if (step < r.warmup_steps) return r.lr * static_cast<double>(step + 1) / static_cast<double>(r.warmup_steps);
+  if (step < r.warmup_steps)
+    return r.lr * static_cast<double>(step + 1) / static_cast<double>(r.warmup_steps);
   const double span = std::max<int64_t>(1, r.steps - r.warmup_steps);
   const double progress = static_cast<double>(step - r.warmup_steps) / span;
   return r.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine to 10%
@@ -93,7 +96,9 @@ double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
 class Optimizer {
  public:
   Optimizer(planner::Optimizer kind, std::vector<Tensor> params)
-      : kind_(kind), paged_(kind == planner::Optimizer::kPagedAdamW8bit), params_(std::move(params)) {
+      : kind_(kind),
+        paged_(kind == planner::Optimizer::kPagedAdamW8bit),
+        params_(std::move(params)) {
     for (const Tensor& p : params_) {
       State s;
       const int64_t n = p.numel();
@@ -105,7 +110,8 @@ class Optimizer {
         s.v_absmax = state_tensor({blocks}, torch::kFloat, p);
       } else if (kind_ != planner::Optimizer::kSgd) {
         s.m = state_tensor(p.sizes(), torch::kFloat, p);
-        if (kind_ != planner::Optimizer::kSgdMomentum) s.v = state_tensor(p.sizes(), torch::kFloat, p);
+        if (kind_ != planner::Optimizer::kSgdMomentum)
+          s.v = state_tensor(p.sizes(), torch::kFloat, p);
       }
       states_.push_back(std::move(s));
     }
@@ -142,13 +148,21 @@ class Optimizer {
       if (!g.defined()) continue;
       if (s.m_codes.defined()) {
         const Tensor gc = g.contiguous();  // a view already: LoRA gradients are contiguous
-        adam8bit::adamw_step(p.data_ptr<float>(), gc.data_ptr<float>(), p.numel(), s.m_codes.data_ptr<uint8_t>(),
-                             s.m_absmax.data_ptr<float>(), s.v_codes.data_ptr<uint8_t>(), s.v_absmax.data_ptr<float>(),
-                             {.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = weight_decay, .step = t_});
+        adam8bit::adamw_step(p.data_ptr<float>(), gc.data_ptr<float>(), p.numel(),
+                             s.m_codes.data_ptr<uint8_t>(), s.m_absmax.data_ptr<float>(),
+                             s.v_codes.data_ptr<uint8_t>(), s.v_absmax.data_ptr<float>(),
+                             {.lr = lr,
+                              .beta1 = b1,
+                              .beta2 = b2,
+                              .eps = eps,
+                              .weight_decay = weight_decay,
+                              .step = t_});
         continue;
       }
       switch (kind_) {
-        case planner::Optimizer::kSgd: p.add_(g, -lr); break;
+        case planner::Optimizer::kSgd:
+          p.add_(g, -lr);
+          break;
         case planner::Optimizer::kSgdMomentum:
           s.m.mul_(0.9).add_(g);
           p.add_(s.m, -lr);
@@ -172,9 +186,9 @@ class Optimizer {
   // One tensor's state: fp32 exp_avg (m) and exp_avg_sq (v; AdamW only), or 8-bit codes with
   // an absmax per block.
   struct State {
-    Tensor m, v;                 // fp32, p's shape
-    Tensor m_codes, v_codes;     // uint8 [n]
-    Tensor m_absmax, v_absmax;   // fp32 [ceil(n / 256)]
+    Tensor m, v;                // fp32, p's shape
+    Tensor m_codes, v_codes;    // uint8 [n]
+    Tensor m_absmax, v_absmax;  // fp32 [ceil(n / 256)]
   };
 
   Tensor state_tensor(at::IntArrayRef shape, at::ScalarType type, const Tensor& like) {
@@ -210,12 +224,16 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
       for (const FrozenLinear& l : *group) {
         if (!l.lora) continue;
         const std::string module = l.name.substr(l.name.rfind('.') + 1);
-        if (std::find(modules.begin(), modules.end(), module) == modules.end()) modules.push_back(module);
-        for (const auto& [suffix, t] : {std::pair{"lora_A", l.lora->A}, std::pair{"lora_B", l.lora->B}}) {
+        if (std::find(modules.begin(), modules.end(), module) == modules.end())
+          modules.push_back(module);
+        for (const auto& [suffix, t] :
+             {std::pair{"lora_A", l.lora->A}, std::pair{"lora_B", l.lora->B}}) {
           const Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
           const int64_t bytes = c.numel() * 4;
           header["base_model.model." + l.name + "." + suffix + ".weight"] = {
-              {"dtype", "F32"}, {"shape", c.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
+              {"dtype", "F32"},
+              {"shape", c.sizes().vec()},
+              {"data_offsets", {offset, offset + bytes}}};
           offset += bytes;
           data.push_back(c);
         }
@@ -240,7 +258,10 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
   nlohmann::ordered_json cfg = {
       {"alpha_pattern", nlohmann::json::object()},
       // Random frozen weights are no base model: the adapter claims none.
-      {"base_model_name_or_path", r.weights.empty() ? nlohmann::json() : nlohmann::json(r.model.hf_id.empty() ? r.weights_source : r.model.hf_id)},
+      {"base_model_name_or_path",
+       r.weights.empty()
+           ? nlohmann::json()
+           : nlohmann::json(r.model.hf_id.empty() ? r.weights_source : r.model.hf_id)},
       {"bias", "none"},
       {"fan_in_fan_out", false},
       {"inference_mode", true},
@@ -273,8 +294,8 @@ std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r)
 }
 
 // Ids or labels [B, T] of the next micro-batch, on `device` (built on the CPU, then copied).
-Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>& order, size_t& cursor,
-                    int64_t B, int64_t T, bool labels, c10::Device device) {
+Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>& order,
+                    size_t& cursor, int64_t B, int64_t T, bool labels, c10::Device device) {
   Tensor t = torch::empty({B, T}, torch::kLong);
   int64_t* p = t.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) {
@@ -289,13 +310,14 @@ Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>&
 RunReport run_training(const TrainRequest& r) {
   const planner::ModelDesc& m = r.model;
   const planner::TrainConfig& c = r.config;
-  if (c.device == planner::Device::kCuda &&
-      (c.optimizer == planner::Optimizer::kAdamW8bit || c.optimizer == planner::Optimizer::kPagedAdamW8bit)) {
+  if (c.device == planner::Device::kCuda && (c.optimizer == planner::Optimizer::kAdamW8bit ||
+                                             c.optimizer == planner::Optimizer::kPagedAdamW8bit)) {
     // The 8-bit update runs on the CPU's arrays; running fp32 AdamW under that name on CUDA would
     // measure something else than the planner predicts.
-    throw std::invalid_argument("--optimizer " + std::string(planner::optimizer_name(c.optimizer)) +
-                                ": the executor runs 8-bit optimizer state on the CPU only (--device cpu); on CUDA "
-                                "train with adamw, sgd or sgd-momentum");
+    throw std::invalid_argument(
+        "--optimizer " + std::string(planner::optimizer_name(c.optimizer)) +
+        ": the executor runs 8-bit optimizer state on the CPU only (--device cpu); on CUDA "
+        "train with adamw, sgd or sgd-momentum");
   }
   const c10::Device device = torch_device(c.device);
   // The CPU's tracking allocator or the CUDA caching allocator's counters; refuses a device this
@@ -315,13 +337,16 @@ RunReport run_training(const TrainRequest& r) {
   report.threads = r.threads;
   report.libtorch_version = TORCH_VERSION;
 
-  const std::vector<Example> data = r.data_path.empty() ? synthetic(m.vocab, c.seq_len, r.seed)
-                                                         : read_jsonl(r.data_path, m.vocab, c.seq_len);
+  const std::vector<Example> data = r.data_path.empty()
+                                        ? synthetic(m.vocab, c.seq_len, r.seed)
+                                        : read_jsonl(r.data_path, m.vocab, c.seq_len);
   const std::unique_ptr<WeightSource> weights =
-      r.weights.empty() ? std::unique_ptr<WeightSource>(new RandomWeights())
-                        : std::unique_ptr<WeightSource>(new SafetensorsWeights(r.weights_source, r.weights));
+      r.weights.empty()
+          ? std::unique_ptr<WeightSource>(new RandomWeights())
+          : std::unique_ptr<WeightSource>(new SafetensorsWeights(r.weights_source, r.weights));
   Model model(m, c, r.seed, *weights);
-  report.weights = r.weights.empty() ? "random (seed " + std::to_string(r.seed) + ")" : weights->description();
+  report.weights =
+      r.weights.empty() ? "random (seed " + std::to_string(r.seed) + ")" : weights->description();
   report.host_bytes = model.host_bytes();
   Optimizer opt(c.optimizer, model.trainable());
   report.host_bytes += opt.host_bytes();
@@ -352,14 +377,16 @@ RunReport run_training(const TrainRequest& r) {
           mem.set_phase("fwd L" + std::to_string(l));
           x = model.layer(l, x);
           if (x.requires_grad()) {
-            x.register_hook([&mem, l](const Tensor&) { mem.set_phase("bwd L" + std::to_string(l)); });
+            x.register_hook(
+                [&mem, l](const Tensor&) { mem.set_phase("bwd L" + std::to_string(l)); });
           }
         }
         mem.set_phase("loss");
         Tensor loss = model.loss(x, labels);
         x = Tensor();
         const double value = loss.item<double>();
-        if (!std::isfinite(value)) throw Diverged{step + 1, "the loss is " + non_finite_text(value)};
+        if (!std::isfinite(value))
+          throw Diverged{step + 1, "the loss is " + non_finite_text(value)};
         loss_sum += value;
         (loss / static_cast<double>(c.grad_accum)).backward();
         model.release_staged();  // an offloaded first layer keeps its weights staged until here
@@ -370,8 +397,10 @@ RunReport run_training(const TrainRequest& r) {
       }
       opt.step(lr, r.weight_decay);
       opt.zero_grad();
-      if (device.is_cuda()) torch::cuda::synchronize(device.index());  // the step's kernels are done
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (device.is_cuda())
+        torch::cuda::synchronize(device.index());  // the step's kernels are done
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       StepMeasure s;
       s.step = step + 1;
       s.loss = loss_sum / static_cast<double>(c.grad_accum);
@@ -390,8 +419,9 @@ RunReport run_training(const TrainRequest& r) {
     report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, mem.reserved_peak_bytes());
     char lr[32];
     std::snprintf(lr, sizeof lr, "%g", r.lr);
-    report.error = "step " + std::to_string(d.step) + ": " + d.what + "; the learning rate may be too high (--lr " +
-                   lr + "), or the base weights hold non-finite values";
+    report.error = "step " + std::to_string(d.step) + ": " + d.what +
+                   "; the learning rate may be too high (--lr " + lr +
+                   "), or the base weights hold non-finite values";
   } catch (const c10::OutOfMemoryError& e) {
     report.out_of_memory = true;
     const std::string what = e.what_without_backtrace();
@@ -402,7 +432,8 @@ RunReport run_training(const TrainRequest& r) {
   mem.set_budget(0);
   report.phases = mem.phases();
   report.resident_bytes = mem.live_bytes();
-  if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0) report.files = save_adapter(model, r);
+  if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0)
+    report.files = save_adapter(model, r);
   return report;
 }
 

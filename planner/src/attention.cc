@@ -22,7 +22,8 @@ std::vector<QueryChunk> query_chunks(int64_t T, int64_t window) {
 
 double chunked_score_share(int64_t T, int64_t window) {
   double computed = 0;
-  for (const QueryChunk& q : query_chunks(T, window)) computed += static_cast<double>(q.rows * q.keys);
+  for (const QueryChunk& q : query_chunks(T, window))
+    computed += static_cast<double>(q.rows * q.keys);
   return computed / (static_cast<double>(T) * static_cast<double>(T));
 }
 

@@ -64,7 +64,9 @@ double positive_number(const JsonFields& f, const char* key) {
 }
 
 // A dimension: a positive integer up to its limit (ModelLimits), so sizes cannot overflow.
-int64_t dimension(const JsonFields& f, const char* key, int64_t limit) { return f.positive_int_up_to(key, limit); }
+int64_t dimension(const JsonFields& f, const char* key, int64_t limit) {
+  return f.positive_int_up_to(key, limit);
+}
 int64_t dimension_or(const JsonFields& f, const char* key, int64_t limit, int64_t fallback) {
   return f.has(key) ? dimension(f, key, limit) : fallback;
 }
@@ -107,13 +109,15 @@ RopeScaling read_rope_scaling(const JsonFields& config, const JsonFields& s, con
   } else if (type == "dynamic") {
     r.type = RopeType::kDynamic;
     r.factor = positive_number(s, "factor");
-    if (m.max_position_embeddings <= 0) config.fail("max_position_embeddings", "is needed by rope_type dynamic");
+    if (m.max_position_embeddings <= 0)
+      config.fail("max_position_embeddings", "is needed by rope_type dynamic");
   } else if (type == "llama3") {
     r.type = RopeType::kLlama3;
     r.factor = positive_number(s, "factor");
     r.low_freq_factor = positive_number(s, "low_freq_factor");
     r.high_freq_factor = positive_number(s, "high_freq_factor");
-    if (r.high_freq_factor <= r.low_freq_factor) s.fail("high_freq_factor", "must be greater than low_freq_factor");
+    if (r.high_freq_factor <= r.low_freq_factor)
+      s.fail("high_freq_factor", "must be greater than low_freq_factor");
     r.original_max_position_embeddings = s.positive_int("original_max_position_embeddings");
   } else if (type == "yarn") {
     r.type = RopeType::kYarn;
@@ -124,10 +128,12 @@ RopeScaling read_rope_scaling(const JsonFields& config, const JsonFields& s, con
     r.beta_slow = s.number_or("beta_slow", 0) != 0 ? s.number_or("beta_slow", 0) : 1;
     if (r.beta_fast <= r.beta_slow) s.fail("beta_fast", "must be greater than beta_slow");
     r.truncate = s.bool_or("truncate", true);
-    const double mscale = s.number_or("mscale", 0), mscale_all_dim = s.number_or("mscale_all_dim", 0);
-    const double derived = mscale > 0 && mscale_all_dim > 0
-                               ? yarn_mscale(r.factor, mscale) / yarn_mscale(r.factor, mscale_all_dim)
-                               : yarn_mscale(r.factor, 1);
+    const double mscale = s.number_or("mscale", 0),
+                 mscale_all_dim = s.number_or("mscale_all_dim", 0);
+    const double derived =
+        mscale > 0 && mscale_all_dim > 0
+            ? yarn_mscale(r.factor, mscale) / yarn_mscale(r.factor, mscale_all_dim)
+            : yarn_mscale(r.factor, 1);
     r.attention_factor = s.number_or("attention_factor", derived);
   } else if (type == "longrope") {
     r.type = RopeType::kLongRope;
@@ -137,16 +143,22 @@ RopeScaling read_rope_scaling(const JsonFields& config, const JsonFields& s, con
     // the factor from it.
     double factor = 0;
     if (config.has("original_max_position_embeddings") || m.family == Family::kPhi3) {
-      r.original_max_position_embeddings = config.positive_int_or("original_max_position_embeddings", 4096);
-      if (m.max_position_embeddings <= 0) config.fail("max_position_embeddings", "is needed by rope_type longrope");
-      factor = static_cast<double>(m.max_position_embeddings) / static_cast<double>(r.original_max_position_embeddings);
+      r.original_max_position_embeddings =
+          config.positive_int_or("original_max_position_embeddings", 4096);
+      if (m.max_position_embeddings <= 0)
+        config.fail("max_position_embeddings", "is needed by rope_type longrope");
+      factor = static_cast<double>(m.max_position_embeddings) /
+               static_cast<double>(r.original_max_position_embeddings);
     } else {
       r.original_max_position_embeddings = context_or_max(s, "original_max_position_embeddings");
       factor = positive_number(s, "factor");
     }
     r.factor = factor;
     const double derived =
-        factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(static_cast<double>(r.original_max_position_embeddings)));
+        factor <= 1
+            ? 1.0
+            : std::sqrt(1 + std::log(factor) /
+                                std::log(static_cast<double>(r.original_max_position_embeddings)));
     r.attention_factor = s.number_or("attention_factor", derived);
   } else {
     s.fail(type_key, "must be one of default, linear, dynamic, yarn, longrope, llama3");
@@ -172,8 +184,9 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   m.layers = dimension(f, "num_hidden_layers", ModelLimits::kLayers);
   m.heads = dimension(f, "num_attention_heads", ModelLimits::kHeads);
   m.kv_heads = dimension_or(f, "num_key_value_heads", ModelLimits::kHeads, m.heads);
-  const int64_t default_head_dim =
-      fam == Family::kGemma2 ? 256 : fam == Family::kQwen3 ? 128 : m.hidden / m.heads;
+  const int64_t default_head_dim = fam == Family::kGemma2  ? 256
+                                   : fam == Family::kQwen3 ? 128
+                                                           : m.hidden / m.heads;
   m.head_dim = dimension_or(f, "head_dim", ModelLimits::kHeadDim, default_head_dim);
   m.tied_embeddings = f.bool_or("tie_word_embeddings", fam == Family::kGemma2);
 
@@ -196,7 +209,8 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
     // ...) belong to families loraplan does not read.
     const JsonFields p = f.object("rope_parameters");
     if (p.has("full_attention") || p.has("sliding_attention")) {
-      f.fail("rope_parameters", "must be one table (per-layer-type rope parameters are not supported)");
+      f.fail("rope_parameters",
+             "must be one table (per-layer-type rope parameters are not supported)");
     }
     m.rope_theta = positive_number_or(p, "rope_theta", m.rope_theta);
     m.rope_scaling = read_rope_scaling(f, p, m);
@@ -206,20 +220,24 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   // Sliding windows as transformers applies them: Gemma-2 always, Mistral unless the window is
   // null (MistralConfig's default: 4096), Phi-3 when one is given, Qwen only with
   // use_sliding_window and from max_window_layers on. An explicit null means no window.
-  auto window_or = [&](int64_t fallback) { return f.is_null("sliding_window") ? 0 : f.positive_int_or("sliding_window", fallback); };
+  auto window_or = [&](int64_t fallback) {
+    return f.is_null("sliding_window") ? 0 : f.positive_int_or("sliding_window", fallback);
+  };
   if (fam == Family::kGemma2 || fam == Family::kMistral) {
     m.sliding_window = window_or(4096);
   } else if (fam == Family::kQwen2 || fam == Family::kQwen3) {
     if (f.bool_or("use_sliding_window", false)) {
       m.sliding_window = window_or(4096);
-      m.max_window_layers =
-          f.has("max_window_layers") ? f.integer("max_window_layers", 0, "must be a non-negative integer") : 28;
+      m.max_window_layers = f.has("max_window_layers") ? f.integer("max_window_layers", 0,
+                                                                   "must be a non-negative integer")
+                                                       : 28;
     }
   } else if (fam == Family::kPhi3) {
     m.sliding_window = window_or(0);
   }
   // transformers 4.53+ lists each layer's kind for the families whose layers differ.
-  if ((fam == Family::kGemma2 || fam == Family::kQwen2 || fam == Family::kQwen3) && f.has("layer_types")) {
+  if ((fam == Family::kGemma2 || fam == Family::kQwen2 || fam == Family::kQwen3) &&
+      f.has("layer_types")) {
     const json& types = f.array("layer_types");
     if (static_cast<int64_t>(types.size()) != m.layers) {
       f.fail("layer_types", "must name one kind per layer (" + std::to_string(m.layers) + ")");
@@ -234,13 +252,14 @@ ModelDesc parse_config_json(const std::string& text, const std::string& where) {
   if (fam == Family::kGemma2) {
     m.query_pre_attn_scalar = positive_number_or(f, "query_pre_attn_scalar", 256);
     // Gemma2Config's defaults when absent; null turns the capping off.
-    m.attn_logit_softcapping = f.is_null("attn_logit_softcapping") ? 0 : f.number_or("attn_logit_softcapping", 50.0);
-    m.final_logit_softcapping = f.is_null("final_logit_softcapping") ? 0 : f.number_or("final_logit_softcapping", 30.0);
+    m.attn_logit_softcapping =
+        f.is_null("attn_logit_softcapping") ? 0 : f.number_or("attn_logit_softcapping", 50.0);
+    m.final_logit_softcapping =
+        f.is_null("final_logit_softcapping") ? 0 : f.number_or("final_logit_softcapping", 30.0);
   }
   // Gemma2Config reads hidden_activation (default gelu_pytorch_tanh); the others hidden_act.
-  m.hidden_act = fam == Family::kGemma2
-                     ? f.string_or("hidden_activation", "gelu_pytorch_tanh")
-                     : f.string_or("hidden_act", "silu");
+  m.hidden_act = fam == Family::kGemma2 ? f.string_or("hidden_activation", "gelu_pytorch_tanh")
+                                        : f.string_or("hidden_act", "silu");
   m.dtype = read_dtype(f);
   validate(m, where);
   return m;

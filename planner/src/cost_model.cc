@@ -4,9 +4,9 @@
 #include <cmath>
 #include <vector>
 
+#include "loraplan/planner/attention.h"
 #include "loraplan/planner/inventory.h"
 #include "loraplan/planner/weights.h"
-#include "loraplan/planner/attention.h"
 
 namespace loraplan::planner {
 namespace {
@@ -63,13 +63,16 @@ Rates gpu_rates(const GpuProfile& gpu, DType compute) {
   const double tensor = generic ? kGenericTensorTflops : gpu.tensor_tflops;
   const double fp32 = generic ? kGenericFp32Tflops : gpu.fp32_tflops;
   const bool bf16_ok = generic || gpu.bf16_native;
-  const bool tensor_cores = tensor > 0 && (compute == DType::kF16 || (compute == DType::kBF16 && bf16_ok));
+  const bool tensor_cores =
+      tensor > 0 && (compute == DType::kF16 || (compute == DType::kBF16 && bf16_ok));
   r.matmul_flops = 1e12 * (tensor_cores ? tensor * kTensorEfficiency : fp32 * kFp32Efficiency);
-  r.memory_bw = 1e9 * kMemoryEfficiency * (generic ? kGenericBandwidthGbps : gpu.memory_bandwidth_gbps);
+  r.memory_bw =
+      1e9 * kMemoryEfficiency * (generic ? kGenericBandwidthGbps : gpu.memory_bandwidth_gbps);
   const double link = generic || gpu.pcie_host_gbps <= 0 ? kGenericPcieGbps : gpu.pcie_host_gbps;
   r.host_link_bw = 1e9 * kLinkEfficiency * link;
   r.op_overhead_s = kGpuOpOverhead;
-  r.source = generic ? "a generic GPU's rates (" + gpu.name + " names no profile)" : gpu.name + " profile";
+  r.source =
+      generic ? "a generic GPU's rates (" + gpu.name + " names no profile)" : gpu.name + " profile";
   return r;
 }
 
@@ -98,11 +101,13 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   const double a = dtype_bytes(c.compute);
   const double C = static_cast<double>(m.hidden), I = static_cast<double>(m.intermediate);
   const double V = static_cast<double>(m.vocab), rank = static_cast<double>(c.lora_rank);
-  const bool dequantized = c.weights.format == WeightFormat::kNf4 || c.weights.format == WeightFormat::kFp4 ||
+  const bool dequantized = c.weights.format == WeightFormat::kNf4 ||
+                           c.weights.format == WeightFormat::kFp4 ||
                            c.weights.format == WeightFormat::kInt8 ||
                            dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
   const std::vector<Linear> linears = layer_linears(m);
-  double ops_fwd = 14, frozen_flops = 0, lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
+  double ops_fwd = 14, frozen_flops = 0,
+         lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
   double frozen = 0, lora = 0, dequant = 0, weight_bytes = 0;
   for (const Linear& l : linears) {
     const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
@@ -111,9 +116,12 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     frozen_flops += flops;
     const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
     weight_bytes += w;
-    const bool four_bit = c.weights.format == WeightFormat::kNf4 || c.weights.format == WeightFormat::kFp4;
-    if (four_bit && r.unpack_4bit_s > 0) dequant += in * out * r.unpack_4bit_s;
-    else if (dequantized) dequant += (w + in * out * a) / r.memory_bw;
+    const bool four_bit =
+        c.weights.format == WeightFormat::kNf4 || c.weights.format == WeightFormat::kFp4;
+    if (four_bit && r.unpack_4bit_s > 0)
+      dequant += in * out * r.unpack_4bit_s;
+    else if (dequantized)
+      dequant += (w + in * out * a) / r.memory_bw;
     ops_fwd += dequantized ? 2 : 1;
     if (c.lora_targets.contains(l.module)) {
       const double lf = 2 * N * rank * (in + out);
@@ -155,7 +163,8 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     ops += ops_fwd * (ckpt ? 4 : 3);
     // Products: frozen forward and input gradient, LoRA forward and both gradients, attention
     // forward and backward; a checkpointed layer's forward once more.
-    flops += 2 * frozen_flops + 3 * lora_flops + 3 * att_flops + (ckpt ? frozen_flops + lora_flops + att_flops : 0);
+    flops += 2 * frozen_flops + 3 * lora_flops + 3 * att_flops +
+             (ckpt ? frozen_flops + lora_flops + att_flops : 0);
   }
   // Output head and cross-entropy: N C V forward and input gradient; chunks recompute theirs.
   const double head_f = roofline(2 * N * C * V, (N * C + C * V + N * V) * a, r);
@@ -164,23 +173,25 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   ops += 10 * chunks + 10;
   flops += (c.loss_chunk > 0 ? 3 : 2) * 2 * N * C * V;
   s.overhead_s = ops * r.op_overhead_s;
-  micro = s.frozen_s + s.lora_s + s.attention_s + s.recompute_s + s.dequant_s + s.elementwise_s + s.head_s +
-          s.offload_s + s.overhead_s;
+  micro = s.frozen_s + s.lora_s + s.attention_s + s.recompute_s + s.dequant_s + s.elementwise_s +
+          s.head_s + s.offload_s + s.overhead_s;
 
   // One optimizer update over the adapters: parameters, gradients and states read and written.
   double adapter_params = 0;
   for (const Linear& l : linears) {
-    if (c.lora_targets.contains(l.module)) adapter_params += rank * static_cast<double>(l.in + l.out);
+    if (c.lora_targets.contains(l.module))
+      adapter_params += rank * static_cast<double>(l.in + l.out);
   }
   adapter_params *= static_cast<double>(L);
-  const double state_bytes = c.optimizer == Optimizer::kSgd ? 0
+  const double state_bytes = c.optimizer == Optimizer::kSgd           ? 0
                              : c.optimizer == Optimizer::kSgdMomentum ? 4
-                             : c.optimizer == Optimizer::kAdamW ? 8 : 2;
+                             : c.optimizer == Optimizer::kAdamW       ? 8
+                                                                      : 2;
   s.optimizer_s = adapter_params * (8 + state_bytes) * 2 / r.memory_bw + 4 * L * r.op_overhead_s;
 
   const double accum = static_cast<double>(c.grad_accum);
-  for (double* part : {&s.frozen_s, &s.lora_s, &s.attention_s, &s.recompute_s, &s.dequant_s, &s.elementwise_s,
-                       &s.head_s, &s.offload_s, &s.overhead_s}) {
+  for (double* part : {&s.frozen_s, &s.lora_s, &s.attention_s, &s.recompute_s, &s.dequant_s,
+                       &s.elementwise_s, &s.head_s, &s.offload_s, &s.overhead_s}) {
     *part *= accum;
   }
   s.step_s = micro * accum + s.optimizer_s;

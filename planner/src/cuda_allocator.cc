@@ -326,7 +326,7 @@ struct CudaAllocatorModel::State {
     std::vector<int64_t> ranked_sizes_;  // the classes' sizes, ascending
     std::vector<uint32_t> ranked_ids_;   // their ids, in the same order
     std::vector<uint64_t> nonempty_;     // bit r: the class of rank r has blocks
-    std::vector<Slot> table_;  // open addressing: a power of two of slots, at most half used
+    std::vector<Slot> table_;      // open addressing: a power of two of slots, at most half used
     size_t mask_ = kMinSlots - 1;  // table_.size() - 1
     std::vector<Bucket> spare_buckets_;  // emptied buckets kept for their capacity
     bool consistent_ = true;             // false while the classes are being changed
@@ -606,8 +606,8 @@ struct CudaAllocatorModel::State {
   int64_t capacity_;          // bytes the segments may add up to; 0 = unlimited
   int64_t next_address_ = 0;  // bytes; base of the next segment, never reused
   std::vector<Block> blocks_;
-  std::vector<int32_t> spare_blocks_;  // indices into blocks_ free for reuse
-  FreeIndex free_[2];  // by Pool
+  std::vector<int32_t> spare_blocks_;          // indices into blocks_ free for reuse
+  FreeIndex free_[2];                          // by Pool
   int32_t pending_[2] = {kNoBlock, kNoBlock};  // by Pool: a free block not in the index
   LiveTable live_;
 

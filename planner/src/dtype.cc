@@ -9,10 +9,10 @@ namespace {
 
 struct DTypeRow {
   DType type;
-  int64_t bytes;                // per element
-  std::string_view user;        // how users and reports write it
-  std::string_view safetensors; // safetensors header spelling
-  std::string_view torch;       // config.json torch_dtype spelling
+  int64_t bytes;                 // per element
+  std::string_view user;         // how users and reports write it
+  std::string_view safetensors;  // safetensors header spelling
+  std::string_view torch;        // config.json torch_dtype spelling
 };
 
 constexpr std::array<DTypeRow, 15> kDTypes = {{

@@ -23,7 +23,8 @@ size_t json_key_offset(const std::string& text, const std::string& key, size_t f
 int json_key_line(const std::string& text, const std::string& key, size_t from) {
   const size_t pos = json_key_offset(text, key, from);
   if (pos == std::string::npos) return 0;
-  return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(pos), '\n'));
+  return 1 + static_cast<int>(
+                 std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(pos), '\n'));
 }
 
 }  // namespace loraplan

@@ -111,7 +111,8 @@ std::string lowercase(std::string s) {
   return s;
 }
 
-[[noreturn]] void throw_unknown_gpu(const std::string& spec, const std::vector<std::string>& names) {
+[[noreturn]] void throw_unknown_gpu(const std::string& spec,
+                                    const std::vector<std::string>& names) {
   const std::vector<std::string> near = closest_names(lowercase(spec), names);
   std::string known;
   for (size_t i = 0; i < near.size(); ++i) known += (i > 0 ? ", " : "") + near[i];
@@ -151,7 +152,8 @@ bool has_word(const std::string& profile, const std::string& word) {
 
 // The profiles a name can mean: those it begins at a dash ("a100" -> a100-40gb, a100-80gb) and
 // those holding each of its words ("4060-ti", "geforce rtx 3060 laptop"); vendor words aside.
-std::vector<std::string> gpu_candidates(const std::string& name, const std::vector<std::string>& profiles) {
+std::vector<std::string> gpu_candidates(const std::string& name,
+                                        const std::vector<std::string>& profiles) {
   constexpr std::array<std::string_view, 3> kVendorWords = {"nvidia", "geforce", "tesla"};
   std::vector<std::string> words = dash_words(name);
   std::erase_if(words, [&](const std::string& w) {
@@ -160,8 +162,9 @@ std::vector<std::string> gpu_candidates(const std::string& name, const std::vect
   std::vector<std::string> out;
   for (const std::string& p : profiles) {
     const bool prefix = p.starts_with(name + "-");
-    const bool every_word = !words.empty() && std::all_of(words.begin(), words.end(),
-                                                          [&](const std::string& w) { return has_word(p, w); });
+    const bool every_word =
+        !words.empty() && std::all_of(words.begin(), words.end(),
+                                      [&](const std::string& w) { return has_word(p, w); });
     if (prefix || every_word) out.push_back(p);
   }
   return out;
@@ -180,7 +183,8 @@ bool is_bare_number(std::string_view s) {
   const size_t digits = count_digits(s, 0);
   if (digits == 0) return false;
   if (digits == s.size()) return true;
-  return s[digits] == '.' && count_digits(s, digits + 1) == s.size() - digits - 1 && digits + 1 < s.size();
+  return s[digits] == '.' && count_digits(s, digits + 1) == s.size() - digits - 1 &&
+         digits + 1 < s.size();
 }
 
 // "4090" could be a card or a size in bytes: refuse it, naming the cards it is a word of.
@@ -192,7 +196,8 @@ bool is_bare_number(std::string_view s) {
   }
   const std::string quoted = "\"" + std::string(trim(spec)) + "\"";
   if (!cards.empty()) {
-    throw InputError("--gpu: " + quoted + " is not a GPU profile or a size; did you mean " + either(cards) + "?");
+    throw InputError("--gpu: " + quoted + " is not a GPU profile or a size; did you mean " +
+                     either(cards) + "?");
   }
   throw InputError("--gpu: " + quoted + " is not a size (did you mean " + number + "GB?)");
 }
@@ -305,7 +310,9 @@ GpuProfile resolve_gpu(const std::string& spec) {
   const std::string dir = profile_dir();
   const std::vector<std::string> profiles = profile_names("gpus");
   const std::string name = normalized_gpu_name(spec);
-  auto profile = [&](const std::string& n) { return read_gpu_profile(dir + "/gpus/" + n + ".json"); };
+  auto profile = [&](const std::string& n) {
+    return read_gpu_profile(dir + "/gpus/" + n + ".json");
+  };
   if (std::find(profiles.begin(), profiles.end(), name) != profiles.end()) return profile(name);
   if (is_bare_number(name)) throw_bare_number(spec, name, profiles);
 

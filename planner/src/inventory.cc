@@ -6,29 +6,46 @@ namespace loraplan::planner {
 
 std::string_view role_name(Role r) {
   switch (r) {
-    case Role::kEmbedding: return "embedding";
-    case Role::kAttention: return "attention";
-    case Role::kMlp: return "mlp";
-    case Role::kNorm: return "norm";
-    case Role::kLmHead: return "lm_head";
+    case Role::kEmbedding:
+      return "embedding";
+    case Role::kAttention:
+      return "attention";
+    case Role::kMlp:
+      return "mlp";
+    case Role::kNorm:
+      return "norm";
+    case Role::kLmHead:
+      return "lm_head";
   }
   return "?";
 }
 
 std::string_view module_name(Module m) {
   switch (m) {
-    case Module::kEmbed: return "embed_tokens";
-    case Module::kQ: return "q_proj";
-    case Module::kK: return "k_proj";
-    case Module::kV: return "v_proj";
-    case Module::kQkv: return "qkv_proj";
-    case Module::kO: return "o_proj";
-    case Module::kGate: return "gate_proj";
-    case Module::kUp: return "up_proj";
-    case Module::kGateUp: return "gate_up_proj";
-    case Module::kDown: return "down_proj";
-    case Module::kNorm: return "norm";
-    case Module::kLmHead: return "lm_head";
+    case Module::kEmbed:
+      return "embed_tokens";
+    case Module::kQ:
+      return "q_proj";
+    case Module::kK:
+      return "k_proj";
+    case Module::kV:
+      return "v_proj";
+    case Module::kQkv:
+      return "qkv_proj";
+    case Module::kO:
+      return "o_proj";
+    case Module::kGate:
+      return "gate_proj";
+    case Module::kUp:
+      return "up_proj";
+    case Module::kGateUp:
+      return "gate_up_proj";
+    case Module::kDown:
+      return "down_proj";
+    case Module::kNorm:
+      return "norm";
+    case Module::kLmHead:
+      return "lm_head";
   }
   return "?";
 }
@@ -102,8 +119,8 @@ std::vector<TensorSpec> inventory(const ModelDesc& m) {
       b.linear(mlp, Module::kUp, M, l, I, C, m.mlp_bias);    // [I, C]
     }
     b.linear(mlp, Module::kDown, M, l, C, I, m.mlp_bias);  // [C, I]
-    b.norm(p + "input_layernorm", C, l);           // [C]
-    b.norm(p + "post_attention_layernorm", C, l);  // [C]
+    b.norm(p + "input_layernorm", C, l);                   // [C]
+    b.norm(p + "post_attention_layernorm", C, l);          // [C]
     if (m.norms_per_layer == 4) {
       b.norm(p + "pre_feedforward_layernorm", C, l);   // [C]
       b.norm(p + "post_feedforward_layernorm", C, l);  // [C]

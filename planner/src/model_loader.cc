@@ -1,11 +1,11 @@
 #include "loraplan/planner/model_loader.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
-#include <optional>
 #include <filesystem>
+#include <optional>
 
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/readers.h"
@@ -20,7 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // A description from config.json, checked against the weights when there are any.
-ModelDesc with_weights(ModelDesc m, const std::vector<TensorRecord>& tensors, const std::string& where) {
+ModelDesc with_weights(ModelDesc m, const std::vector<TensorRecord>& tensors,
+                       const std::string& where) {
   if (!tensors.empty()) m.dtype = check_tensors_match(m, tensors, where);
   return m;
 }
@@ -46,7 +47,8 @@ std::string unreadable_reason(const fs::path& p, const std::error_code& ec) {
 bool present(const fs::path& p) {
   std::error_code ec;
   const fs::file_status st = fs::symlink_status(p, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory) throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
+  if (ec && ec != std::errc::no_such_file_or_directory)
+    throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
   return fs::exists(st);
 }
 
@@ -54,7 +56,8 @@ bool present(const fs::path& p) {
 void require_regular_file(const fs::path& p) {
   std::error_code ec;
   const fs::file_status st = fs::status(p, ec);
-  if (ec || !fs::is_regular_file(st)) throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
+  if (ec || !fs::is_regular_file(st))
+    throw InputError(located(p.string(), 0, unreadable_reason(p, ec)));
 }
 
 // The weight files of a model directory: the sharded index, else every .safetensors, else one
@@ -89,9 +92,11 @@ ModelDesc load_directory(const fs::path& dir) {
     std::vector<TensorRecord> part = read_weights(f);
     tensors.insert(tensors.end(), part.begin(), part.end());
   }
-  if (present(config)) return with_weights(read_config_json(config.string()), tensors, dir.string());
+  if (present(config))
+    return with_weights(read_config_json(config.string()), tensors, dir.string());
   if (tensors.empty()) {
-    throw InputError(located(dir.string(), 0, "no config.json, *.safetensors or *.onnx in this directory"));
+    throw InputError(
+        located(dir.string(), 0, "no config.json, *.safetensors or *.onnx in this directory"));
   }
   return describe_from_tensors(tensors, dir.string());
 }
@@ -100,13 +105,15 @@ ModelDesc load_directory(const fs::path& dir) {
 ModelDesc load_weight_file(const fs::path& file) {
   const std::vector<TensorRecord> tensors = read_weights(file);
   const fs::path config = file.parent_path() / "config.json";
-  if (present(config)) return with_weights(read_config_json(config.string()), tensors, file.string());
+  if (present(config))
+    return with_weights(read_config_json(config.string()), tensors, file.string());
   return describe_from_tensors(tensors, file.string());
 }
 
 }  // namespace
 
-std::vector<std::string> closest_names(const std::string& name, std::vector<std::string> candidates) {
+std::vector<std::string> closest_names(const std::string& name,
+                                       std::vector<std::string> candidates) {
   auto distance = [&](const std::string& other) {
     // Levenshtein distance, one row at a time.
     std::vector<size_t> row(other.size() + 1);
@@ -182,19 +189,24 @@ std::string unknown_model_message(const std::string& name) {
 }  // namespace
 
 ModelDesc load_model(const std::string& spec) {
-  if (spec.empty()) throw InputError("--model: empty; give a profile name, a model folder or a model file");
+  if (spec.empty())
+    throw InputError("--model: empty; give a profile name, a model folder or a model file");
   const fs::path path(spec);
   if (present(path)) {
     std::error_code ec;
     if (fs::is_directory(path, ec)) return load_directory(path);
     require_regular_file(path);
     const std::string ext = path.extension().string();
-    if (spec.ends_with(".index.json") || ext == ".safetensors" || ext == ".onnx") return load_weight_file(path);
+    if (spec.ends_with(".index.json") || ext == ".safetensors" || ext == ".onnx")
+      return load_weight_file(path);
     if (ext == ".json") return read_config_json(spec);
-    throw InputError(located(spec, 0, "unknown model file type (expected config.json, .safetensors, model.safetensors.index.json or .onnx)"));
+    throw InputError(located(spec, 0,
+                             "unknown model file type (expected config.json, .safetensors, "
+                             "model.safetensors.index.json or .onnx)"));
   }
   if (const std::optional<std::string> name = find_profile(spec)) {
-    ModelDesc m = read_config_json((fs::path(profile_dir()) / "models" / (*name + ".json")).string());
+    ModelDesc m =
+        read_config_json((fs::path(profile_dir()) / "models" / (*name + ".json")).string());
     m.name = *name;
     return m;
   }
@@ -207,14 +219,17 @@ WeightFiles safetensors_weights(const std::string& spec) {
   std::vector<fs::path> files;
   if (fs::is_directory(path, ec)) {
     files = weight_files(path);
-  } else if (spec.ends_with(".index.json") || path.extension() == ".safetensors" || path.extension() == ".onnx") {
+  } else if (spec.ends_with(".index.json") || path.extension() == ".safetensors" ||
+             path.extension() == ".onnx") {
     files = {path};
   }
   WeightFiles w;
   for (const fs::path& f : files) {
     if (f.extension() == ".onnx") {
-      throw InputError("--model: " + spec + ": train reads safetensors weights and this model's are ONNX (" +
-                       f.filename().string() + "); convert them to safetensors, or pass its config.json to train on random weights");
+      throw InputError(
+          "--model: " + spec + ": train reads safetensors weights and this model's are ONNX (" +
+          f.filename().string() +
+          "); convert them to safetensors, or pass its config.json to train on random weights");
     }
     std::vector<TensorRecord> part = read_safetensors_tensors(f.string());
     w.tensors.insert(w.tensors.end(), part.begin(), part.end());

@@ -19,8 +19,8 @@
 #include <optional>
 
 #include "loraplan/planner/errors.h"
-#include "loraplan/planner/paths.h"
 #include "loraplan/planner/inventory.h"
+#include "loraplan/planner/paths.h"
 #include "loraplan/planner/readers.h"
 
 namespace loraplan::planner {
@@ -342,7 +342,8 @@ class TensorChecker {
     }
     if (location.empty()) fail(*t, "external data without a \"location\"");
     const std::optional<fs::path> inside = path_inside(dir_, location);
-    if (!inside) fail(*t, "external data \"" + location + "\" is not a file inside the model's folder");
+    if (!inside)
+      fail(*t, "external data \"" + location + "\" is not a file inside the model's folder");
     t->file = inside->string();
     const int64_t size = external_size(*t, location);
     if (length != need) {
@@ -352,10 +353,12 @@ class TensorChecker {
     if (offset > size || length > size - offset) {
       // offset + length may not fit in 64 bits: the end is printed only when it does.
       int64_t end = 0;
-      const std::string range = __builtin_add_overflow(offset, length, &end)
-                                    ? std::to_string(length) + " bytes from " + std::to_string(offset)
-                                    : "bytes [" + std::to_string(offset) + ", " + std::to_string(end) + ")";
-      fail(*t, range + " lie outside external data \"" + location + "\" (" + std::to_string(size) + " bytes)");
+      const std::string range =
+          __builtin_add_overflow(offset, length, &end)
+              ? std::to_string(length) + " bytes from " + std::to_string(offset)
+              : "bytes [" + std::to_string(offset) + ", " + std::to_string(end) + ")";
+      fail(*t, range + " lie outside external data \"" + location + "\" (" + std::to_string(size) +
+                   " bytes)");
     }
   }
 

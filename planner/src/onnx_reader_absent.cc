@@ -5,8 +5,9 @@
 namespace loraplan::planner {
 
 std::vector<TensorRecord> read_onnx_tensors(const std::string& path) {
-  throw InputError(located(path, 0, "this loraplan was built without ONNX support (LORAPLAN_WITH_ONNX=OFF); "
-                                    "rebuild with libonnx-dev, or give the config.json or .safetensors"));
+  throw InputError(located(path, 0,
+                           "this loraplan was built without ONNX support (LORAPLAN_WITH_ONNX=OFF); "
+                           "rebuild with libonnx-dev, or give the config.json or .safetensors"));
 }
 
 }  // namespace loraplan::planner

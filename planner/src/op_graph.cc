@@ -1,9 +1,9 @@
 #include "op_graph.h"
 
-#include "loraplan/planner/attention.h"
-
 #include <algorithm>
 #include <numeric>
+
+#include "loraplan/planner/attention.h"
 
 namespace loraplan::planner {
 namespace {
@@ -13,7 +13,9 @@ bool quantized(WeightFormat f) {
 }
 
 DType format_dtype(WeightFormat f) {
-  return f == WeightFormat::kBf16 ? DType::kBF16 : f == WeightFormat::kFp16 ? DType::kF16 : DType::kF32;
+  return f == WeightFormat::kBf16   ? DType::kBF16
+         : f == WeightFormat::kFp16 ? DType::kF16
+                                    : DType::kF32;
 }
 
 // Builds one graph op by op; each helper returns the tensor it produced.
@@ -30,8 +32,8 @@ class GraphBuilder {
   // RMSNorm over `rows` rows of `width`: keeps its input and 1/rms per row (fp32) for backward;
   // computes in fp32.
   int norm(const char* tag, const char* rstd_tag, int x, int64_t rows, int64_t width) {
-    const int rstd = g_.tensor(rstd_tag, rows * 4);                     // [rows] fp32
-    const int y = g_.tensor(tag, rows * width * d_.a);                  // [rows, width]
+    const int rstd = g_.tensor(rstd_tag, rows * 4);     // [rows] fp32
+    const int y = g_.tensor(tag, rows * width * d_.a);  // [rows, width]
     const int64_t fp32 = rows * width * 4;
     OpDef op{tag, {x}, {rstd, y}, {x, rstd}, {x}};
     if (d_.a == 4) {
@@ -57,17 +59,17 @@ class GraphBuilder {
     const int64_t w = materialised_weight_bytes(c_, out, in);
     const int y = g_.tensor(tag, N * out * a);  // [N, out]
     OpDef op{tag, {x}, {y}, {}, {x}};
-    op.fwd_temps = {{w, 0, 1}};                        // W, until y exists
-    op.bwd_temps = {{w, 0, 1, true}};                  // W, until grad x exists (only for it)
+    op.fwd_temps = {{w, 0, 1}};        // W, until y exists
+    op.bwd_temps = {{w, 0, 1, true}};  // W, until grad x exists (only for it)
     if (c_.lora_targets.contains(module)) {
       int lora_in = x;
       if (c_.lora_dropout > 0) {
         // Dropout multiplies by its bool mask, cast to the compute dtype first.
-        const int mask = g_.tensor("lora.mask", N * in);     // [N, in] bool
-        lora_in = g_.tensor("lora.dropped", N * in * a);     // [N, in]
+        const int mask = g_.tensor("lora.mask", N * in);  // [N, in] bool
+        lora_in = g_.tensor("lora.dropped", N * in * a);  // [N, in]
         op.outputs.insert(op.outputs.end(), {mask, lora_in});
         op.saved.push_back(mask);
-        op.fwd_temps.push_back({N * in * a, 2, 3});          // the mask's cast, [N, in]
+        op.fwd_temps.push_back({N * in * a, 2, 3});  // the mask's cast, [N, in]
       }
       if (a != 4) {
         // Adapters are fp32; the matmuls use compute-dtype copies, which autograd keeps.
@@ -75,17 +77,18 @@ class GraphBuilder {
         op.outputs.push_back(casts);
         op.saved.push_back(casts);
       }
-      const int u = g_.tensor("lora.u", N * r * a);          // [N, r]; B u is added into y in place
+      const int u = g_.tensor("lora.u", N * r * a);  // [N, r]; B u is added into y in place
       op.outputs.push_back(u);
       op.saved.insert(op.saved.end(), {lora_in, u});
       // Backward allocates grad x, grad B, grad A (slots 0, 1, 2); grad u [N, r] lives from grad
       // B to the end; below fp32 each adapter gradient is computed in the compute dtype and cast.
       // With dropout, the gradient through the dropped input [N, in] and the mask's cast.
       op.bwd_temps.push_back({N * r * a, 1, 4});
-      if (a != 4) op.bwd_temps.insert(op.bwd_temps.end(), {{out * r * a, 1, 2}, {r * in * a, 2, 3}});
+      if (a != 4)
+        op.bwd_temps.insert(op.bwd_temps.end(), {{out * r * a, 1, 2}, {r * in * a, 2, 3}});
       if (c_.lora_dropout > 0) op.bwd_temps.push_back({2 * N * in * a, 3, 3, true});
-      op.adapter_grad_bytes[0] = out * r * 4;                 // grad B [out, r] fp32
-      op.adapter_grad_bytes[1] = r * in * 4;                  // grad A [r, in] fp32
+      op.adapter_grad_bytes[0] = out * r * 4;  // grad B [out, r] fp32
+      op.adapter_grad_bytes[1] = r * in * 4;   // grad A [r, in] fp32
     }
     g_.ops.push_back(op);
     return y;
@@ -95,7 +98,8 @@ class GraphBuilder {
   int elementwise(const char* tag, std::vector<int> inputs, std::vector<int> saved, int64_t bytes,
                   int64_t bwd_workspace = 0, int64_t fwd_workspace = 0) {
     const int y = g_.tensor(tag, bytes);
-    g_.ops.push_back({tag, inputs, {y}, std::move(saved), inputs, {fwd_workspace}, {bwd_workspace}});
+    g_.ops.push_back(
+        {tag, inputs, {y}, std::move(saved), inputs, {fwd_workspace}, {bwd_workspace}});
     return y;
   }
 
@@ -127,8 +131,8 @@ class GraphBuilder {
     if (c_.attention == Attention::kEfficient) {
       // Query chunks: scores in fp32, softmax in place, probabilities cast for the matmul with V;
       // recomputed in backward from the saved log-sum-exp.
-      const int o = g_.tensor("attn.out", d.N * HD * d.a);            // [N, H D]
-      const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);      // [B, H, T] fp32
+      const int o = g_.tensor("attn.out", d.N * HD * d.a);         // [N, H D]
+      const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);  // [B, H, T] fp32
       // Per chunk: the fp32 scores [B, H, rows, keys] (and, below fp32, their compute-dtype
       // copy) and its output [B, H, rows, D]. Backward adds the output gradient's layout, grad Q
       // and the K/V gradient accumulators ([B, H, T, D] each); per chunk rowsum(dO O)
@@ -136,13 +140,17 @@ class GraphBuilder {
       // compute-dtype copy below fp32, and one [B, H, keys, D] matmul result. The largest chunk
       // sets each.
       const bool below_fp32 = d.a != 4, softcap = m_.attn_logit_softcapping > 0;
-      auto sum = [](const std::vector<int64_t>& parts) { return std::accumulate(parts.begin(), parts.end(), int64_t{0}); };
+      auto sum = [](const std::vector<int64_t>& parts) {
+        return std::accumulate(parts.begin(), parts.end(), int64_t{0});
+      };
       std::vector<int64_t> chunk, bwd_chunk;
       for (const QueryChunk& q_chunk : query_chunks(d.T, window_)) {
-        const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys, s = bh * rows * keys;
+        const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys,
+                      s = bh * rows * keys;
         std::vector<int64_t> fwd{s * 4, below_fp32 ? s * d.a : 0, bh * rows * d.D * d.a};
-        std::vector<int64_t> bwd{bh * rows * 4, s * 4, s * 4, softcap ? s * 4 : 0, below_fp32 ? s * d.a : 0,
-                                 bh * keys * d.D * d.a};
+        std::vector<int64_t> bwd{
+            bh * rows * 4,        s * 4, s * 4, softcap ? s * 4 : 0, below_fp32 ? s * d.a : 0,
+            bh * keys * d.D * d.a};
         if (sum(fwd) > sum(chunk)) chunk = fwd;
         if (sum(bwd) > sum(bwd_chunk)) bwd_chunk = bwd;
       }
@@ -158,15 +166,22 @@ class GraphBuilder {
     // Eager: S = Q K^T, P = softmax(S) kept for backward, O = P V.
     // K/V expanded to H heads (repeat_interleave; with Hkv < H it copies its input first).
     const int64_t expand = d.H == d.Hkv ? 0 : d.N * d.Hkv * d.D * d.a;
-    const int kr = elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a, 0, expand);  // [B, H, T, D] copy
+    const int kr =
+        elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a, 0, expand);  // [B, H, T, D] copy
     const int vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a, 0, expand);
-    const int qt = elementwise("attn.q_t", {q}, {}, d.N * HD * d.a);    // [B, H, T, D] copy
-    int s = g_.tensor("attn.scores", scores * d.a);  // [B, H, T, T]
+    const int qt = elementwise("attn.q_t", {q}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
+    int s = g_.tensor("attn.scores", scores * d.a);                   // [B, H, T, T]
     g_.ops.push_back({"attn.scores", {qt, kr}, {s}, {qt, kr}, {qt, kr}});
     if (m_.attn_logit_softcapping > 0) {
       // tanh(S / cap) * cap: tanh keeps its output.
       const int capped = g_.tensor("attn.softcap", scores * d.a);
-      g_.ops.push_back({"attn.softcap", {s}, {capped}, {capped}, {s}, {scores * d.a, scores * d.a}, {scores * d.a}});
+      g_.ops.push_back({"attn.softcap",
+                        {s},
+                        {capped},
+                        {capped},
+                        {s},
+                        {scores * d.a, scores * d.a},
+                        {scores * d.a}});
       s = capped;
     }
     const int p = g_.tensor("attn.probs", scores * d.a);  // [B, H, T, T]
@@ -176,7 +191,8 @@ class GraphBuilder {
     if (c_.device == Device::kCuda) softmax.bwd_temps = {{scores * d.a, 0, 2}};  // beside grad S
     g_.ops.push_back(softmax);
     const int o = g_.tensor("attn.out", d.N * HD * d.a);  // [N, H D], from the [B, H, T, D] result
-    g_.ops.push_back({"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, {d.N * HD * d.a}, {d.N * HD * d.a}});
+    g_.ops.push_back(
+        {"attn.pv", {p, vr}, {o}, {p, vr}, {p, vr}, {d.N * HD * d.a}, {d.N * HD * d.a}});
     return o;
   }
 
@@ -191,8 +207,8 @@ class GraphBuilder {
 }  // namespace
 
 Dims dims_of(const ModelDesc& m, const TrainConfig& c) {
-  return {c.micro_batch, c.seq_len, c.tokens(), m.hidden, m.intermediate, m.heads, m.kv_heads,
-          m.head_dim, m.vocab, c.lora_rank, dtype_bytes(c.compute)};
+  return {c.micro_batch, c.seq_len,  c.tokens(), m.hidden,    m.intermediate,        m.heads,
+          m.kv_heads,    m.head_dim, m.vocab,    c.lora_rank, dtype_bytes(c.compute)};
 }
 
 int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in) {
@@ -207,8 +223,8 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t wi
   const bool gemma = m.norms_per_layer == 4;
 
   // Attention half.
-  const int x = b.input("layer.in", N * C * a);                        // [N, C]
-  const int h1 = b.norm("attn.norm", "attn.norm.rstd", x, N, C);      // [N, C]
+  const int x = b.input("layer.in", N * C * a);                   // [N, C]
+  const int h1 = b.norm("attn.norm", "attn.norm.rstd", x, N, C);  // [N, C]
   int q, k, v;
   if (m.fused_qkv) {
     const int qkv = b.linear("attn.qkv", Module::kQkv, h1, C, HD + 2 * KD);  // [N, (H+2Hkv) D]
@@ -216,9 +232,9 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t wi
     k = b.split("attn.k", qkv, N * KD * a);
     v = b.split("attn.v", qkv, N * KD * a);
   } else {
-    q = b.linear("attn.q", Module::kQ, h1, C, HD);   // [N, H D]
-    k = b.linear("attn.k", Module::kK, h1, C, KD);   // [N, Hkv D]
-    v = b.linear("attn.v", Module::kV, h1, C, KD);   // [N, Hkv D]
+    q = b.linear("attn.q", Module::kQ, h1, C, HD);  // [N, H D]
+    k = b.linear("attn.k", Module::kK, h1, C, KD);  // [N, Hkv D]
+    v = b.linear("attn.v", Module::kV, h1, C, KD);  // [N, Hkv D]
   }
   if (m.qk_norm) {
     q = b.norm("attn.q_norm", "attn.q_norm.rstd", q, N * d.H, d.D);
@@ -242,11 +258,11 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t wi
     gate = b.linear("mlp.gate", Module::kGate, h2, C, I);  // [N, I]
     up = b.linear("mlp.up", Module::kUp, h2, C, I);        // [N, I]
   }
-  const int act = b.elementwise("mlp.act", {gate}, {gate}, N * I * a);        // silu/gelu(gate)
+  const int act = b.elementwise("mlp.act", {gate}, {gate}, N * I * a);          // silu/gelu(gate)
   const int prod = b.elementwise("mlp.prod", {act, up}, {act, up}, N * I * a);  // act * up
   int down = b.linear("mlp.down", Module::kDown, prod, I, C);                   // [N, C]
   if (gemma) down = b.norm("mlp.post_norm", "mlp.post_norm.rstd", down, N, C);
-  b.graph().output = b.residual("mlp.residual", x2, down);                     // [N, C]
+  b.graph().output = b.residual("mlp.residual", x2, down);  // [N, C]
   return std::move(b.graph());
 }
 
@@ -266,14 +282,25 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
     const int64_t k = std::min(c.loss_chunk, N);
     const int lse = g.tensor("loss.lse", N * 4, Category::kLogits);
     const int64_t capped = m.final_logit_softcapping > 0 ? 4 * k * V : 0;
-    g.ops.push_back({"loss.chunked", {h}, {lse, loss}, {h, lse}, {h}, {8 * k * V},
+    g.ops.push_back({"loss.chunked",
+                     {h},
+                     {lse, loss},
+                     {h, lse},
+                     {h},
+                     {8 * k * V},
                      {(4 + a) * k * V + capped + k * C * a}});
   } else {
     // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
     // soft-capping keeps tanh(z / cap) too. Backward turns the saved log-probabilities into the
     // gradient in place, casts it to the compute dtype and multiplies into grad h.
     const int logp = g.tensor("log_softmax", N * V * 4, Category::kLogits);
-    OpDef op{"loss.full", {h}, {logp, loss}, {logp}, {h}, {std::max<int64_t>(a, 4) * N * V}, {a * N * V + N * C * a}};
+    OpDef op{"loss.full",
+             {h},
+             {logp, loss},
+             {logp},
+             {h},
+             {std::max<int64_t>(a, 4) * N * V},
+             {a * N * V + N * C * a}};
     if (m.final_logit_softcapping > 0) {
       const int capped = g.tensor("logits.softcap", N * V * 4, Category::kLogits);
       op.outputs.push_back(capped);

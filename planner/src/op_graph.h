@@ -13,7 +13,7 @@
 namespace loraplan::planner {
 
 struct TensorDef {
-  const char* tag;  // "attn.q", "mlp.act"
+  const char* tag;    // "attn.q", "mlp.act"
   int64_t bytes = 0;  // its own size (a view's gradient is this size too)
   Category category = Category::kActivations;
   int view_of = -1;  // a view of this tensor: allocates nothing and keeps that tensor alive
@@ -45,8 +45,8 @@ struct OpDef {
   std::vector<Temp> fwd_temps = {}, bwd_temps = {};
   int64_t adapter_grad_bytes[2] = {0, 0};  // LoRA B and A gradients (fp32), in the order backward
                                            // produces them; 0 if none
-  bool pass_through_grad = false;  // backward hands its output gradient to every grad input
-                                   // without allocating (residual add)
+  bool pass_through_grad = false;          // backward hands its output gradient to every grad input
+                                           // without allocating (residual add)
 };
 
 struct OpGraph {

@@ -20,9 +20,9 @@ double rounded(double x, double unit) { return std::round(x / unit) * unit; }
 
 ojson candidate_json(const PlanCandidate& p) {
   ojson j = {{"label", plan_label(p.config)},
-            {"fits", p.fits},
-            {"simulated", p.simulated},
-            {"tokens_per_s", rounded(p.cost.tokens_per_s, 0.1)}};
+             {"fits", p.fits},
+             {"simulated", p.simulated},
+             {"tokens_per_s", rounded(p.cost.tokens_per_s, 0.1)}};
   j["peak_bytes"] = p.simulated ? ojson(p.peak_bytes) : ojson();
   if (!p.reason.empty()) j["reason"] = p.reason;
   return j;
@@ -47,20 +47,26 @@ ojson plan_config_json(const TrainConfig& c) {
     offload.push_back(c.offloaded[l] ? "cpu" : "gpu");
   }
   for (Module m : c.lora_targets.modules) targets.push_back(module_name(m));
-  return {{"seq_len", c.seq_len},
-          {"micro_batch", c.micro_batch},
-          {"grad_accum", c.grad_accum},
-          {"weights", {{"format", weight_format_name(c.weights.format)},
-                       {"double_quant", c.weights.double_quant},
-                       {"block", c.weights.block}}},
-          {"compute_dtype", dtype_name(c.compute)},
-          {"lora", {{"rank", c.lora_rank}, {"alpha", c.lora_alpha}, {"dropout", c.lora_dropout}, {"targets", targets}}},
-          {"optimizer", optimizer_name(c.optimizer)},
-          {"checkpoint_layers", checkpoint},
-          {"offload", offload},
-          {"attention", attention_name(c.attention)},
-          {"loss", {{"kind", c.loss_chunk > 0 ? "chunked" : "full"}, {"chunk_tokens", c.loss_chunk}}},
-          {"packing", false}};
+  return {
+      {"seq_len", c.seq_len},
+      {"micro_batch", c.micro_batch},
+      {"grad_accum", c.grad_accum},
+      {"weights",
+       {{"format", weight_format_name(c.weights.format)},
+        {"double_quant", c.weights.double_quant},
+        {"block", c.weights.block}}},
+      {"compute_dtype", dtype_name(c.compute)},
+      {"lora",
+       {{"rank", c.lora_rank},
+        {"alpha", c.lora_alpha},
+        {"dropout", c.lora_dropout},
+        {"targets", targets}}},
+      {"optimizer", optimizer_name(c.optimizer)},
+      {"checkpoint_layers", checkpoint},
+      {"offload", offload},
+      {"attention", attention_name(c.attention)},
+      {"loss", {{"kind", c.loss_chunk > 0 ? "chunked" : "full"}, {"chunk_tokens", c.loss_chunk}}},
+      {"packing", false}};
 }
 
 ojson plan_json(const PlanInputs& p) {
@@ -93,7 +99,9 @@ ojson plan_json(const PlanInputs& p) {
   j["config"] = plan_config_json(s.chosen.config);
   ojson phases = ojson::array();
   for (const PhasePeak& ph : e.phases) {
-    phases.push_back({{"name", ph.name}, {"peak_bytes", ph.peak_bytes}, {"allocated_bytes", ph.allocated_bytes}});
+    phases.push_back({{"name", ph.name},
+                      {"peak_bytes", ph.peak_bytes},
+                      {"allocated_bytes", ph.allocated_bytes}});
   }
   const StepCost& t = s.chosen.cost;
   j["prediction"] = {{"peak_bytes", e.peak_bytes},
@@ -106,16 +114,17 @@ ojson plan_json(const PlanInputs& p) {
                      {"phases", phases},
                      {"tokens_per_s", rounded(t.tokens_per_s, 0.1)},
                      {"step_seconds", rounded(t.step_s, 1e-6)},
-                     {"step_time", {{"frozen_s", rounded(t.frozen_s, 1e-6)},
-                                    {"lora_s", rounded(t.lora_s, 1e-6)},
-                                    {"attention_s", rounded(t.attention_s, 1e-6)},
-                                    {"recompute_s", rounded(t.recompute_s, 1e-6)},
-                                    {"dequant_s", rounded(t.dequant_s, 1e-6)},
-                                    {"elementwise_s", rounded(t.elementwise_s, 1e-6)},
-                                    {"head_s", rounded(t.head_s, 1e-6)},
-                                    {"offload_s", rounded(t.offload_s, 1e-6)},
-                                    {"optimizer_s", rounded(t.optimizer_s, 1e-6)},
-                                    {"overhead_s", rounded(t.overhead_s, 1e-6)}}}};
+                     {"step_time",
+                      {{"frozen_s", rounded(t.frozen_s, 1e-6)},
+                       {"lora_s", rounded(t.lora_s, 1e-6)},
+                       {"attention_s", rounded(t.attention_s, 1e-6)},
+                       {"recompute_s", rounded(t.recompute_s, 1e-6)},
+                       {"dequant_s", rounded(t.dequant_s, 1e-6)},
+                       {"elementwise_s", rounded(t.elementwise_s, 1e-6)},
+                       {"head_s", rounded(t.head_s, 1e-6)},
+                       {"offload_s", rounded(t.offload_s, 1e-6)},
+                       {"optimizer_s", rounded(t.optimizer_s, 1e-6)},
+                       {"overhead_s", rounded(t.overhead_s, 1e-6)}}}};
   ojson weights = ojson::array(), optimizers = ojson::array();
   for (const QuantOptions& q : p.space.weights) weights.push_back(weight_format_name(q.format));
   for (Optimizer o : p.space.optimizers) optimizers.push_back(optimizer_name(o));
@@ -134,11 +143,13 @@ ojson plan_json(const PlanInputs& p) {
 
 namespace {
 
-std::vector<bool> layer_flags(const JsonFields& f, const json& list, const char* key, int64_t layers) {
+std::vector<bool> layer_flags(const JsonFields& f, const json& list, const char* key,
+                              int64_t layers) {
   std::vector<bool> set(layers, false);
   for (const json& v : list) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= layers) {
-      f.fail(key, "must list layers 0.." + std::to_string(layers - 1) + " (found " + json_excerpt(v) + ")");
+      f.fail(key, "must list layers 0.." + std::to_string(layers - 1) + " (found " +
+                      json_excerpt(v) + ")");
     }
     set[v.get<int64_t>()] = true;
   }
@@ -154,8 +165,9 @@ PlanFile read_plan(const std::string& path) {
   const JsonFields top(j, text, path);
   if (top.string("schema") != "loraplan-plan") top.fail("schema", "must be \"loraplan-plan\"");
   if (top.integer("version", 1, "must be a positive integer") != kPlanVersion) {
-    top.fail("version", "must be " + std::to_string(kPlanVersion) + " (this loraplan reads plan version " +
-                            std::to_string(kPlanVersion) + ")");
+    top.fail("version", "must be " + std::to_string(kPlanVersion) +
+                            " (this loraplan reads plan version " + std::to_string(kPlanVersion) +
+                            ")");
   }
   PlanFile p;
   const JsonFields model = top.object("model");
@@ -194,7 +206,8 @@ PlanFile read_plan(const std::string& path) {
   c.weights.double_quant = w.boolean("double_quant");
   c.weights.block = w.positive_int("block");
   const auto compute = parse_dtype(cf.string("compute_dtype"));
-  if (!compute || (*compute != DType::kBF16 && *compute != DType::kF16 && *compute != DType::kF32)) {
+  if (!compute ||
+      (*compute != DType::kBF16 && *compute != DType::kF16 && *compute != DType::kF32)) {
     cf.fail("compute_dtype", "must be bf16, fp16 or fp32");
   }
   c.compute = *compute;
@@ -214,26 +227,32 @@ PlanFile read_plan(const std::string& path) {
     lora.fail("targets", std::string("must name modules of the model: ") + e.what());
   }
   const auto optimizer = parse_optimizer(cf.string("optimizer"));
-  if (!optimizer) cf.fail("optimizer", "must be adamw, adamw-8bit, paged-adamw-8bit, sgd or sgd-momentum");
+  if (!optimizer)
+    cf.fail("optimizer", "must be adamw, adamw-8bit, paged-adamw-8bit, sgd or sgd-momentum");
   c.optimizer = *optimizer;
-  c.checkpointed = layer_flags(cf, cf.array("checkpoint_layers"), "checkpoint_layers", p.model.layers);
+  c.checkpointed =
+      layer_flags(cf, cf.array("checkpoint_layers"), "checkpoint_layers", p.model.layers);
   const json& offload = cf.array("offload");
   if (static_cast<int64_t>(offload.size()) != p.model.layers) {
-    cf.fail("offload", "must give \"gpu\" or \"cpu\" for each of the " + std::to_string(p.model.layers) + " layers");
+    cf.fail("offload", "must give \"gpu\" or \"cpu\" for each of the " +
+                           std::to_string(p.model.layers) + " layers");
   }
   c.offloaded.assign(p.model.layers, false);
   for (size_t l = 0; l < offload.size(); ++l) {
-    if (offload[l] != "gpu" && offload[l] != "cpu") cf.fail("offload", "must hold only \"gpu\" or \"cpu\"");
+    if (offload[l] != "gpu" && offload[l] != "cpu")
+      cf.fail("offload", "must hold only \"gpu\" or \"cpu\"");
     c.offloaded[l] = offload[l] == "cpu";
   }
   const std::string attention = cf.string("attention");
-  if (attention != "eager" && attention != "efficient") cf.fail("attention", "must be \"eager\" or \"efficient\"");
+  if (attention != "eager" && attention != "efficient")
+    cf.fail("attention", "must be \"eager\" or \"efficient\"");
   c.attention = attention == "eager" ? Attention::kEager : Attention::kEfficient;
   const JsonFields loss = cf.object("loss");
   const std::string kind = loss.string("kind");
   if (kind != "full" && kind != "chunked") loss.fail("kind", "must be \"full\" or \"chunked\"");
   c.loss_chunk = kind == "chunked" ? loss.positive_int("chunk_tokens") : 0;
-  if (cf.bool_or("packing", false)) cf.fail("packing", "must be false (sequence packing is not supported yet)");
+  if (cf.bool_or("packing", false))
+    cf.fail("packing", "must be false (sequence packing is not supported yet)");
   try {
     validate(c, p.model);
   } catch (const InputError& e) {

@@ -1,7 +1,5 @@
 #include "loraplan/planner/plan_search.h"
 
-#include "loraplan/planner/errors.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -12,12 +10,15 @@
 #include <thread>
 #include <tuple>
 
+#include "loraplan/planner/errors.h"
 #include "loraplan/planner/weights.h"
 
 namespace loraplan::planner {
 namespace {
 
-int64_t count(const std::vector<bool>& layers) { return std::count(layers.begin(), layers.end(), true); }
+int64_t count(const std::vector<bool>& layers) {
+  return std::count(layers.begin(), layers.end(), true);
+}
 
 std::string weights_text(const QuantOptions& q) {
   std::string w(weight_format_name(q.format));
@@ -48,7 +49,8 @@ std::string over_limit(int64_t need, int64_t limit) {
 
 // The choices other than micro-batch; a combination is infeasible for every micro-batch at least
 // as large as one that is.
-using Shape = std::tuple<int, int64_t, int, int>;  // attention, loss chunk (0 or 1 = chunked), weights, optimizer
+using Shape = std::tuple<int, int64_t, int,
+                         int>;  // attention, loss chunk (0 or 1 = chunked), weights, optimizer
 
 struct Combo {
   TrainConfig config;  // nothing checkpointed or offloaded
@@ -58,7 +60,8 @@ struct Combo {
 
 class Searcher {
  public:
-  Searcher(const ModelDesc& m, const DeviceModel& d, const Rates& r, const SearchSpace& space, PlanSearch& out)
+  Searcher(const ModelDesc& m, const DeviceModel& d, const Rates& r, const SearchSpace& space,
+           PlanSearch& out)
       : m_(m), r_(r), space_(space), out_(out) {
     limited_ = d;
     limited_.budget_bytes = out.limit_bytes;
@@ -95,9 +98,9 @@ class Searcher {
   // The cheapest way to make `combo` fit: the least position that fits. The peak does not rise
   // with the position, so a bracket (lo does not fit, hi does) narrows to it. Other micro-batches
   // of the combination may have bounded it already: a position that did not fit a smaller one
-  // does not fit this one (`known_unfit`; -1 when nothing is known). Gives up (simulated = false) as soon as what is
-  // left cannot beat `must_beat` tokens/s: recomputing or offloading more never makes a step
-  // faster.
+  // does not fit this one (`known_unfit`; -1 when nothing is known). Gives up (simulated = false)
+  // as soon as what is left cannot beat `must_beat` tokens/s: recomputing or offloading more never
+  // makes a step faster.
   PlanCandidate fit(const Combo& combo, double must_beat, int64_t known_unfit) {
     const int64_t L = m_.layers, top = space_.allow_offload ? 2 * L : L;
     PlanCandidate p;
@@ -108,7 +111,8 @@ class Searcher {
       const int64_t k = std::min(pos, L), n = std::max<int64_t>(pos - L, 0);
       p.simulated = false;
       p.reason = "slower: at most " + tokens_text(p.cost.tokens_per_s) + " (" + std::to_string(k) +
-                 " or more layers checkpointed" + (n > 0 ? ", " + std::to_string(n) + " or more offloaded)" : ")");
+                 " or more layers checkpointed" +
+                 (n > 0 ? ", " + std::to_string(n) + " or more offloaded)" : ")");
       return true;
     };
     int64_t lo = known_unfit, hi = -1;
@@ -135,7 +139,8 @@ class Searcher {
         if (beaten(lo + 1)) return p;
       }
     }
-    const int64_t pos = least(lo, hi, c_lo, c_hi, [&](int64_t x) { return check(at(combo, x)); }, beaten);
+    const int64_t pos = least(
+        lo, hi, c_lo, c_hi, [&](int64_t x) { return check(at(combo, x)); }, beaten);
     if (pos < 0) return p;
     return fitted(combo, p, pos, last_fit_.peak_bytes);
   }
@@ -157,10 +162,12 @@ class Searcher {
     p.fits = false;
     // Over the limit on tensors alone, the check's peak says by how much; else the allocator's
     // rounding broke it, and only a full estimate tells the peak.
-    p.peak_bytes = frugal.peak_bytes > out_.limit_bytes ? frugal.peak_bytes : simulate(p.config).peak_bytes;
+    p.peak_bytes =
+        frugal.peak_bytes > out_.limit_bytes ? frugal.peak_bytes : simulate(p.config).peak_bytes;
     p.cost = step_cost(m_, p.config, r_);
     p.reason = "needs " + over_limit(p.peak_bytes, out_.limit_bytes) +
-               (space_.allow_offload ? " with every layer checkpointed and offloaded" : " with every layer checkpointed");
+               (space_.allow_offload ? " with every layer checkpointed and offloaded"
+                                     : " with every layer checkpointed");
     return p;
   }
 
@@ -171,17 +178,20 @@ class Searcher {
   // crosses the limit (regula falsi); after three probes that moved the same end, one bisection
   // keeps the worst case logarithmic. -1 when `beaten(lo + 1)` says the rest cannot win.
   int64_t least(int64_t lo, int64_t hi, const FitCheck& c_lo, const FitCheck& c_hi,
-                const std::function<FitCheck(int64_t)>& check_at, const std::function<bool(int64_t)>& beaten) {
+                const std::function<FitCheck(int64_t)>& check_at,
+                const std::function<bool(int64_t)>& beaten) {
     const int64_t L = m_.layers;
     last_fit_ = c_hi;
     int64_t t_lo = c_lo.tensor_bytes, t_hi = c_hi.tensor_bytes;  // -1: unknown
-    int same_side = 0, last_side = 0;  // +1: hi moved, -1: lo moved
+    int same_side = 0, last_side = 0;                            // +1: hi moved, -1: lo moved
     while (hi - lo > 1) {
       int64_t probe = lo + (hi - lo) / 2;
-      const bool line = t_lo >= 0 && t_hi >= 0 && t_lo > t_hi && (hi <= L || lo >= L) && same_side < 3;
+      const bool line =
+          t_lo >= 0 && t_hi >= 0 && t_lo > t_hi && (hi <= L || lo >= L) && same_side < 3;
       if (line) {
         const double slope = static_cast<double>(t_lo - t_hi) / static_cast<double>(hi - lo);
-        probe = lo + static_cast<int64_t>(std::ceil(static_cast<double>(t_lo - out_.limit_bytes) / slope));
+        probe = lo + static_cast<int64_t>(
+                         std::ceil(static_cast<double>(t_lo - out_.limit_bytes) / slope));
       }
       probe = std::clamp(probe, lo + 1, hi - 1);
       const FitCheck f = check_at(probe);
@@ -221,20 +231,24 @@ std::vector<int64_t> divisors(int64_t n) {
   return small;
 }
 
-bool faster(const PlanCandidate& a, const PlanCandidate& b) { return a.cost.tokens_per_s > b.cost.tokens_per_s; }
+bool faster(const PlanCandidate& a, const PlanCandidate& b) {
+  return a.cost.tokens_per_s > b.cost.tokens_per_s;
+}
 
 }  // namespace
 
 std::string plan_label(const TrainConfig& c) {
-  return "B " + std::to_string(c.micro_batch) + " x " + std::to_string(c.grad_accum) + " | checkpoint " +
-         std::to_string(count(c.checkpointed)) + "/" + std::to_string(c.checkpointed.size()) + " | offload " +
-         std::to_string(count(c.offloaded)) + " | " + std::string(attention_name(c.attention)) + " | loss " +
-         (c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full")) + " | " +
-         weights_text(c.weights) + " | " + std::string(optimizer_name(c.optimizer));
+  return "B " + std::to_string(c.micro_batch) + " x " + std::to_string(c.grad_accum) +
+         " | checkpoint " + std::to_string(count(c.checkpointed)) + "/" +
+         std::to_string(c.checkpointed.size()) + " | offload " +
+         std::to_string(count(c.offloaded)) + " | " + std::string(attention_name(c.attention)) +
+         " | loss " +
+         (c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full")) +
+         " | " + weights_text(c.weights) + " | " + std::string(optimizer_name(c.optimizer));
 }
 
-PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d, const Rates& r,
-                       const SearchSpace& space) {
+PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d,
+                       const Rates& r, const SearchSpace& space) {
   if (space.target_batch < 1 || space.target_batch > ConfigLimits::kMicroBatch) {
     throw InputError("--target-batch: " + std::to_string(space.target_batch) + " is not in 1.." +
                      std::to_string(ConfigLimits::kMicroBatch) + " sequences");
@@ -243,7 +257,8 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   out.limit_bytes = d.budget_bytes - margin_for(space, d.budget_bytes);
   Searcher searcher(m, d, r, space, out);
 
-  const std::vector<QuantOptions> weights = space.weights.empty() ? std::vector<QuantOptions>{base.weights} : space.weights;
+  const std::vector<QuantOptions> weights =
+      space.weights.empty() ? std::vector<QuantOptions>{base.weights} : space.weights;
   const std::vector<Optimizer> optimizers =
       space.optimizers.empty() ? std::vector<Optimizer>{base.optimizer} : space.optimizers;
   std::vector<Attention> attentions = {Attention::kEfficient};
@@ -264,8 +279,10 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
             k.config.weights = weights[w];
             k.config.optimizer = optimizers[o];
             k.config.loss_chunk = chunked ? suggested_loss_chunk(m, k.config) : 0;
-            if (chunked && k.config.loss_chunk >= k.config.tokens()) continue;  // one chunk: the full loss
-            if (!within_limits(k.config, m)) continue;  // beyond any device, and beyond exact arithmetic
+            if (chunked && k.config.loss_chunk >= k.config.tokens())
+              continue;  // one chunk: the full loss
+            if (!within_limits(k.config, m))
+              continue;  // beyond any device, and beyond exact arithmetic
             k.config = Searcher::with(k.config, 0, 0);
             k.shape = {static_cast<int>(a), chunked, static_cast<int>(w), static_cast<int>(o)};
             k.best_case = step_cost(m, k.config, r).tokens_per_s;
@@ -275,19 +292,25 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       }
     }
   }
-  std::stable_sort(combos.begin(), combos.end(), [](const Combo& a, const Combo& b) { return a.best_case > b.best_case; });
+  std::stable_sort(combos.begin(), combos.end(),
+                   [](const Combo& a, const Combo& b) { return a.best_case > b.best_case; });
 
   std::map<Shape, int64_t> infeasible_from;  // shape -> smallest micro-batch known not to fit
-  std::map<Shape, std::map<int64_t, int64_t>> least_position;  // shape -> micro-batch -> least position that fits
+  std::map<Shape, std::map<int64_t, int64_t>>
+      least_position;  // shape -> micro-batch -> least position that fits
   // The largest micro-batch at which each combination's most frugal plan fits, by bisection over
   // the micro-batches (a larger one never needs less): the ones above it are rejected unsimulated.
   std::map<Shape, std::vector<const Combo*>> by_shape;  // ascending micro-batch
   for (const Combo& k : combos) by_shape[k.shape].push_back(&k);
-  std::set<std::pair<Shape, int64_t>> rejected_frugal;  // (shape, micro-batch) rejected with its peak
+  std::set<std::pair<Shape, int64_t>>
+      rejected_frugal;  // (shape, micro-batch) rejected with its peak
   for (auto& [shape, list] : by_shape) {
-    std::sort(list.begin(), list.end(), [](const Combo* a, const Combo* b) { return a->config.micro_batch < b->config.micro_batch; });
+    std::sort(list.begin(), list.end(), [](const Combo* a, const Combo* b) {
+      return a->config.micro_batch < b->config.micro_batch;
+    });
     auto frugal_fits = [&](size_t i) {
-      const FitCheck f = searcher.check(Searcher::with(list[i]->config, m.layers, space.allow_offload ? m.layers : 0));
+      const FitCheck f = searcher.check(
+          Searcher::with(list[i]->config, m.layers, space.allow_offload ? m.layers : 0));
       if (!f.fits) {
         PlanCandidate p;
         out.rejected.push_back(searcher.infeasible(*list[i], p, f));
@@ -302,16 +325,22 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       hi = list.size() - 1;
       while (hi - lo > 1) {
         const size_t mid = lo + (hi - lo) / 2;
-        if (frugal_fits(mid)) lo = mid; else hi = mid;
+        if (frugal_fits(mid))
+          lo = mid;
+        else
+          hi = mid;
       }
     }
     if (hi < list.size()) infeasible_from[shape] = list[hi]->config.micro_batch;
   }
-  const size_t kept = static_cast<size_t>(space.runner_ups) + 1;  // the chosen plan and its runner-ups
+  const size_t kept =
+      static_cast<size_t>(space.runner_ups) + 1;  // the chosen plan and its runner-ups
   std::vector<PlanCandidate> feasible;
   for (const Combo& k : combos) {
-    if (auto it = infeasible_from.find(k.shape); it != infeasible_from.end() && k.config.micro_batch >= it->second) {
-      if (rejected_frugal.count({k.shape, k.config.micro_batch})) continue;  // rejected already, with its peak
+    if (auto it = infeasible_from.find(k.shape);
+        it != infeasible_from.end() && k.config.micro_batch >= it->second) {
+      if (rejected_frugal.count({k.shape, k.config.micro_batch}))
+        continue;  // rejected already, with its peak
       PlanCandidate p;
       p.config = k.config;
       p.simulated = false;
@@ -345,8 +374,9 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       continue;
     }
     if (!p.fits) {
-      infeasible_from[k.shape] = std::min(infeasible_from.count(k.shape) ? infeasible_from[k.shape] : INT64_MAX,
-                                          k.config.micro_batch);
+      infeasible_from[k.shape] =
+          std::min(infeasible_from.count(k.shape) ? infeasible_from[k.shape] : INT64_MAX,
+                   k.config.micro_batch);
       out.rejected.push_back(std::move(p));
       continue;
     }
@@ -362,10 +392,11 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
     if (i < kept) out.runner_ups.push_back(p);
     out.rejected.push_back(std::move(p));
   }
-  std::stable_sort(out.rejected.begin(), out.rejected.end(), [](const PlanCandidate& a, const PlanCandidate& b) {
-    if (a.fits != b.fits) return a.fits;
-    return a.cost.tokens_per_s > b.cost.tokens_per_s;
-  });
+  std::stable_sort(out.rejected.begin(), out.rejected.end(),
+                   [](const PlanCandidate& a, const PlanCandidate& b) {
+                     if (a.fits != b.fits) return a.fits;
+                     return a.cost.tokens_per_s > b.cost.tokens_per_s;
+                   });
   if (!space.explain) return out;
   DeviceModel limited = d;  // the allocator model capped where the search capped it
   limited.budget_bytes = out.limit_bytes;
@@ -378,15 +409,17 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   const auto next = std::upper_bound(sizes.begin(), sizes.end(), c.micro_batch);
   if (next != sizes.end()) {
     for (const PlanCandidate& p : out.rejected) {
-      if (p.config.micro_batch != *next || p.config.attention != c.attention || p.config.weights.format != c.weights.format ||
-          p.config.optimizer != c.optimizer || (p.config.loss_chunk > 0) != (c.loss_chunk > 0) || !p.simulated) {
+      if (p.config.micro_batch != *next || p.config.attention != c.attention ||
+          p.config.weights.format != c.weights.format || p.config.optimizer != c.optimizer ||
+          (p.config.loss_chunk > 0) != (c.loss_chunk > 0) || !p.simulated) {
         continue;
       }
-      out.boundaries.push_back("micro-batch " + std::to_string(*next) + ": " +
-                               (p.fits ? "fits with " + std::to_string(count(p.config.checkpointed)) +
-                                             " layers checkpointed and " + std::to_string(count(p.config.offloaded)) +
-                                             " offloaded, " + tokens_text(p.cost.tokens_per_s)
-                                       : p.reason));
+      out.boundaries.push_back(
+          "micro-batch " + std::to_string(*next) + ": " +
+          (p.fits ? "fits with " + std::to_string(count(p.config.checkpointed)) +
+                        " layers checkpointed and " + std::to_string(count(p.config.offloaded)) +
+                        " offloaded, " + tokens_text(p.cost.tokens_per_s)
+                  : p.reason));
       break;
     }
   }
@@ -394,18 +427,22 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   if (n > 0 || k > 0) {
     const TrainConfig fewer = n > 0 ? Searcher::with(c, k, n - 1) : Searcher::with(c, k - 1, 0);
     const Estimate e = searcher.simulate(fewer);
-    out.boundaries.push_back((n > 0 ? "offloading " + std::to_string(n - 1) + " layers instead of " + std::to_string(n)
-                                    : "checkpointing " + std::to_string(k - 1) + " layers instead of " + std::to_string(k)) +
-                             ": needs " + over_limit(e.peak_bytes, out.limit_bytes));
+    out.boundaries.push_back(
+        (n > 0 ? "offloading " + std::to_string(n - 1) + " layers instead of " + std::to_string(n)
+               : "checkpointing " + std::to_string(k - 1) + " layers instead of " +
+                     std::to_string(k)) +
+        ": needs " + over_limit(e.peak_bytes, out.limit_bytes));
   }
   return out;
 }
 
 int64_t margin_for(const SearchSpace& space, int64_t budget_bytes) {
-  return space.margin_bytes + static_cast<int64_t>(std::llround(space.margin_share * static_cast<double>(budget_bytes)));
+  return space.margin_bytes +
+         static_cast<int64_t>(std::llround(space.margin_share * static_cast<double>(budget_bytes)));
 }
 
-std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base, const std::vector<GpuProfile>& gpus,
+std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base,
+                             const std::vector<GpuProfile>& gpus,
                              const std::vector<int64_t>& seq_lens, SearchSpace space, int threads) {
   space.runner_ups = 0;
   space.explain = false;
@@ -427,11 +464,13 @@ std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base, const 
     for (size_t i = next++; i < cells.size(); i = next++) {
       TrainConfig c = base;
       c.seq_len = cells[i].seq_len;
-      cells[i].search = search_plan(m, c, cuda_device(cells[i].gpu, 0), gpu_rates(cells[i].gpu, c.compute), space);
+      cells[i].search = search_plan(m, c, cuda_device(cells[i].gpu, 0),
+                                    gpu_rates(cells[i].gpu, c.compute), space);
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < std::min<int>(threads, static_cast<int>(cells.size())); ++t) pool.emplace_back(work);
+  for (int t = 1; t < std::min<int>(threads, static_cast<int>(cells.size())); ++t)
+    pool.emplace_back(work);
   work();
   for (std::thread& t : pool) t.join();
   return cells;

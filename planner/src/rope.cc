@@ -13,7 +13,8 @@ namespace {
 // `factor`, those shorter than context / high_freq_factor kept, the band between blended.
 void llama3(const RopeScaling& r, std::vector<double>& inv) {
   const double context = static_cast<double>(r.original_max_position_embeddings);
-  const double low_wavelen = context / r.low_freq_factor, high_wavelen = context / r.high_freq_factor;
+  const double low_wavelen = context / r.low_freq_factor,
+               high_wavelen = context / r.high_freq_factor;
   for (double& f : inv) {
     const double wavelen = 2 * std::numbers::pi / f;
     if (wavelen < high_wavelen) continue;
@@ -21,7 +22,8 @@ void llama3(const RopeScaling& r, std::vector<double>& inv) {
       f /= r.factor;
       continue;
     }
-    const double smooth = (context / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+    const double smooth =
+        (context / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
     f = (1 - smooth) * f / r.factor + smooth * f;
   }
 }
@@ -67,7 +69,8 @@ RopeFrequencies rope_frequencies(const ModelDesc& m, int64_t seq_len) {
   }
   switch (r.type) {
     case RopeType::kDefault:
-    case RopeType::kDynamic: break;
+    case RopeType::kDynamic:
+      break;
     case RopeType::kLinear:
       for (double& f : out.inv_freq) f /= r.factor;
       break;
@@ -77,8 +80,12 @@ RopeFrequencies rope_frequencies(const ModelDesc& m, int64_t seq_len) {
       for (size_t i = 0; i < out.inv_freq.size(); ++i) out.inv_freq[i] /= ext[i];
       break;
     }
-    case RopeType::kLlama3: llama3(r, out.inv_freq); break;
-    case RopeType::kYarn: yarn(r, base, dim, out.inv_freq); break;
+    case RopeType::kLlama3:
+      llama3(r, out.inv_freq);
+      break;
+    case RopeType::kYarn:
+      yarn(r, base, dim, out.inv_freq);
+      break;
   }
   return out;
 }

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "loraplan/planner/errors.h"
@@ -26,8 +26,8 @@ struct Range {
 };
 
 // One entry of the header: {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}.
-TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_start, uint64_t data_bytes,
-                        const std::string& path, std::vector<Range>& ranges) {
+TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_start,
+                        uint64_t data_bytes, const std::string& path, std::vector<Range>& ranges) {
   auto fail = [&](const std::string& msg) {
     throw InputError(located(path, 0, "tensor \"" + name + "\": " + msg));
   };
@@ -42,24 +42,31 @@ TensorRecord read_entry(const std::string& name, const json& e, uint64_t data_st
   if (!e.contains("shape") || !e["shape"].is_array()) fail("\"shape\" missing or not a list");
   int64_t need = dtype_bytes(t.dtype);
   for (const json& d : e["shape"]) {
-    if (!d.is_number_unsigned()) fail("\"shape\" " + json_excerpt(e["shape"]) + " must hold non-negative integers");
+    if (!d.is_number_unsigned())
+      fail("\"shape\" " + json_excerpt(e["shape"]) + " must hold non-negative integers");
     const uint64_t dim = d.get<uint64_t>();
-    if (dim > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(need, static_cast<int64_t>(dim), &need)) {
-      fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() + " does not fit in 2^63 bytes");
+    if (dim > static_cast<uint64_t>(INT64_MAX) ||
+        __builtin_mul_overflow(need, static_cast<int64_t>(dim), &need)) {
+      fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() +
+           " does not fit in 2^63 bytes");
     }
     t.shape.push_back(static_cast<int64_t>(dim));
   }
   const json& off = e.contains("data_offsets") ? e["data_offsets"] : json();
-  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+      !off[1].is_number_unsigned()) {
     fail("\"data_offsets\" must be [begin, end]");
   }
   const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
   if (begin > end) fail("data_offsets " + json_excerpt(off) + " end before they begin");
   if (end > data_bytes) {
-    fail("data_offsets " + json_excerpt(off) + " run past the end of the data section (" + std::to_string(data_bytes) + " bytes)");
+    fail("data_offsets " + json_excerpt(off) + " run past the end of the data section (" +
+         std::to_string(data_bytes) + " bytes)");
   }
   if (end - begin != static_cast<uint64_t>(need)) {
-    fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() + " needs " + std::to_string(need) + " bytes, data_offsets " + json_excerpt(off) + " hold " + std::to_string(end - begin));
+    fail("shape " + json_excerpt(e["shape"]) + " x " + e["dtype"].get<std::string>() + " needs " +
+         std::to_string(need) + " bytes, data_offsets " + json_excerpt(off) + " hold " +
+         std::to_string(end - begin));
   }
   t.offset = data_start + begin;
   ranges.push_back({begin, end, nullptr});
@@ -73,14 +80,19 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(located(path, 0, "cannot open"));
   if (size < 8) {
-    throw InputError(located(path, 0, "file of " + std::to_string(size) + " bytes is too small for a safetensors header"));
+    throw InputError(located(
+        path, 0,
+        "file of " + std::to_string(size) + " bytes is too small for a safetensors header"));
   }
   unsigned char len_bytes[8];
   in.read(reinterpret_cast<char*>(len_bytes), 8);
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > kMaxHeaderBytes || header_len > size - 8) {
-    throw InputError(located(path, 0, "header length " + std::to_string(header_len) + " at byte offset 0 runs past the end of the file (" + std::to_string(size) + " bytes)"));
+    throw InputError(located(path, 0,
+                             "header length " + std::to_string(header_len) +
+                                 " at byte offset 0 runs past the end of the file (" +
+                                 std::to_string(size) + " bytes)"));
   }
   std::string header(header_len, '\0');
   in.read(header.data(), static_cast<std::streamsize>(header_len));
@@ -102,7 +114,9 @@ std::vector<TensorRecord> read_one_file(const std::string& path) {
   });
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].begin < ranges[i - 1].end) {
-      throw InputError(located(path, 0, "tensors \"" + *ranges[i - 1].name + "\" and \"" + *ranges[i].name + "\" overlap at data offset " + std::to_string(ranges[i].begin)));
+      throw InputError(located(path, 0,
+                               "tensors \"" + *ranges[i - 1].name + "\" and \"" + *ranges[i].name +
+                                   "\" overlap at data offset " + std::to_string(ranges[i].begin)));
     }
   }
   return tensors;
@@ -115,12 +129,15 @@ std::vector<TensorRecord> read_index(const std::string& path) {
     throw InputError(located(path, 0, "\"weight_map\" missing or not an object"));
   }
   const json& weight_map = j["weight_map"];
-  if (weight_map.empty()) throw InputError(located(path, json_key_line(text, "weight_map"), "\"weight_map\" names no tensors"));
+  if (weight_map.empty())
+    throw InputError(
+        located(path, json_key_line(text, "weight_map"), "\"weight_map\" names no tensors"));
   const fs::path dir = fs::path(path).parent_path();
   std::map<std::string, std::string> shards;  // as the index names it -> path inside dir
   for (const auto& [name, shard] : weight_map.items()) {
     auto fail = [&](const std::string& msg) {
-      throw InputError(located(path, json_key_line(text, name), "weight_map " + json_excerpt(json(name)) + ": " + msg));
+      throw InputError(located(path, json_key_line(text, name),
+                               "weight_map " + json_excerpt(json(name)) + ": " + msg));
     };
     if (!shard.is_string()) fail("must name a shard file, got " + json_excerpt(shard));
     const std::string& file = shard.get_ref<const std::string&>();
@@ -131,15 +148,19 @@ std::vector<TensorRecord> read_index(const std::string& path) {
   std::vector<TensorRecord> all;
   for (const auto& [shard, shard_path] : shards) {
     std::error_code ec;
-    if (!fs::exists(shard_path, ec)) throw InputError(located(path, 0, "shard \"" + shard + "\" not found"));
+    if (!fs::exists(shard_path, ec))
+      throw InputError(located(path, 0, "shard \"" + shard + "\" not found"));
     std::vector<TensorRecord> part = read_one_file(shard_path);
-    all.insert(all.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    all.insert(all.end(), std::make_move_iterator(part.begin()),
+               std::make_move_iterator(part.end()));
   }
   std::set<std::pair<std::string, std::string>> stored;  // (tensor, shard path)
   for (const TensorRecord& t : all) stored.emplace(t.name, t.file);
   for (const auto& [name, shard] : weight_map.items()) {
     if (!stored.count({name, shards.at(shard.get<std::string>())})) {
-      throw InputError(located(path, 0, "tensor \"" + name + "\" is not in its shard \"" + shard.get<std::string>() + "\""));
+      throw InputError(located(
+          path, 0,
+          "tensor \"" + name + "\" is not in its shard \"" + shard.get<std::string>() + "\""));
     }
   }
   return all;

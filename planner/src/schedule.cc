@@ -16,7 +16,7 @@ namespace loraplan::planner {
 
 std::string_view category_name(Category c) {
   constexpr std::string_view kNames[kCategoryCount] = {
-      "weights", "adapters", "optimizer", "gradients", "activations",
+      "weights", "adapters", "optimizer", "gradients",      "activations",
       "batch",   "logits",   "workspace", "offload_staging"};
   return kNames[static_cast<int>(c)];
 }
@@ -142,8 +142,9 @@ bool has_adapter(const OpDef& op) { return op.adapter_grad_bytes[0] > 0; }
 // The `n` allocations of one op (forward: its outputs; backward: its gradients) with the op's
 // temporaries between them (see Temp); `allocate(k)` makes allocation k. `ids`: scratch.
 template <typename Allocate>
-void allocate_with_temps(StepBuilder& sb, const GraphRun& run, const char* tag, const std::vector<Temp>& temps,
-                         int n, bool input_grad, std::vector<int32_t>& ids, Allocate allocate) {
+void allocate_with_temps(StepBuilder& sb, const GraphRun& run, const char* tag,
+                         const std::vector<Temp>& temps, int n, bool input_grad,
+                         std::vector<int32_t>& ids, Allocate allocate) {
   ids.assign(temps.size(), kNone);
   for (int k = 0; k <= n + 1; ++k) {
     for (size_t i = 0; i < temps.size(); ++i) {
@@ -179,10 +180,11 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
   run.requires_grad[g.input] = input_requires_grad;
   for (size_t i = 0; i < g.ops.size(); ++i) {
     const OpDef& op = g.ops[i];
-    const bool in_graph = has_adapter(op) || std::any_of(op.inputs.begin(), op.inputs.end(),
-                                                         [&](int t) { return run.requires_grad[t]; });
-    allocate_with_temps(sb, run, op.tag, op.fwd_temps, static_cast<int>(op.outputs.size()), true, temp_ids,
-                        [&](int k) {
+    const bool in_graph =
+        has_adapter(op) || std::any_of(op.inputs.begin(), op.inputs.end(),
+                                       [&](int t) { return run.requires_grad[t]; });
+    allocate_with_temps(sb, run, op.tag, op.fwd_temps, static_cast<int>(op.outputs.size()), true,
+                        temp_ids, [&](int k) {
                           const int t = op.outputs[k];
                           const TensorDef& td = g.tensors[t];
                           if (td.view_of >= 0) {  // shares its base's buffer
@@ -199,7 +201,8 @@ void forward(StepBuilder& sb, GraphRun& run, int32_t input, bool save, bool inpu
       for (int t : op.saved) sb.hold(run.buf[t]);
     }
     auto release = [&](int t) {
-      if (last_use[t] == static_cast<int>(i) && t != g.output && t != g.input && run.buf[t] != kNone) {
+      if (last_use[t] == static_cast<int>(i) && t != g.output && t != g.input &&
+          run.buf[t] != kNone) {
         sb.drop(run.buf[t]);
         last_use[t] = -2;  // released once, even when listed twice (fused views)
       }
@@ -217,7 +220,7 @@ struct GradState {
   // accumulated into the first micro-batch's buffers.
   bool hold_adapter_grads = false;
   std::vector<int32_t> held;
-  std::vector<int32_t> added;  // scratch: one op's gradient contributions to accumulate
+  std::vector<int32_t> added;     // scratch: one op's gradient contributions to accumulate
   std::vector<int> out_of_place;  // scratch: tensors whose accumulated gradient is a new buffer
 };
 
@@ -227,7 +230,8 @@ struct GradState {
 // its output gradients and saved tensors, then adds each further gradient contribution into the
 // buffer already there (and adapter gradients of later micro-batches into .grad) and frees it;
 // when that buffer is shared (a checkpoint still holds its output gradient), the sum is new.
-int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs, std::vector<int32_t>& temp_ids) {
+int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs,
+                 std::vector<int32_t>& temp_ids) {
   const OpGraph& g = run.plan->g;
   run.grad[g.output] = grad_out;
   std::vector<int32_t>& added = gs.added;
@@ -250,9 +254,11 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
         if (k >= inputs) {  // grad B, grad A
           const int64_t bytes = op.adapter_grad_bytes[k - inputs];
           if (gs.first_micro_batch) {
-            gs.adapter_grads.push_back(sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
+            gs.adapter_grads.push_back(
+                sb.alloc("grad:lora", run.layer, -1, bytes, Category::kGradients));
           } else if (gs.hold_adapter_grads) {
-            gs.held.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
+            gs.held.push_back(
+                sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
           } else {
             added.push_back(sb.alloc("grad:lora", run.layer, run.mb, bytes, Category::kGradients));
           }
@@ -323,10 +329,11 @@ void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, co
       return;
     }
     case WeightFormat::kInt8:
-      add("weight.int8", n);     // int8 [out, in]
+      add("weight.int8", n);       // int8 [out, in]
       add("weight.scb", 4 * out);  // fp32 [out]
       return;
-    default: add("weight", linear_weight_bytes(out, in, q));
+    default:
+      add("weight", linear_weight_bytes(out, in, q));
   }
 }
 
@@ -336,24 +343,22 @@ bool same_model(const ModelDesc& a, const ModelDesc& b) {
   static_assert(sizeof(ModelDesc) == 440,
                 "ModelDesc changed: compare its new fields in same_model()");
 #endif
-  return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family &&
-         a.vocab == b.vocab && a.hidden == b.hidden && a.intermediate == b.intermediate &&
-         a.layers == b.layers && a.heads == b.heads && a.kv_heads == b.kv_heads &&
-         a.head_dim == b.head_dim && a.tied_embeddings == b.tied_embeddings &&
-         a.qkv_bias == b.qkv_bias && a.o_bias == b.o_bias && a.mlp_bias == b.mlp_bias &&
-         a.lm_head_bias == b.lm_head_bias && a.qk_norm == b.qk_norm &&
-         a.fused_qkv == b.fused_qkv && a.fused_gate_up == b.fused_gate_up &&
-         a.norms_per_layer == b.norms_per_layer &&
+  return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family && a.vocab == b.vocab &&
+         a.hidden == b.hidden && a.intermediate == b.intermediate && a.layers == b.layers &&
+         a.heads == b.heads && a.kv_heads == b.kv_heads && a.head_dim == b.head_dim &&
+         a.tied_embeddings == b.tied_embeddings && a.qkv_bias == b.qkv_bias &&
+         a.o_bias == b.o_bias && a.mlp_bias == b.mlp_bias && a.lm_head_bias == b.lm_head_bias &&
+         a.qk_norm == b.qk_norm && a.fused_qkv == b.fused_qkv &&
+         a.fused_gate_up == b.fused_gate_up && a.norms_per_layer == b.norms_per_layer &&
          a.partial_rotary_factor == b.partial_rotary_factor && a.rope_theta == b.rope_theta &&
          a.rope_scaling == b.rope_scaling && a.max_window_layers == b.max_window_layers &&
          a.sliding_layers == b.sliding_layers &&
-         a.query_pre_attn_scalar == b.query_pre_attn_scalar &&
-         a.rms_norm_eps == b.rms_norm_eps &&
+         a.query_pre_attn_scalar == b.query_pre_attn_scalar && a.rms_norm_eps == b.rms_norm_eps &&
          a.max_position_embeddings == b.max_position_embeddings &&
          a.sliding_window == b.sliding_window &&
          a.attn_logit_softcapping == b.attn_logit_softcapping &&
-         a.final_logit_softcapping == b.final_logit_softcapping &&
-         a.hidden_act == b.hidden_act && a.dtype == b.dtype && a.notes == b.notes;
+         a.final_logit_softcapping == b.final_logit_softcapping && a.hidden_act == b.hidden_act &&
+         a.dtype == b.dtype && a.notes == b.notes;
 }
 
 // inventory(m), kept per thread for the next schedule of the same model: a plan search builds
@@ -400,13 +405,15 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     if (linear && c.offloaded[t.layer]) {
       s.host_bytes += linear_weight_bytes(t.shape[0], t.shape[1], c.weights);
     } else if (linear) {
-      alloc_linear_weight(sb, t.layer, t.shape[0], t.shape[1], c.weights, Category::kWeights, nullptr);
+      alloc_linear_weight(sb, t.layer, t.shape[0], t.shape[1], c.weights, Category::kWeights,
+                          nullptr);
     } else {
       // Embeddings, norms, biases and lm_head stay in the compute dtype.
       sb.alloc("weight", t.layer, -1, t.numel() * d.a, Category::kWeights);
     }
     if (linear && c.lora_targets.contains(t.module)) {
-      for (int64_t n : {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A [r, in], B [out, r]
+      for (int64_t n :
+           {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A [r, in], B [out, r]
         sb.alloc("lora", t.layer, -1, 4 * n, Category::kAdapters);
         const int64_t state = optimizer_state_bytes(c.optimizer, n);
         if (c.optimizer == Optimizer::kPagedAdamW8bit) {
@@ -433,7 +440,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     if (m.qkv_bias || m.o_bias || m.mlp_bias) {
       sb.alloc("cublaslt_workspace.forward", -1, -1, kCublasLtWorkspaceBytes, Category::kWorkspace);
       if (std::find(c.checkpointed.begin(), c.checkpointed.end(), true) != c.checkpointed.end()) {
-        sb.alloc("cublaslt_workspace.backward", -1, -1, kCublasLtWorkspaceBytes, Category::kWorkspace);
+        sb.alloc("cublaslt_workspace.backward", -1, -1, kCublasLtWorkspaceBytes,
+                 Category::kWorkspace);
       }
     }
   }
@@ -457,13 +465,14 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     return split && windowed_attention(m, l, d.T) ? *windowed_layer : layer;
   };
   const GraphPlan head(head_graph(m, c));
-  std::vector<int> last_use;     // scratch for forward()
+  std::vector<int> last_use;      // scratch for forward()
   std::vector<int32_t> temp_ids;  // scratch for forward() and backward()
   auto stage = [&](int l) {
     std::vector<int32_t> staged;
     if (c.offloaded[l]) {
       for (const TensorSpec* t : layer_linears[l]) {
-        alloc_linear_weight(sb, l, t->shape[0], t->shape[1], c.weights, Category::kOffloadStaging, &staged);
+        alloc_linear_weight(sb, l, t->shape[0], t->shape[1], c.weights, Category::kOffloadStaging,
+                            &staged);
       }
     }
     return staged;
@@ -482,12 +491,13 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     gs.first_micro_batch = mb == 0;
     sb.phase("batch");
     const int32_t ids = sb.alloc("input_ids", -1, mb, d.N * 8, Category::kBatch);  // int64 [B, T]
-    const int32_t labels = sb.alloc("labels", -1, mb, d.N * 8, Category::kBatch);   // int64 [B, T]
+    const int32_t labels = sb.alloc("labels", -1, mb, d.N * 8, Category::kBatch);  // int64 [B, T]
 
     sb.phase("embed");
     int32_t x = sb.alloc("embed.out", -1, mb, d.N * d.C * d.a, Category::kActivations);  // [N, C]
     if (m.family == Family::kGemma2) {  // h * sqrt(C): a scaled copy
-      const int32_t scaled = sb.alloc("embed.scaled", -1, mb, d.N * d.C * d.a, Category::kActivations);
+      const int32_t scaled =
+          sb.alloc("embed.scaled", -1, mb, d.N * d.C * d.a, Category::kActivations);
       sb.drop(x);
       x = scaled;
     }
@@ -513,7 +523,8 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     forward(sb, head_run, x, true, true, last_use, temp_ids);
     sb.drop(x);
     const int32_t loss = head_run.buf[head.g.output];
-    int32_t g = backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs, temp_ids);
+    int32_t g =
+        backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs, temp_ids);
     sb.drop(loss);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {

@@ -61,7 +61,8 @@ AllocatorRun run_allocator(const Schedule& s, int64_t capacity) {
     } else {
       alloc.free(e.buffer);
     }
-    r.phase_allocated[e.phase] = std::max(r.phase_allocated[e.phase], alloc.stats().allocated_bytes);
+    r.phase_allocated[e.phase] =
+        std::max(r.phase_allocated[e.phase], alloc.stats().allocated_bytes);
   }
   r.allocated_peak = alloc.stats().allocated_peak;
   r.reserved_peak = alloc.stats().reserved_peak;
@@ -83,7 +84,8 @@ Estimate estimate(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d
     e.context_bytes = d.cuda_context_bytes;
     // Under a budget the allocator releases cached segments before it fails, as PyTorch's does;
     // when it fails anyway, the unlimited run tells how much the step would need.
-    const int64_t capacity = d.budget_bytes > 0 ? std::max<int64_t>(1, d.budget_bytes - e.context_bytes) : 0;
+    const int64_t capacity =
+        d.budget_bytes > 0 ? std::max<int64_t>(1, d.budget_bytes - e.context_bytes) : 0;
     AllocatorRun run = run_allocator(s, capacity);
     e.fits = !run.oom;
     if (run.oom) run = run_allocator(s, 0);
@@ -141,7 +143,8 @@ std::vector<Fix> fixes_by_cost(const ModelDesc& m, const TrainConfig& c) {
   const int64_t chunk = suggested_loss_chunk(m, c);
   std::vector<Fix> f = {
       {"--loss chunked:" + std::to_string(chunk), "never hold all B*T*V logits",
-       [](const TrainConfig& t) { return t.loss_chunk == 0; }, [chunk](TrainConfig& t) { t.loss_chunk = chunk; }},
+       [](const TrainConfig& t) { return t.loss_chunk == 0; },
+       [chunk](TrainConfig& t) { t.loss_chunk = chunk; }},
       {"--attention efficient", "no B*H*T*T probabilities kept",
        [](const TrainConfig& t) { return t.attention == Attention::kEager; },
        [](TrainConfig& t) { t.attention = Attention::kEfficient; }},
@@ -149,10 +152,14 @@ std::vector<Fix> fixes_by_cost(const ModelDesc& m, const TrainConfig& c) {
        [](const TrainConfig& t) { return t.optimizer == Optimizer::kAdamW; },
        [](TrainConfig& t) { t.optimizer = Optimizer::kAdamW8bit; }},
       {"--checkpoint all", "recompute activations in backward",
-       [L](const TrainConfig& t) { return std::count(t.checkpointed.begin(), t.checkpointed.end(), true) < L; },
+       [L](const TrainConfig& t) {
+         return std::count(t.checkpointed.begin(), t.checkpointed.end(), true) < L;
+       },
        [L](TrainConfig& t) { t.checkpointed.assign(L, true); }},
       {"--weights nf4", "4-bit frozen weights",
-       [](const TrainConfig& t) { return t.weights.format != WeightFormat::kNf4 && t.weights.format != WeightFormat::kFp4; },
+       [](const TrainConfig& t) {
+         return t.weights.format != WeightFormat::kNf4 && t.weights.format != WeightFormat::kFp4;
+       },
        [](TrainConfig& t) { t.weights = {}; }},
   };
   // Smaller micro-batches, same effective batch.
@@ -181,15 +188,18 @@ int64_t layers_to_offload(const ModelDesc& m, const TrainConfig& c, const Device
   int64_t lo = 1, hi = m.layers;
   while (lo < hi) {
     const int64_t mid = (lo + hi) / 2;
-    if (fits_with(mid)) hi = mid; else lo = mid + 1;
+    if (fits_with(mid))
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
 
 }  // namespace
 
-std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d,
-                                      size_t max_count) {
+std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c,
+                                      const DeviceModel& d, size_t max_count) {
   std::vector<Suggestion> out;
   auto fits = [&](const TrainConfig& t, const std::string& flags, const std::string& why) {
     const Estimate e = estimate(m, t, d);
@@ -202,7 +212,8 @@ std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c, 
     if (!f.applies(c)) continue;
     TrainConfig t = c;
     f.apply(t);
-    if (fits(t, f.flags, f.why) && f.flags.starts_with("--micro-batch")) break;  // the largest that fits
+    if (fits(t, f.flags, f.why) && f.flags.starts_with("--micro-batch"))
+      break;  // the largest that fits
   }
   // Then the cheap changes together, in order, until the step fits (offloading layers when they
   // are not enough), dropping those the rest does not need.
@@ -225,7 +236,9 @@ std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c, 
     if (!f.applies(evaluate(chosen).config)) continue;
     chosen.push_back(&f);
     TrainConfig t = evaluate(chosen).config;
-    if (estimate(m, t, d).fits && std::none_of(t.offloaded.begin(), t.offloaded.end(), [](bool b) { return b; })) break;
+    if (estimate(m, t, d).fits &&
+        std::none_of(t.offloaded.begin(), t.offloaded.end(), [](bool b) { return b; }))
+      break;
   }
   Combo best = evaluate(chosen);
   for (size_t i = chosen.size(); i-- > 0 && best.offload >= 0;) {
@@ -242,14 +255,18 @@ std::vector<Suggestion> suggest_fixes(const ModelDesc& m, const TrainConfig& c, 
   const TrainConfig& t = best.config;
   std::string flags;
   for (const Fix* f : chosen) flags += (flags.empty() ? "" : " ") + f->flags;
-  if (best.offload > 0) flags += (flags.empty() ? "" : " ") + std::string("--offload ") + std::to_string(best.offload);
-  const bool combined_is_new = std::none_of(out.begin(), out.end(), [&](const Suggestion& s) { return s.change == flags; });
-  if (combined_is_new && !flags.empty() && best.offload >= 0) fits(t, flags, "these changes together");
+  if (best.offload > 0)
+    flags += (flags.empty() ? "" : " ") + std::string("--offload ") + std::to_string(best.offload);
+  const bool combined_is_new =
+      std::none_of(out.begin(), out.end(), [&](const Suggestion& s) { return s.change == flags; });
+  if (combined_is_new && !flags.empty() && best.offload >= 0)
+    fits(t, flags, "these changes together");
   if (out.empty()) {
     if (const int64_t n = layers_to_offload(m, c, d); n > 0) {
       TrainConfig o = c;
       for (int64_t l = 0; l < n; ++l) o.offloaded[l] = true;
-      fits(o, "--offload " + std::to_string(n), "frozen weights of " + std::to_string(n) + " layers in host memory");
+      fits(o, "--offload " + std::to_string(n),
+           "frozen weights of " + std::to_string(n) + " layers in host memory");
     }
   }
   if (out.empty()) {

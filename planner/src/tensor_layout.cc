@@ -20,8 +20,7 @@ bool is_model_parameter(const std::string& name) {
 
 class TensorIndex {
  public:
-  TensorIndex(const std::vector<TensorRecord>& tensors, const std::string& where)
-      : where_(where) {
+  TensorIndex(const std::vector<TensorRecord>& tensors, const std::string& where) : where_(where) {
     for (const TensorRecord& t : tensors) by_name_[t.name] = &t;
   }
 
@@ -33,9 +32,15 @@ class TensorIndex {
   // Dimension `dim` of a tensor that must exist with `rank` dimensions.
   int64_t dim(const std::string& name, size_t rank, size_t dim) const {
     const TensorRecord* t = find(name);
-    if (!t) throw InputError(located(where_, 0, "no tensor \"" + name + "\"; not a Hugging Face decoder checkpoint of a supported family"));
+    if (!t)
+      throw InputError(
+          located(where_, 0,
+                  "no tensor \"" + name +
+                      "\"; not a Hugging Face decoder checkpoint of a supported family"));
     if (t->shape.size() != rank) {
-      throw InputError(located(where_, 0, "tensor \"" + name + "\" has shape " + shape_text(t->shape) + ", expected " + std::to_string(rank) + " dimensions"));
+      throw InputError(located(where_, 0,
+                               "tensor \"" + name + "\" has shape " + shape_text(t->shape) +
+                                   ", expected " + std::to_string(rank) + " dimensions"));
     }
     return t->shape[dim];
   }
@@ -61,8 +66,9 @@ int count_layers(const std::vector<TensorRecord>& tensors) {
 // The head dimension cannot be read off [H D, C] weights. Prefer the value the family or size
 // class uses most: 256 (Gemma-2), 64 for hidden <= 2048, else 128.
 int64_t guess_head_dim(const ModelDesc& m, int64_t q_out, int64_t kv_out) {
-  std::vector<int64_t> order = m.hidden <= 2048 ? std::vector<int64_t>{64, 128, 96, 80, 256, 32, 16}
-                                                : std::vector<int64_t>{128, 64, 96, 80, 256, 32, 16};
+  std::vector<int64_t> order = m.hidden <= 2048
+                                   ? std::vector<int64_t>{64, 128, 96, 80, 256, 32, 16}
+                                   : std::vector<int64_t>{128, 64, 96, 80, 256, 32, 16};
   if (m.family == Family::kGemma2) order.insert(order.begin(), 256);
   for (int64_t d : order) {
     if (q_out % d == 0 && kv_out % d == 0) return d;
@@ -74,7 +80,8 @@ DType majority_dtype(const std::vector<TensorRecord>& tensors) {
   std::map<DType, int64_t> bytes;
   for (const TensorRecord& t : tensors) {
     if (!is_model_parameter(t.name)) continue;
-    const int64_t n = std::accumulate(t.shape.begin(), t.shape.end(), int64_t{1}, std::multiplies<>());
+    const int64_t n =
+        std::accumulate(t.shape.begin(), t.shape.end(), int64_t{1}, std::multiplies<>());
     bytes[t.dtype] += n * dtype_bytes(t.dtype);
   }
   DType best = DType::kF32;
@@ -87,7 +94,8 @@ DType majority_dtype(const std::vector<TensorRecord>& tensors) {
 
 }  // namespace
 
-ModelDesc describe_from_tensors(const std::vector<TensorRecord>& tensors, const std::string& where) {
+ModelDesc describe_from_tensors(const std::vector<TensorRecord>& tensors,
+                                const std::string& where) {
   const TensorIndex idx(tensors, where);
   ModelDesc m;
   m.name = where;
@@ -106,9 +114,9 @@ ModelDesc describe_from_tensors(const std::vector<TensorRecord>& tensors, const 
   m.mlp_bias = idx.has(mlp + "down_proj.bias");
   m.tied_embeddings = !idx.has("lm_head.weight");
   m.lm_head_bias = idx.has("lm_head.bias");
-  m.family = m.fused_qkv              ? Family::kPhi3
-             : m.qk_norm              ? Family::kQwen3
-             : m.norms_per_layer == 4 ? Family::kGemma2
+  m.family = m.fused_qkv               ? Family::kPhi3
+             : m.qk_norm               ? Family::kQwen3
+             : m.norms_per_layer == 4  ? Family::kGemma2
              : m.qkv_bias && !m.o_bias ? Family::kQwen2
                                        : Family::kLlama;
   if (m.family == Family::kGemma2) m.hidden_act = "gelu_pytorch_tanh";
@@ -144,16 +152,25 @@ DType check_tensors_match(const ModelDesc& m, const std::vector<TensorRecord>& t
     known[spec.name] = true;
     const TensorRecord* t = idx.find(spec.name);
     if (!t) {
-      throw InputError(located(where, 0, "tensor \"" + spec.name + "\" is missing (the model description expects shape " + shape_text(spec.shape) + ")"));
+      throw InputError(located(where, 0,
+                               "tensor \"" + spec.name +
+                                   "\" is missing (the model description expects shape " +
+                                   shape_text(spec.shape) + ")"));
     }
     if (t->shape != spec.shape) {
-      throw InputError(located(where, 0, "tensor \"" + spec.name + "\" has shape " + shape_text(t->shape) + ", the model description expects " + shape_text(spec.shape)));
+      throw InputError(located(where, 0,
+                               "tensor \"" + spec.name + "\" has shape " + shape_text(t->shape) +
+                                   ", the model description expects " + shape_text(spec.shape)));
     }
   }
   for (const TensorRecord& t : tensors) {
     // A tied checkpoint may still store lm_head.weight (a copy of the embedding).
-    if (!is_model_parameter(t.name) || known.count(t.name) || (m.tied_embeddings && t.name == "lm_head.weight")) continue;
-    throw InputError(located(where, 0, "unexpected tensor \"" + t.name + "\" " + shape_text(t.shape) + " is not part of the model description"));
+    if (!is_model_parameter(t.name) || known.count(t.name) ||
+        (m.tied_embeddings && t.name == "lm_head.weight"))
+      continue;
+    throw InputError(located(where, 0,
+                             "unexpected tensor \"" + t.name + "\" " + shape_text(t.shape) +
+                                 " is not part of the model description"));
   }
   return majority_dtype(tensors);
 }

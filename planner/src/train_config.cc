@@ -53,7 +53,9 @@ std::vector<bool> parse_layer_list(std::string_view list, int64_t layers, std::s
     const size_t dash = item.find('-', 1);
     const int64_t first = layer(item.substr(0, dash));
     const int64_t last = dash == std::string_view::npos ? first : layer(item.substr(dash + 1));
-    if (last < first) bad(flag, "\"" + std::string(whole) + "\": the range " + std::string(item) + " runs backwards");
+    if (last < first)
+      bad(flag,
+          "\"" + std::string(whole) + "\": the range " + std::string(item) + " runs backwards");
     for (int64_t l = first; l <= last; ++l) set[l] = true;
     start = comma + 1;
   }
@@ -77,23 +79,31 @@ std::optional<Optimizer> parse_optimizer(std::string_view name) {
 }
 
 bool optimizer_state_8bit(Optimizer o, int64_t n) {
-  return (o == Optimizer::kAdamW8bit || o == Optimizer::kPagedAdamW8bit) && n >= kMin8bitStateElements;
+  return (o == Optimizer::kAdamW8bit || o == Optimizer::kPagedAdamW8bit) &&
+         n >= kMin8bitStateElements;
 }
 
 int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
   switch (o) {
-    case Optimizer::kAdamW: return 8 * n;  // exp_avg, exp_avg_sq fp32
+    case Optimizer::kAdamW:
+      return 8 * n;  // exp_avg, exp_avg_sq fp32
     case Optimizer::kAdamW8bit:
     case Optimizer::kPagedAdamW8bit:
       // bitsandbytes >= 0.44: uint8 states + fp32 absmax per 256; small tensors stay fp32.
-      return optimizer_state_8bit(o, n) ? 2 * n + 2 * 4 * ((n + k8bitStateBlock - 1) / k8bitStateBlock) : 8 * n;
-    case Optimizer::kSgd: return 0;
-    case Optimizer::kSgdMomentum: return 4 * n;
+      return optimizer_state_8bit(o, n)
+                 ? 2 * n + 2 * 4 * ((n + k8bitStateBlock - 1) / k8bitStateBlock)
+                 : 8 * n;
+    case Optimizer::kSgd:
+      return 0;
+    case Optimizer::kSgdMomentum:
+      return 4 * n;
   }
   return 0;
 }
 
-std::string_view attention_name(Attention a) { return a == Attention::kEager ? "eager" : "efficient"; }
+std::string_view attention_name(Attention a) {
+  return a == Attention::kEager ? "eager" : "efficient";
+}
 std::string_view device_name(Device d) { return d == Device::kCuda ? "cuda" : "cpu"; }
 
 std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::string_view flag) {
@@ -107,7 +117,8 @@ std::vector<bool> parse_checkpoint(std::string_view text, int64_t layers, std::s
     return set;
   }
   if (text.starts_with("layers:")) return parse_layer_list(text.substr(7), layers, flag, text);
-  bad(flag, "\"" + std::string(text) + "\" is not none, all, every:K or layers:0,3,5 (ranges: layers:0-7)");
+  bad(flag, "\"" + std::string(text) +
+                "\" is not none, all, every:K or layers:0,3,5 (ranges: layers:0-7)");
 }
 
 std::vector<bool> parse_offload(std::string_view text, int64_t layers, std::string_view flag) {
@@ -118,7 +129,8 @@ std::vector<bool> parse_offload(std::string_view text, int64_t layers, std::stri
   }
   const int64_t n = parse_int(text, flag, text);
   if (n > layers) {
-    bad(flag, "cannot offload " + std::to_string(n) + " layers, the model has " + std::to_string(layers));
+    bad(flag,
+        "cannot offload " + std::to_string(n) + " layers, the model has " + std::to_string(layers));
   }
   std::vector<bool> set(layers, false);
   for (int64_t l = 0; l < n; ++l) set[l] = true;
@@ -146,8 +158,10 @@ std::string layer_set_text(const std::vector<bool>& layers) {
     size_t last = l;
     while (last + 1 < layers.size() && layers[last + 1]) ++last;
     s += (s.size() > 7 ? "," : "") + std::to_string(l);
-    if (last >= l + 2) s += "-" + std::to_string(last);
-    else if (last == l + 1) s += "," + std::to_string(last);
+    if (last >= l + 2)
+      s += "-" + std::to_string(last);
+    else if (last == l + 1)
+      s += "," + std::to_string(last);
     l = last;
   }
   return s;
@@ -156,48 +170,56 @@ std::string layer_set_text(const std::vector<bool>& layers) {
 std::vector<std::string> config_notes(const ModelDesc& m, const TrainConfig& c) {
   std::vector<std::string> notes = m.notes;
   if (m.max_position_embeddings > 0 && c.seq_len > m.max_position_embeddings) {
-    notes.push_back("seq-len " + std::to_string(c.seq_len) + " is longer than the model's context (max_position_embeddings " +
-                    std::to_string(m.max_position_embeddings) + "): it has not learned positions that far");
+    notes.push_back("seq-len " + std::to_string(c.seq_len) +
+                    " is longer than the model's context (max_position_embeddings " +
+                    std::to_string(m.max_position_embeddings) +
+                    "): it has not learned positions that far");
   }
   return notes;
 }
 
 double step_bytes_bound(const TrainConfig& c, const ModelDesc& m) {
-  const double B = static_cast<double>(c.micro_batch), T = static_cast<double>(c.seq_len), N = B * T;
+  const double B = static_cast<double>(c.micro_batch), T = static_cast<double>(c.seq_len),
+               N = B * T;
   const double C = static_cast<double>(m.hidden), I = static_cast<double>(m.intermediate);
   const double V = static_cast<double>(m.vocab), L = static_cast<double>(m.layers);
   const double H = static_cast<double>(m.heads), Hkv = static_cast<double>(m.kv_heads);
   const double D = static_cast<double>(m.head_dim), r = static_cast<double>(c.lora_rank);
-  const double qkvo = (2 * H + 2 * Hkv) * D;                       // q, k, v and o widths
+  const double qkvo = (2 * H + 2 * Hkv) * D;  // q, k, v and o widths
   const double weights = L * (C * qkvo + 3 * C * I + r * 8 * (C + I + qkvo)) + 2 * V * C;
-  double layer = N * (16 * C + 8 * I + 4 * qkvo);                  // saved activations, generously
+  double layer = N * (16 * C + 8 * I + 4 * qkvo);  // saved activations, generously
   if (c.attention == Attention::kEager) layer += 2 * B * H * T * T;  // scores and probabilities
-  return 4 * (weights * 4 + L * layer + 4 * N * V);                // x4 optimizer state, fp32
+  return 4 * (weights * 4 + L * layer + 4 * N * V);                  // x4 optimizer state, fp32
 }
 
 bool within_limits(const TrainConfig& c, const ModelDesc& m) {
   return c.seq_len <= ConfigLimits::kSeqLen && c.micro_batch <= ConfigLimits::kMicroBatch &&
          c.grad_accum <= ConfigLimits::kGradAccum && c.lora_rank <= ConfigLimits::kLoraRank &&
-         c.tokens() <= ConfigLimits::kTokensPerMicroBatch && c.loss_chunk <= ConfigLimits::kTokensPerMicroBatch &&
+         c.tokens() <= ConfigLimits::kTokensPerMicroBatch &&
+         c.loss_chunk <= ConfigLimits::kTokensPerMicroBatch &&
          step_bytes_bound(c, m) <= ConfigLimits::kStepBytes;
 }
 
 void validate(const TrainConfig& c, const ModelDesc& m) {
   auto count = [](const char* flag, int64_t v, int64_t limit) {
     if (v <= 0) bad(flag, "must be a positive integer, got " + std::to_string(v));
-    if (v > limit) bad(flag, std::to_string(v) + " is beyond loraplan's limit of " + std::to_string(limit));
+    if (v > limit)
+      bad(flag, std::to_string(v) + " is beyond loraplan's limit of " + std::to_string(limit));
   };
   count("--seq-len", c.seq_len, ConfigLimits::kSeqLen);
   count("--micro-batch", c.micro_batch, ConfigLimits::kMicroBatch);
   count("--grad-accum", c.grad_accum, ConfigLimits::kGradAccum);
   count("--lora-rank", c.lora_rank, ConfigLimits::kLoraRank);
   if (c.tokens() > ConfigLimits::kTokensPerMicroBatch) {
-    bad("--micro-batch", std::to_string(c.micro_batch) + " x --seq-len " + std::to_string(c.seq_len) +
-                             " is beyond loraplan's limit of " + std::to_string(ConfigLimits::kTokensPerMicroBatch) +
+    bad("--micro-batch", std::to_string(c.micro_batch) + " x --seq-len " +
+                             std::to_string(c.seq_len) + " is beyond loraplan's limit of " +
+                             std::to_string(ConfigLimits::kTokensPerMicroBatch) +
                              " tokens per micro-batch");
   }
-  if (!(c.lora_dropout >= 0 && c.lora_dropout < 1)) bad("--lora-dropout", "must be in [0, 1), got " + std::to_string(c.lora_dropout));
-  if (!(std::isfinite(c.lora_alpha) && c.lora_alpha > 0)) bad("--lora-alpha", "must be a finite positive number, got " + std::to_string(c.lora_alpha));
+  if (!(c.lora_dropout >= 0 && c.lora_dropout < 1))
+    bad("--lora-dropout", "must be in [0, 1), got " + std::to_string(c.lora_dropout));
+  if (!(std::isfinite(c.lora_alpha) && c.lora_alpha > 0))
+    bad("--lora-alpha", "must be a finite positive number, got " + std::to_string(c.lora_alpha));
   if (c.loss_chunk < 0 || c.loss_chunk > ConfigLimits::kTokensPerMicroBatch) {
     bad("--loss", "chunked:" + std::to_string(c.loss_chunk) + " is beyond loraplan's limit of " +
                       std::to_string(ConfigLimits::kTokensPerMicroBatch) + " tokens");
@@ -207,13 +229,16 @@ void validate(const TrainConfig& c, const ModelDesc& m) {
     const double pib = bytes / 1125899906842624.0;
     std::snprintf(text, sizeof text, pib < 1000 ? "%.3g" : "%.0f", pib);
     bad("--seq-len", "T " + std::to_string(c.seq_len) + " x B " + std::to_string(c.micro_batch) +
-                         " on this model could need up to " + text + " PiB in one step; loraplan plans steps up to 64 PiB");
+                         " on this model could need up to " + text +
+                         " PiB in one step; loraplan plans steps up to 64 PiB");
   }
   if (c.device == Device::kCpu && c.compute == DType::kF16) {
-    bad("--compute-dtype", "fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu");
+    bad("--compute-dtype",
+        "fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu");
   }
   if (c.lora_targets.modules.empty()) bad("--lora-targets", "no target modules");
-  if (static_cast<int64_t>(c.checkpointed.size()) != m.layers || static_cast<int64_t>(c.offloaded.size()) != m.layers) {
+  if (static_cast<int64_t>(c.checkpointed.size()) != m.layers ||
+      static_cast<int64_t>(c.offloaded.size()) != m.layers) {
     throw std::logic_error("layer sets not resolved for the model");
   }
   if (c.compute != DType::kBF16 && c.compute != DType::kF16 && c.compute != DType::kF32) {

@@ -40,18 +40,21 @@ int64_t linear_weight_bytes(int64_t out, int64_t in, const QuantOptions& q) {
     case WeightFormat::kNf4:
     case WeightFormat::kFp4: {
       const int64_t blocks = ceil_div(n, q.block);
-      const int64_t codes = (n + 1) / 2;         // two 4-bit codes per byte
-      const int64_t code_map = 16 * 4;           // fp32 [16]
+      const int64_t codes = (n + 1) / 2;                          // two 4-bit codes per byte
+      const int64_t code_map = 16 * 4;                            // fp32 [16]
       if (!q.double_quant) return codes + 4 * blocks + code_map;  // absmax fp32 [blocks]
-      const int64_t absmax = blocks;             // uint8 [blocks]
-      const int64_t absmax2 = 4 * ceil_div(blocks, 256);  // fp32 [blocks / 256]
-      const int64_t map2 = 256 * 4 + 4;          // fp32 [256] dynamic map + fp32 offset
+      const int64_t absmax = blocks;                              // uint8 [blocks]
+      const int64_t absmax2 = 4 * ceil_div(blocks, 256);          // fp32 [blocks / 256]
+      const int64_t map2 = 256 * 4 + 4;  // fp32 [256] dynamic map + fp32 offset
       return codes + absmax + absmax2 + code_map + map2;
     }
-    case WeightFormat::kInt8: return n + 4 * out;  // int8 [out, in] + fp32 [out] scales
+    case WeightFormat::kInt8:
+      return n + 4 * out;  // int8 [out, in] + fp32 [out] scales
     case WeightFormat::kBf16:
-    case WeightFormat::kFp16: return 2 * n;
-    case WeightFormat::kFp32: return 4 * n;
+    case WeightFormat::kFp16:
+      return 2 * n;
+    case WeightFormat::kFp32:
+      return 4 * n;
   }
   return 0;
 }
@@ -66,10 +69,14 @@ LoraTargets parse_lora_targets(std::string_view text, const ModelDesc& m, std::s
     Module separate, fused;  // module on split layouts, on fused (Phi-3) layouts
   };
   constexpr Alias kAliases[] = {
-      {"q", "q_proj", Module::kQ, Module::kQkv},          {"k", "k_proj", Module::kK, Module::kQkv},
-      {"v", "v_proj", Module::kV, Module::kQkv},          {"qkv", "qkv_proj", Module::kQkv, Module::kQkv},
-      {"o", "o_proj", Module::kO, Module::kO},            {"gate", "gate_proj", Module::kGate, Module::kGateUp},
-      {"up", "up_proj", Module::kUp, Module::kGateUp},    {"gate_up", "gate_up_proj", Module::kGateUp, Module::kGateUp},
+      {"q", "q_proj", Module::kQ, Module::kQkv},
+      {"k", "k_proj", Module::kK, Module::kQkv},
+      {"v", "v_proj", Module::kV, Module::kQkv},
+      {"qkv", "qkv_proj", Module::kQkv, Module::kQkv},
+      {"o", "o_proj", Module::kO, Module::kO},
+      {"gate", "gate_proj", Module::kGate, Module::kGateUp},
+      {"up", "up_proj", Module::kUp, Module::kGateUp},
+      {"gate_up", "gate_up_proj", Module::kGateUp, Module::kGateUp},
       {"down", "down_proj", Module::kDown, Module::kDown},
   };
   const bool fused = m.fused_qkv;
@@ -79,9 +86,9 @@ LoraTargets parse_lora_targets(std::string_view text, const ModelDesc& m, std::s
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
     const std::string_view item = text.substr(start, comma - start);
-    const Alias* alias = std::find_if(std::begin(kAliases), std::end(kAliases), [&](const Alias& a) {
-      return a.name == item || a.hf_name == item;
-    });
+    const Alias* alias =
+        std::find_if(std::begin(kAliases), std::end(kAliases),
+                     [&](const Alias& a) { return a.name == item || a.hf_name == item; });
     if (alias == std::end(kAliases)) {
       throw InputError(std::string(flag) + ": unknown target \"" + std::string(item) +
                        "\" (use q,k,v,o,gate,up,down or all-linear)");
@@ -89,7 +96,8 @@ LoraTargets parse_lora_targets(std::string_view text, const ModelDesc& m, std::s
     const Module module = fused ? alias->fused : alias->separate;
     const bool names_fused = alias->separate == Module::kQkv || alias->separate == Module::kGateUp;
     if (names_fused && !fused) {
-      throw InputError(std::string(flag) + ": target \"" + std::string(item) + "\" needs a fused layout (phi3); this model has separate projections");
+      throw InputError(std::string(flag) + ": target \"" + std::string(item) +
+                       "\" needs a fused layout (phi3); this model has separate projections");
     }
     t.modules.push_back(module);
     start = comma + 1;
@@ -108,7 +116,8 @@ std::string lora_targets_text(const LoraTargets& t) {
 int64_t lora_params(const std::vector<TensorSpec>& tensors, const LoraTargets& t, int64_t rank) {
   int64_t n = 0;
   for (const TensorSpec& s : tensors) {
-    if (s.is_linear_weight() && t.contains(s.module)) n += rank * (s.shape[0] + s.shape[1]);  // A [r, in], B [out, r]
+    if (s.is_linear_weight() && t.contains(s.module))
+      n += rank * (s.shape[0] + s.shape[1]);  // A [r, in], B [out, r]
   }
   return n;
 }

@@ -42,7 +42,8 @@ std::vector<Row> breakdown(const planner::Estimate& e) {
 std::string device_line(const EstimateView& v) {
   const planner::DeviceModel& d = v.device;
   if (d.device == planner::Device::kCpu) {
-    return "cpu" + (d.budget_bytes > 0 ? ", budget " + format_bytes(d.budget_bytes) : std::string());
+    return "cpu" +
+           (d.budget_bytes > 0 ? ", budget " + format_bytes(d.budget_bytes) : std::string());
   }
   return d.name + " (" + format_bytes(d.budget_bytes) + ")";
 }
@@ -63,7 +64,8 @@ std::string phase_summary(const planner::Estimate& e) {
 
 Table bill(const EstimateView& v) {
   const planner::Estimate& e = v.estimate;
-  Table t({{"at the peak (" + e.peak_phase + ")"}, {"bytes", Align::kRight}, {"share", Align::kRight}});
+  Table t(
+      {{"at the peak (" + e.peak_phase + ")"}, {"bytes", Align::kRight}, {"share", Align::kRight}});
   for (const Row& r : breakdown(e)) {
     if (r.bytes == 0 && r.key != "activations") continue;
     t.add_row({r.label, format_bytes(r.bytes), percent(r.bytes, e.peak_bytes)});
@@ -72,7 +74,8 @@ Table bill(const EstimateView& v) {
   t.add_row({"total", format_bytes(e.peak_bytes), ""});
   if (e.budget_bytes > 0) {
     t.add_row({"budget", format_bytes(e.budget_bytes), ""});
-    t.add_row({e.fits ? "headroom" : "over budget by", format_bytes(e.fits ? e.headroom_bytes() : -e.headroom_bytes()), ""});
+    t.add_row({e.fits ? "headroom" : "over budget by",
+               format_bytes(e.fits ? e.headroom_bytes() : -e.headroom_bytes()), ""});
   }
   return t;
 }
@@ -93,55 +96,71 @@ std::string verdict(const planner::Estimate& e) {
 }  // namespace
 
 nlohmann::json config_json(const planner::TrainConfig& c) {
-  return {{"seq_len", c.seq_len},
-          {"micro_batch", c.micro_batch},
-          {"grad_accum", c.grad_accum},
-          {"weights", planner::weight_format_name(c.weights.format)},
-          {"double_quant", c.weights.double_quant},
-          {"quant_block", c.weights.block},
-          {"compute_dtype", planner::dtype_name(c.compute)},
-          {"lora", {{"rank", c.lora_rank}, {"alpha", c.lora_alpha}, {"dropout", c.lora_dropout},
-                    {"targets", planner::lora_targets_text(c.lora_targets)}}},
-          {"optimizer", planner::optimizer_name(c.optimizer)},
-          {"checkpoint", planner::layer_set_text(c.checkpointed)},
-          {"offload", planner::layer_set_text(c.offloaded)},
-          {"attention", planner::attention_name(c.attention)},
-          {"loss", c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full")},
-          {"device", planner::device_name(c.device)}};
+  return {
+      {"seq_len", c.seq_len},
+      {"micro_batch", c.micro_batch},
+      {"grad_accum", c.grad_accum},
+      {"weights", planner::weight_format_name(c.weights.format)},
+      {"double_quant", c.weights.double_quant},
+      {"quant_block", c.weights.block},
+      {"compute_dtype", planner::dtype_name(c.compute)},
+      {"lora",
+       {{"rank", c.lora_rank},
+        {"alpha", c.lora_alpha},
+        {"dropout", c.lora_dropout},
+        {"targets", planner::lora_targets_text(c.lora_targets)}}},
+      {"optimizer", planner::optimizer_name(c.optimizer)},
+      {"checkpoint", planner::layer_set_text(c.checkpointed)},
+      {"offload", planner::layer_set_text(c.offloaded)},
+      {"attention", planner::attention_name(c.attention)},
+      {"loss", c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full")},
+      {"device", planner::device_name(c.device)}};
 }
 
 std::string config_line(const planner::TrainConfig& c) {
   std::string w(planner::weight_format_name(c.weights.format));
-  const bool four_bit = c.weights.format == planner::WeightFormat::kNf4 || c.weights.format == planner::WeightFormat::kFp4;
+  const bool four_bit = c.weights.format == planner::WeightFormat::kNf4 ||
+                        c.weights.format == planner::WeightFormat::kFp4;
   if (four_bit && c.weights.double_quant) w += "+dq";
   return "T " + std::to_string(c.seq_len) + " x B " + std::to_string(c.micro_batch) + " x accum " +
-         std::to_string(c.grad_accum) + " | " + w + " | " + std::string(planner::dtype_name(c.compute)) +
-         " | LoRA r" + std::to_string(c.lora_rank) + " " + planner::lora_targets_text(c.lora_targets) +
-         " | " + std::string(planner::optimizer_name(c.optimizer)) + " | checkpoint " +
-         planner::layer_set_text(c.checkpointed) + " | offload " + planner::layer_set_text(c.offloaded) +
-         " | attention " + std::string(planner::attention_name(c.attention)) + " | loss " +
+         std::to_string(c.grad_accum) + " | " + w + " | " +
+         std::string(planner::dtype_name(c.compute)) + " | LoRA r" + std::to_string(c.lora_rank) +
+         " " + planner::lora_targets_text(c.lora_targets) + " | " +
+         std::string(planner::optimizer_name(c.optimizer)) + " | checkpoint " +
+         planner::layer_set_text(c.checkpointed) + " | offload " +
+         planner::layer_set_text(c.offloaded) + " | attention " +
+         std::string(planner::attention_name(c.attention)) + " | loss " +
          (c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full"));
 }
 
 std::string estimate_text(const EstimateView& v) {
   const planner::Estimate& e = v.estimate;
-  std::string out = v.model.name + " on " + device_line(v) + "\n  " + config_line(v.config) + "\n\n";
+  std::string out =
+      v.model.name + " on " + device_line(v) + "\n  " + config_line(v.config) + "\n\n";
   out += bill(v).text() + "\n  live tensors by phase: " + phase_summary(e) + "\n";
-  if (e.host_bytes > 0) out += "  host memory: " + format_bytes(e.host_bytes) + " (offloaded weights, paged optimizer)\n";
-  for (const std::string& note : planner::config_notes(v.model, v.config)) out += "  note: " + note + "\n";
+  if (e.host_bytes > 0)
+    out +=
+        "  host memory: " + format_bytes(e.host_bytes) + " (offloaded weights, paged optimizer)\n";
+  for (const std::string& note : planner::config_notes(v.model, v.config))
+    out += "  note: " + note + "\n";
   out += "\n  " + verdict(e) + "\n";
-  if (!v.suggestions.empty()) out += "\n  changes that make it fit:\n" + fixes(v.suggestions).text(4);
-  else if (!e.fits) out += "  no single change makes it fit; try a smaller model or a larger GPU\n";
+  if (!v.suggestions.empty())
+    out += "\n  changes that make it fit:\n" + fixes(v.suggestions).text(4);
+  else if (!e.fits)
+    out += "  no single change makes it fit; try a smaller model or a larger GPU\n";
   return out;
 }
 
 std::string estimate_markdown(const EstimateView& v) {
   const planner::Estimate& e = v.estimate;
-  std::string out = "# " + v.model.name + " on " + device_line(v) + "\n\n`" + config_line(v.config) + "`\n\n";
+  std::string out =
+      "# " + v.model.name + " on " + device_line(v) + "\n\n`" + config_line(v.config) + "`\n\n";
   out += bill(v).markdown() + "\nLive tensors by phase: " + phase_summary(e) + "\n";
-  for (const std::string& note : planner::config_notes(v.model, v.config)) out += "\n> note: " + note + "\n";
+  for (const std::string& note : planner::config_notes(v.model, v.config))
+    out += "\n> note: " + note + "\n";
   out += "\n**" + verdict(e) + "**\n";
-  if (!v.suggestions.empty()) out += "\nChanges that make it fit:\n\n" + fixes(v.suggestions).markdown();
+  if (!v.suggestions.empty())
+    out += "\nChanges that make it fit:\n\n" + fixes(v.suggestions).markdown();
   return out;
 }
 
@@ -150,7 +169,8 @@ nlohmann::json estimate_json(const EstimateView& v) {
   nlohmann::json j;
   j["model"] = v.model.name;
   j["device"] = planner::device_name(v.device.device);
-  j["gpu"] = v.device.device == planner::Device::kCuda ? nlohmann::json(v.device.name) : nlohmann::json();
+  j["gpu"] =
+      v.device.device == planner::Device::kCuda ? nlohmann::json(v.device.name) : nlohmann::json();
   j["config"] = config_json(v.config);
   j["peak_bytes"] = e.peak_bytes;
   j["budget_bytes"] = e.budget_bytes > 0 ? nlohmann::json(e.budget_bytes) : nlohmann::json();
@@ -167,12 +187,14 @@ nlohmann::json estimate_json(const EstimateView& v) {
   j["host_bytes"] = e.host_bytes;
   j["phases"] = nlohmann::json::array();
   for (const planner::PhasePeak& p : e.phases) {
-    j["phases"].push_back({{"name", p.name}, {"peak_bytes", p.peak_bytes}, {"allocated_bytes", p.allocated_bytes}});
+    j["phases"].push_back(
+        {{"name", p.name}, {"peak_bytes", p.peak_bytes}, {"allocated_bytes", p.allocated_bytes}});
   }
   j["notes"] = planner::config_notes(v.model, v.config);
   j["suggestions"] = nlohmann::json::array();
   for (const planner::Suggestion& s : v.suggestions) {
-    j["suggestions"].push_back({{"change", s.change}, {"why", s.why}, {"peak_bytes", s.peak_bytes}});
+    j["suggestions"].push_back(
+        {{"change", s.change}, {"why", s.why}, {"peak_bytes", s.peak_bytes}});
   }
   return j;
 }

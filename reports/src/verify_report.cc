@@ -9,7 +9,8 @@
 namespace loraplan::reports {
 
 Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
-                    const std::vector<std::pair<std::string, int64_t>>& measured_phases, double tolerance) {
+                    const std::vector<std::pair<std::string, int64_t>>& measured_phases,
+                    double tolerance) {
   Verification v;
   v.tolerance = tolerance;
   auto add = [&](const std::string& name, int64_t p, int64_t m) {
@@ -33,12 +34,19 @@ Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
 namespace {
 
 Table rows_table(const Verification& v) {
-  Table t({{"phase"}, {"predicted", Align::kRight}, {"measured", Align::kRight}, {"error", Align::kRight}, {"verdict"}});
+  Table t({{"phase"},
+           {"predicted", Align::kRight},
+           {"measured", Align::kRight},
+           {"error", Align::kRight},
+           {"verdict"}});
   for (const VerifyRow& r : v.rows) {
     char err[32];
-    if (r.measured > 0) std::snprintf(err, sizeof err, "%+.2f%%", 100 * r.error);
-    else std::snprintf(err, sizeof err, "n/a");
-    t.add_row({r.name, with_commas(r.predicted), with_commas(r.measured), err, r.pass ? "ok" : "OUT"});
+    if (r.measured > 0)
+      std::snprintf(err, sizeof err, "%+.2f%%", 100 * r.error);
+    else
+      std::snprintf(err, sizeof err, "n/a");
+    t.add_row(
+        {r.name, with_commas(r.predicted), with_commas(r.measured), err, r.pass ? "ok" : "OUT"});
   }
   return t;
 }
@@ -52,9 +60,13 @@ std::string summary(const Verification& v) {
 
 }  // namespace
 
-std::string verification_text(const Verification& v) { return rows_table(v).text() + "\n  " + summary(v) + "\n"; }
+std::string verification_text(const Verification& v) {
+  return rows_table(v).text() + "\n  " + summary(v) + "\n";
+}
 
-std::string verification_markdown(const Verification& v) { return rows_table(v).markdown() + "\n**" + summary(v) + "**\n"; }
+std::string verification_markdown(const Verification& v) {
+  return rows_table(v).markdown() + "\n**" + summary(v) + "**\n";
+}
 
 nlohmann::json verification_json(const Verification& v) {
   nlohmann::json j;
@@ -63,7 +75,9 @@ nlohmann::json verification_json(const Verification& v) {
   j["tolerance"] = v.tolerance;
   j["rows"] = nlohmann::json::array();
   for (const VerifyRow& r : v.rows) {
-    j["rows"].push_back({{"name", r.name}, {"predicted_bytes", r.predicted}, {"measured_bytes", r.measured},
+    j["rows"].push_back({{"name", r.name},
+                         {"predicted_bytes", r.predicted},
+                         {"measured_bytes", r.measured},
                          {"rel_error", r.measured > 0 ? nlohmann::json(r.error) : nlohmann::json()},
                          {"pass", r.pass}});
   }

@@ -1,8 +1,8 @@
 // The loraplan command line, run in-process: exit codes, stdout and the one-line errors.
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "fixtures/model_files.h"
@@ -25,7 +25,8 @@ TEST(Cli, InspectDefaultModelTable) {
 }
 
 TEST(Cli, InspectJsonHasExactTotal) {
-  const Result r = run_cli({"inspect", "--model", "smollm2-135m", "--format", "json", "--lora-rank", "16"});
+  const Result r =
+      run_cli({"inspect", "--model", "smollm2-135m", "--format", "json", "--lora-rank", "16"});
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["total_params"].get<int64_t>(), 134515008);
@@ -38,7 +39,8 @@ TEST(Cli, InspectJsonHasExactTotal) {
 TEST(Cli, InspectShowsPositionsAndAttentionSpan) {
   const Result llama = run_cli({"inspect", "--model", "llama-3.2-1b"});
   ASSERT_EQ(llama.code, 0) << llama.err;
-  EXPECT_NE(llama.out.find("\n  rope theta 500000, llama3 x32 (original context 8192)\n"), std::string::npos)
+  EXPECT_NE(llama.out.find("\n  rope theta 500000, llama3 x32 (original context 8192)\n"),
+            std::string::npos)
       << llama.out;
   const Result gemma = run_cli({"inspect", "--model", "gemma-2-2b", "--format", "json"});
   ASSERT_EQ(gemma.code, 0) << gemma.err;
@@ -52,7 +54,8 @@ TEST(Cli, InspectMarkdownAndTensorList) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("# tiny-llama\n"), std::string::npos);
   EXPECT_NE(r.out.find("| model.layers.1.mlp.down_proj.weight | [64, 176] | fp32 | mlp | 11,264 |"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
 }
 
 TEST(Cli, VersionAndHelp) {
@@ -77,7 +80,8 @@ TEST(Cli, ProfilesListsModelsAndGpus) {
 
 TEST(Cli, BadInputIsOneLineAndExitTwo) {
   loraplan::testing::TempDir dir;
-  loraplan::testing::write_text(dir.file("config.json"), "{\"model_type\": \"llama\",\n\"vocab_size\": }\n");
+  loraplan::testing::write_text(dir.file("config.json"),
+                                "{\"model_type\": \"llama\",\n\"vocab_size\": }\n");
   loraplan::testing::write_text(dir.file("weights.bin"), "x");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"inspect", "--model", "phi-5"},
@@ -92,12 +96,15 @@ TEST(Cli, BadInputIsOneLineAndExitTwo) {
            ": unknown model file type (expected config.json, .safetensors, "
            "model.safetensors.index.json or .onnx)\n"},
       {{"inspect", "--lora-rank", "0"},
-       "loraplan: error: --lora-rank: must be a positive integer, got \"0\" (see loraplan --help)\n"},
+       "loraplan: error: --lora-rank: must be a positive integer, got \"0\" (see loraplan "
+       "--help)\n"},
       {{"inspect", "--lora-rank", "8x"},
-       "loraplan: error: --lora-rank: must be a positive integer, got \"8x\" (see loraplan --help)\n"},
+       "loraplan: error: --lora-rank: must be a positive integer, got \"8x\" (see loraplan "
+       "--help)\n"},
       {{"inspect", "--format", "xml"},
        "loraplan: error: --format: xml not in {table,json,md} (see loraplan --help)\n"},
-      {{"estimat"}, "loraplan: error: The following argument was not expected: estimat (see loraplan --help)\n"},
+      {{"estimat"},
+       "loraplan: error: The following argument was not expected: estimat (see loraplan --help)\n"},
   };
   for (const auto& [args, expected] : cases) {
     const Result r = run_cli(args);
@@ -121,24 +128,27 @@ TEST(Cli, EstimateDefaultCaseJson) {
   for (const auto& [key, bytes] : j["breakdown"].items()) sum += bytes.get<int64_t>();
   EXPECT_EQ(sum, j["peak_bytes"].get<int64_t>());
   EXPECT_EQ(j["breakdown"]["cuda_context"].get<int64_t>(), 314572800);
-  EXPECT_EQ(j["phases"].size(), 1u + 1 + 1 + 32 + 1 + 32 + 1);  // setup batch embed fwd loss bwd optim
+  EXPECT_EQ(j["phases"].size(),
+            1u + 1 + 1 + 32 + 1 + 32 + 1);  // setup batch embed fwd loss bwd optim
   EXPECT_EQ(j["phases"][3]["name"], "fwd L0");
 }
 
 TEST(Cli, EstimateNotesASequencePastTheModelsContext) {
-  const char* note = "seq-len 8192 is longer than the model's context (max_position_embeddings 4096)";
-  const Result past = run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len", "8192"});
+  const char* note =
+      "seq-len 8192 is longer than the model's context (max_position_embeddings 4096)";
+  const Result past =
+      run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len", "8192"});
   ASSERT_EQ(past.code, 0) << past.err;
   EXPECT_NE(past.out.find(std::string("  note: ") + note), std::string::npos) << past.out;
-  const Result json = run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len", "4096",
-                               "--format", "json"});
+  const Result json = run_cli({"estimate", "--model", "llama-2-7b-hf", "--gpu", "24GB", "--seq-len",
+                               "4096", "--format", "json"});
   ASSERT_EQ(json.code, 0) << json.err;
   EXPECT_EQ(nlohmann::json::parse(json.out)["notes"], nlohmann::json::array());
 }
 
 TEST(Cli, EstimateCpuHasNoBudgetUnlessGiven) {
-  const Result r = run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu", "--compute-dtype", "fp32",
-                            "--format", "json"});
+  const Result r = run_cli({"estimate", "--model", "tiny-llama", "--device", "cpu",
+                            "--compute-dtype", "fp32", "--format", "json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j["budget_bytes"].is_null());
@@ -147,8 +157,8 @@ TEST(Cli, EstimateCpuHasNoBudgetUnlessGiven) {
 }
 
 TEST(Cli, EstimateThatDoesNotFitExitsOneWithFixes) {
-  const Result r = run_cli({"estimate", "--model", "llama-3.1-8b", "--gpu", "rtx-4060", "--checkpoint", "none",
-                            "--seq-len", "2048", "--micro-batch", "2"});
+  const Result r = run_cli({"estimate", "--model", "llama-3.1-8b", "--gpu", "rtx-4060",
+                            "--checkpoint", "none", "--seq-len", "2048", "--micro-batch", "2"});
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.out.find("DOES NOT FIT"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("changes that make it fit:"), std::string::npos) << r.out;
@@ -160,8 +170,9 @@ TEST(Cli, TrainWithoutTheExecutorModuleSaysSo) {
   loraplan::testing::TempDir dir;
   const Result r = run_cli({"train", "--out", dir.path(), "--steps", "1"});
   EXPECT_EQ(r.code, 3);
-  EXPECT_EQ(r.err, "loraplan: error: train: built without LibTorch; install libtorch-dev "
-                   "(scripts/install-deps.sh) and rebuild\n");
+  EXPECT_EQ(r.err,
+            "loraplan: error: train: built without LibTorch; install libtorch-dev "
+            "(scripts/install-deps.sh) and rebuild\n");
   const Result bad = run_cli({"train", "--steps", "1"});
   EXPECT_EQ(bad.code, 2);
   EXPECT_EQ(bad.err, "loraplan: error: --out is required (see loraplan --help)\n");
@@ -170,24 +181,29 @@ TEST(Cli, TrainWithoutTheExecutorModuleSaysSo) {
 TEST(Cli, VerifyComparesEveryPhaseWithTheRun) {
   // A report as `loraplan train` writes it, with the prediction of the same flags as its
   // measurement, and then with one phase 5% off.
-  const std::vector<std::string> flags = {"--model", "tiny-llama", "--seq-len", "16", "--grad-accum", "1"};
-  std::vector<std::string> est = {"estimate", "--device", "cpu", "--compute-dtype", "fp32", "--format", "json"};
+  const std::vector<std::string> flags = {"--model", "tiny-llama",   "--seq-len",
+                                          "16",      "--grad-accum", "1"};
+  std::vector<std::string> est = {"estimate", "--device", "cpu", "--compute-dtype",
+                                  "fp32",     "--format", "json"};
   est.insert(est.end(), flags.begin(), flags.end());
   const nlohmann::json prediction = nlohmann::json::parse(run_cli(est).out);
   nlohmann::json report;
-  report["model"] = reports::run_model_json(reports::run_model("tiny-llama", planner::load_model("tiny-llama")));
+  report["model"] =
+      reports::run_model_json(reports::run_model("tiny-llama", planner::load_model("tiny-llama")));
   report["config"] = prediction["config"];
   report["measured"]["peak_bytes"] = prediction["peak_bytes"];
   report["measured"]["phases"] = prediction["phases"];
   loraplan::testing::TempDir dir;
   loraplan::testing::write_text(dir.file("report.json"), report.dump());
-  std::vector<std::string> verify = {"verify", "--run", dir.file("report.json"), "--format", "json"};
+  std::vector<std::string> verify = {"verify", "--run", dir.file("report.json"), "--format",
+                                     "json"};
   verify.insert(verify.end(), flags.begin(), flags.end());
   Result r = run_cli(verify);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["max_rel_error"].get<double>(), 0.0);
 
-  report["measured"]["phases"][4]["peak_bytes"] = prediction["phases"][4]["peak_bytes"].get<int64_t>() * 100 / 105;
+  report["measured"]["phases"][4]["peak_bytes"] =
+      prediction["phases"][4]["peak_bytes"].get<int64_t>() * 100 / 105;
   loraplan::testing::write_text(dir.file("report.json"), report.dump());
   r = run_cli(verify);
   EXPECT_EQ(r.code, 1);
@@ -199,25 +215,35 @@ TEST(Cli, VerifyComparesEveryPhaseWithTheRun) {
   other[std::find(other.begin(), other.end(), "16") - other.begin()] = "32";
   r = run_cli(other);
   EXPECT_EQ(r.code, 2);
-  EXPECT_EQ(r.err, "loraplan: error: " + dir.file("report.json") + ": the run's \"seq_len\" is 16, the flags say 32\n");
+  EXPECT_EQ(r.err, "loraplan: error: " + dir.file("report.json") +
+                       ": the run's \"seq_len\" is 16, the flags say 32\n");
 }
 
 TEST(Cli, EstimateBadFlags) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--lora-rank", "0"}, "--lora-rank: must be a positive integer, got \"0\" (see loraplan --help)"},
-      {{"--seq-len", "-1"}, "--seq-len: must be a positive integer, got \"-1\" (see loraplan --help)"},
+      {{"--lora-rank", "0"},
+       "--lora-rank: must be a positive integer, got \"0\" (see loraplan --help)"},
+      {{"--seq-len", "-1"},
+       "--seq-len: must be a positive integer, got \"-1\" (see loraplan --help)"},
       {{"--checkpoint", "every:0"}, "--checkpoint: \"every:0\": K in every:K must be positive"},
-      {{"--checkpoint", "layers:0,32"}, "--checkpoint: layer 32 does not exist (the model has layers 0..31)"},
-      {{"--compute-dtype", "fp8"}, "--compute-dtype: fp8 not in {bf16,fp16,fp32} (see loraplan --help)"},
-      {{"--weights", "nf3"}, "--weights: nf3 not in {nf4,fp4,int8,bf16,fp16,fp32} (see loraplan --help)"},
+      {{"--checkpoint", "layers:0,32"},
+       "--checkpoint: layer 32 does not exist (the model has layers 0..31)"},
+      {{"--compute-dtype", "fp8"},
+       "--compute-dtype: fp8 not in {bf16,fp16,fp32} (see loraplan --help)"},
+      {{"--weights", "nf3"},
+       "--weights: nf3 not in {nf4,fp4,int8,bf16,fp16,fp32} (see loraplan --help)"},
       {{"--gpu", "0GB"}, "--gpu: size must be positive, got \"0GB\""},
       {{"--gpu", "6XB"}, "--gpu: \"6XB\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
-      {{"--budget", "lots"}, "--budget: \"lots\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
-      {{"--lora-dropout", "1.5"}, "--lora-dropout: must be a number in [0, 1), got \"1.5\" (see loraplan --help)"},
+      {{"--budget", "lots"},
+       "--budget: \"lots\" is not a size (examples: 6GB, 6GiB, 6144MiB, 12G)"},
+      {{"--lora-dropout", "1.5"},
+       "--lora-dropout: must be a number in [0, 1), got \"1.5\" (see loraplan --help)"},
       {{"--device", "cpu", "--compute-dtype", "fp16"},
-       "--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 with --device cpu"},
+       "--compute-dtype: fp16 has no matrix products on CPU in LibTorch 1.13; use bf16 or fp32 "
+       "with --device cpu"},
       {{"--lora-targets", "q,gate_up"},
-       "--lora-targets: target \"gate_up\" needs a fused layout (phi3); this model has separate projections"},
+       "--lora-targets: target \"gate_up\" needs a fused layout (phi3); this model has separate "
+       "projections"},
   };
   for (const auto& [flags, expected] : cases) {
     std::vector<std::string> args = {"estimate"};
@@ -232,13 +258,15 @@ TEST(Cli, EstimateBadFlags) {
 
 TEST(Cli, PlanWritesTheSamePlanItPrints) {
   loraplan::testing::TempDir dir;
-  const std::vector<std::string> args = {"plan", "--model", "tiny-llama", "--device", "cpu", "--budget", "3MiB",
-                                         "--compute-dtype", "fp32", "--seq-len", "64"};
+  const std::vector<std::string> args = {"plan", "--model",   "tiny-llama", "--device",
+                                         "cpu",  "--budget",  "3MiB",       "--compute-dtype",
+                                         "fp32", "--seq-len", "64"};
   std::vector<std::string> write = args;
   write.insert(write.end(), {"-o", dir.file("plan.json")});
   const Result table = run_cli(write);
   ASSERT_EQ(table.code, 0) << table.err;
-  EXPECT_NE(table.out.find("tiny-llama on cpu: budget 3.0 MiB, plans must stay under 2.9 MiB"), std::string::npos)
+  EXPECT_NE(table.out.find("tiny-llama on cpu: budget 3.0 MiB, plans must stay under 2.9 MiB"),
+            std::string::npos)
       << table.out;
   EXPECT_NE(table.out.find("  wrote " + dir.file("plan.json") + "\n"), std::string::npos);
   std::vector<std::string> json = args;
@@ -249,21 +277,27 @@ TEST(Cli, PlanWritesTheSamePlanItPrints) {
   const nlohmann::json plan = nlohmann::json::parse(j.out);
   EXPECT_EQ(plan["version"], 1);
   EXPECT_EQ(plan["config"]["micro_batch"].get<int>() * plan["config"]["grad_accum"].get<int>(), 8);
-  EXPECT_LE(plan["prediction"]["peak_bytes"].get<int64_t>(), plan["hardware"]["limit_bytes"].get<int64_t>());
+  EXPECT_LE(plan["prediction"]["peak_bytes"].get<int64_t>(),
+            plan["hardware"]["limit_bytes"].get<int64_t>());
   EXPECT_EQ(plan["hardware"]["budget_bytes"], 3 << 20);
 
   // The plan sets the configuration: a flag beside it is refused, naming it.
-  const Result both = run_cli({"verify", "--plan", dir.file("plan.json"), "--run", dir.file("plan.json"), "--seq-len", "32"});
+  const Result both = run_cli({"verify", "--plan", dir.file("plan.json"), "--run",
+                               dir.file("plan.json"), "--seq-len", "32"});
   EXPECT_EQ(both.code, 2);
-  EXPECT_EQ(both.err, "loraplan: error: --seq-len: the plan sets the configuration; give either --plan or --seq-len\n");
-  const Result not_a_run = run_cli({"verify", "--plan", dir.file("plan.json"), "--run", dir.file("plan.json")});
+  EXPECT_EQ(both.err,
+            "loraplan: error: --seq-len: the plan sets the configuration; give either --plan or "
+            "--seq-len\n");
+  const Result not_a_run =
+      run_cli({"verify", "--plan", dir.file("plan.json"), "--run", dir.file("plan.json")});
   EXPECT_EQ(not_a_run.code, 2);
   EXPECT_NE(not_a_run.err.find("not a loraplan run report"), std::string::npos) << not_a_run.err;
 }
 
 TEST(Cli, PlanThatCannotFitExitsOneAndWritesNothing) {
   loraplan::testing::TempDir dir;
-  const Result r = run_cli({"plan", "--model", "llama-3.1-8b", "--gpu", "2GB", "--no-offload", "-o", dir.file("plan.json")});
+  const Result r = run_cli({"plan", "--model", "llama-3.1-8b", "--gpu", "2GB", "--no-offload", "-o",
+                            dir.file("plan.json")});
   EXPECT_EQ(r.code, 1) << r.err;
   EXPECT_NE(r.out.find("NO PLAN FITS."), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("with every layer checkpointed"), std::string::npos) << r.out;
@@ -271,7 +305,8 @@ TEST(Cli, PlanThatCannotFitExitsOneAndWritesNothing) {
 }
 
 TEST(Cli, SweepRowsPerGpuAndLength) {
-  const Result r = run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4,2GB", "--seq-lens", "512,2048", "--format", "json"});
+  const Result r = run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4,2GB", "--seq-lens",
+                            "512,2048", "--format", "json"});
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["rows"].size(), 4u);
@@ -285,20 +320,26 @@ TEST(Cli, SweepRowsPerGpuAndLength) {
   }
   // 16 GB hold more of the batch at once than 2 GB.
   EXPECT_GE(j["rows"][2]["micro_batch"].get<int>(), j["rows"][0]["micro_batch"].get<int>());
-  const Result table = run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4", "--seq-lens", "1024"});
+  const Result table =
+      run_cli({"sweep", "--model", "smollm2-135m", "--gpus", "t4", "--seq-lens", "1024"});
   ASSERT_EQ(table.code, 0);
   EXPECT_NE(table.out.find("  t4   15.00 GiB  1024  yes"), std::string::npos) << table.out;
 }
 
 TEST(Cli, PlanAndSweepBadFlags) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"plan", "--margin", "150%"}, "--margin: \"150%\" is not a share of the budget below 100% (examples: 5%, 512MiB)"},
+      {{"plan", "--margin", "150%"},
+       "--margin: \"150%\" is not a share of the budget below 100% (examples: 5%, 512MiB)"},
       {{"plan", "--margin", "7GB"}, "--margin: 7GB leaves nothing of the 6.00 GiB budget"},
-      {{"plan", "--allow-weights", "nf4,nf3"}, "--allow-weights: \"nf3\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)"},
+      {{"plan", "--allow-weights", "nf4,nf3"},
+       "--allow-weights: \"nf3\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)"},
       {{"plan", "--allow-optimizer", "lion"},
-       "--allow-optimizer: \"lion\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)"},
-      {{"plan", "--device", "cpu", "--compute-dtype", "fp32"}, "--budget: plan needs a memory budget with --device cpu"},
-      {{"plan", "--target-batch", "0"}, "--target-batch: must be a positive integer, got \"0\" (see loraplan --help)"},
+       "--allow-optimizer: \"lion\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, "
+       "sgd-momentum)"},
+      {{"plan", "--device", "cpu", "--compute-dtype", "fp32"},
+       "--budget: plan needs a memory budget with --device cpu"},
+      {{"plan", "--target-batch", "0"},
+       "--target-batch: must be a positive integer, got \"0\" (see loraplan --help)"},
       {{"sweep", "--seq-lens", "512,x"}, "--seq-lens: \"x\" is not a positive number of tokens"},
       {{"sweep", "--gpus", "rtx-9090"}, ""},
   };
@@ -306,8 +347,10 @@ TEST(Cli, PlanAndSweepBadFlags) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args[1];
     EXPECT_EQ(r.out, "");
-    if (!expected.empty()) EXPECT_EQ(r.err, "loraplan: error: " + expected + "\n");
-    else EXPECT_NE(r.err.find("rtx-9090"), std::string::npos) << r.err;
+    if (!expected.empty())
+      EXPECT_EQ(r.err, "loraplan: error: " + expected + "\n");
+    else
+      EXPECT_NE(r.err.find("rtx-9090"), std::string::npos) << r.err;
   }
 }
 

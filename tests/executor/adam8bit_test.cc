@@ -41,18 +41,21 @@ TEST(Adam8bit, RoundTripIsWithinTheMapsResolution) {
   std::vector<uint8_t> codes(n);
   std::vector<float> absmax(4);
   adam8bit::quantize_blockwise(adam8bit::signed_map(), x.data(), n, codes.data(), absmax.data());
-  adam8bit::dequantize_blockwise(adam8bit::signed_map(), codes.data(), absmax.data(), n, back.data());
+  adam8bit::dequantize_blockwise(adam8bit::signed_map(), codes.data(), absmax.data(), n,
+                                 back.data());
   const adam8bit::Map& map = adam8bit::signed_map();
   for (int64_t i = 0; i < n; ++i) {
     const float a = absmax[i / 256];
     // The nearest code: the error is at most half the gap to the neighbouring code.
     const int c = codes[i];
-    const float gap = std::max(c > 0 ? map[c] - map[c - 1] : 0.0f, c < 255 ? map[c + 1] - map[c] : 0.0f);
+    const float gap =
+        std::max(c > 0 ? map[c] - map[c - 1] : 0.0f, c < 255 ? map[c + 1] - map[c] : 0.0f);
     EXPECT_LE(std::fabs(back[i] - x[i]), a * gap / 2 * (1 + 1e-5f)) << i;  // fp32 rounding
   }
   for (int b = 0; b < 4; ++b) {
     float top = 0;
-    for (int64_t i = b * 256; i < std::min<int64_t>(n, (b + 1) * 256); ++i) top = std::max(top, std::fabs(x[i]));
+    for (int64_t i = b * 256; i < std::min<int64_t>(n, (b + 1) * 256); ++i)
+      top = std::max(top, std::fabs(x[i]));
     EXPECT_EQ(absmax[b], top);
   }
 }
@@ -73,8 +76,10 @@ TEST(Adam8bit, TrainsLikeFp32AdamW) {
   const RunReport eight = run_training(r);
   r.config.optimizer = planner::Optimizer::kPagedAdamW8bit;
   const RunReport paged = run_training(r);
-  const double first = fp32.steps.front().loss, a = fp32.steps.back().loss, b = eight.steps.back().loss;
-  EXPECT_LT(a, first - 0.3) << "first " << first << ", fp32 " << a << ", 8-bit " << b;  // it learned
+  const double first = fp32.steps.front().loss, a = fp32.steps.back().loss,
+               b = eight.steps.back().loss;
+  EXPECT_LT(a, first - 0.3) << "first " << first << ", fp32 " << a << ", 8-bit "
+                            << b;  // it learned
   EXPECT_NEAR(b, a, 0.03 * a) << "fp32 " << a << ", 8-bit " << b;
   EXPECT_EQ(paged.steps.back().loss, b);  // paging moves the state, not the arithmetic
   EXPECT_NE(b, a);                        // and the 8-bit state is really 8-bit

@@ -28,7 +28,8 @@ using torch::Tensor;
 
 TEST(Quant, Nf4PacksHighNibbleFirstAndRoundTripsLevels) {
   // Two elements at the extreme levels: code 15 (1.0) in the high nibble, code 0 (-1.0) low.
-  const QuantizedWeight q = quantize(torch::tensor({{1.0f, -1.0f}}), {.format = WeightFormat::kNf4, .double_quant = false});
+  const QuantizedWeight q = quantize(torch::tensor({{1.0f, -1.0f}}),
+                                     {.format = WeightFormat::kNf4, .double_quant = false});
   ASSERT_EQ(q.data.numel(), 1);
   EXPECT_EQ(q.data.item<uint8_t>(), 0xF0);
   // Values exactly on NF4 levels times the block absmax come back exactly.
@@ -54,8 +55,8 @@ TEST(Quant, Nf4ErrorBound) {
 
 TEST(Quant, BytesMatchThePlanner) {
   const Tensor w = torch::randn({256, 320});
-  for (WeightFormat f : {WeightFormat::kNf4, WeightFormat::kFp4, WeightFormat::kInt8, WeightFormat::kBf16,
-                         WeightFormat::kFp16, WeightFormat::kFp32}) {
+  for (WeightFormat f : {WeightFormat::kNf4, WeightFormat::kFp4, WeightFormat::kInt8,
+                         WeightFormat::kBf16, WeightFormat::kFp16, WeightFormat::kFp32}) {
     for (bool dq : {false, true}) {
       const QuantOptions o{.format = f, .double_quant = dq};
       EXPECT_EQ(quantize(w, o).bytes(), planner::linear_weight_bytes(256, 320, o))
@@ -88,8 +89,8 @@ TEST(Quant, DequantizeOpsEqualsTheCpuLoops) {
       const QuantizedWeight q = quantize(w, o);
       for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
         EXPECT_TRUE(torch::equal(q.dequantize_ops(dtype), q.dequantize(dtype)))
-            << shape[0] << "x" << shape[1] << " format " << static_cast<int>(o.format) << " dq " << o.double_quant
-            << " dtype " << dtype;
+            << shape[0] << "x" << shape[1] << " format " << static_cast<int>(o.format) << " dq "
+            << o.double_quant << " dtype " << dtype;
       }
     }
   }
@@ -100,7 +101,8 @@ TEST(FrozenLinear, GradientsEqualTheDequantizedDenseLayer) {
   FrozenLinear l;
   l.compute = at::kFloat;
   l.weight = quantize(torch::randn({48, 40}), {.format = WeightFormat::kNf4});
-  l.lora = LoraAdapter{torch::randn({4, 40}).requires_grad_(true), torch::randn({48, 4}).requires_grad_(true), 2.0, 0.0};
+  l.lora = LoraAdapter{torch::randn({4, 40}).requires_grad_(true),
+                       torch::randn({48, 4}).requires_grad_(true), 2.0, 0.0};
   const Tensor x = torch::randn({3, 5, 40}).requires_grad_(true);
   const Tensor y = l.forward(x);
   const Tensor g = torch::randn_like(y);
@@ -108,8 +110,10 @@ TEST(FrozenLinear, GradientsEqualTheDequantizedDenseLayer) {
 
   const Tensor w = l.weight.dequantize(at::kFloat);
   const Tensor x2 = x.detach().clone().requires_grad_(true);
-  const Tensor A = l.lora->A.detach().clone().requires_grad_(true), B = l.lora->B.detach().clone().requires_grad_(true);
-  const Tensor ref = torch::matmul(x2, w.t()) + 2.0 * torch::matmul(torch::matmul(x2, A.t()), B.t());
+  const Tensor A = l.lora->A.detach().clone().requires_grad_(true),
+               B = l.lora->B.detach().clone().requires_grad_(true);
+  const Tensor ref =
+      torch::matmul(x2, w.t()) + 2.0 * torch::matmul(torch::matmul(x2, A.t()), B.t());
   ref.backward(g);
   EXPECT_TRUE(torch::allclose(y, ref, 1e-5, 1e-5));
   EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-5, 1e-5));
@@ -118,7 +122,8 @@ TEST(FrozenLinear, GradientsEqualTheDequantizedDenseLayer) {
 }
 
 // One micro-batch forward and backward; returns the loss and every adapter gradient.
-std::pair<double, std::vector<Tensor>> step(const planner::ModelDesc& m, const planner::TrainConfig& c) {
+std::pair<double, std::vector<Tensor>> step(const planner::ModelDesc& m,
+                                            const planner::TrainConfig& c) {
   Model model(m, c, 7);
   // Non-zero B so that every adapter contributes to the output and to the gradients.
   for (const Tensor& p : model.trainable()) {
@@ -141,8 +146,8 @@ std::pair<double, std::vector<Tensor>> step(const planner::ModelDesc& m, const p
 void expect_close_gradients(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-6)) << "gradient " << i << " max diff "
-                                                           << (a[i] - b[i]).abs().max().item<double>();
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-6))
+        << "gradient " << i << " max diff " << (a[i] - b[i]).abs().max().item<double>();
   }
 }
 
@@ -211,10 +216,12 @@ TEST(Checkpoint, RecomputeRepeatsTheForwardsDropoutMasks) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, Layouts,
-                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2"),
+                         ::testing::Values("tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3",
+                                           "tiny-gemma2"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& ch : n) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+                           for (char& ch : n)
+                             ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
                            return n;
                          });
 
@@ -271,7 +278,8 @@ TEST(Training, CudaIsRefusedWithoutACudaLibTorch) {
     run_training(r);
     FAIL() << "expected a refusal";
   } catch (const std::invalid_argument& e) {
-    EXPECT_STREQ(e.what(), "--device cuda: this executor runs on the CPU (its LibTorch has no CUDA)");
+    EXPECT_STREQ(e.what(),
+                 "--device cuda: this executor runs on the CPU (its LibTorch has no CUDA)");
   }
 }
 #endif
@@ -308,18 +316,23 @@ TEST(Training, LossFallsMeasurementRepeatsAndAdapterIsPeftShaped) {
   EXPECT_EQ(a.peak_bytes, b.peak_bytes);
   EXPECT_EQ(a.reserved_peak_bytes, a.peak_bytes);  // the tracking allocator caches nothing
   ASSERT_EQ(a.phases.size(), b.phases.size());
-  for (size_t i = 0; i < a.phases.size(); ++i) EXPECT_EQ(a.phases[i].peak_bytes, b.phases[i].peak_bytes);
+  for (size_t i = 0; i < a.phases.size(); ++i)
+    EXPECT_EQ(a.phases[i].peak_bytes, b.phases[i].peak_bytes);
 
-  const std::vector<planner::TensorRecord> t = planner::read_safetensors_tensors(dir.file("adapter_model.safetensors"));
+  const std::vector<planner::TensorRecord> t =
+      planner::read_safetensors_tensors(dir.file("adapter_model.safetensors"));
   ASSERT_EQ(t.size(), 2u * 7 * 2);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const planner::TensorRecord& x : t) {
     shapes[x.name] = x.shape;
     EXPECT_EQ(x.dtype, planner::DType::kF32) << x.name;
   }
-  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"], (std::vector<int64_t>{16, 64}));
-  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"], (std::vector<int64_t>{32, 16}));
-  EXPECT_EQ(shapes["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"], (std::vector<int64_t>{16, 176}));
+  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"],
+            (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(shapes["base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"],
+            (std::vector<int64_t>{32, 16}));
+  EXPECT_EQ(shapes["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"],
+            (std::vector<int64_t>{16, 176}));
   std::ifstream cfg(dir.file("adapter_config.json"));
   const nlohmann::json j = nlohmann::json::parse(cfg);
   EXPECT_EQ(j["peft_type"], "LORA");
@@ -349,7 +362,8 @@ TEST(Accuracy, PredictedPeakWithinHalfAPercent) {
   const planner::Estimate predicted = planner::estimate(r.model, r.config, planner::cpu_device(0));
   const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
                        static_cast<double>(measured.peak_bytes);
-  EXPECT_LT(error, kPhaseTolerance) << "predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
+  EXPECT_LT(error, kPhaseTolerance)
+      << "predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
 }
 
 // ---- Offload: frozen weights of chosen layers in host memory, staged in for their turn. ----
@@ -377,7 +391,8 @@ TEST(Offload, WeightsLeaveTheTrackedPoolAndAreStagedPerPhase) {
   const RunReport off = run_training(r);
   // Layer 1's seven nf4 weights, as the planner counts them, live outside the pool.
   int64_t layer_bytes = 0;
-  for (const auto& [out, in] : {std::pair{64, 64}, {32, 64}, {32, 64}, {64, 64}, {176, 64}, {176, 64}, {64, 176}}) {
+  for (const auto& [out, in] :
+       {std::pair{64, 64}, {32, 64}, {32, 64}, {64, 64}, {176, 64}, {176, 64}, {64, 176}}) {
     layer_bytes += planner::linear_weight_bytes(out, in, r.config.weights);
   }
   EXPECT_EQ(off.host_bytes, layer_bytes);
@@ -386,7 +401,8 @@ TEST(Offload, WeightsLeaveTheTrackedPoolAndAreStagedPerPhase) {
   // The step's peak is in the loss phase, where layer 1's weights are not staged.
   EXPECT_EQ(plain.peak_bytes - off.peak_bytes, layer_bytes);
   ASSERT_EQ(plain.steps.size(), off.steps.size());
-  for (size_t i = 0; i < plain.steps.size(); ++i) EXPECT_EQ(plain.steps[i].loss, off.steps[i].loss) << "step " << i;
+  for (size_t i = 0; i < plain.steps.size(); ++i)
+    EXPECT_EQ(plain.steps[i].loss, off.steps[i].loss) << "step " << i;
   // While layer 1 runs its weights are staged in: its phases peak as high as without offload;
   // layer 0's phases are lower by the whole layer.
   std::map<std::string, int64_t> p, o;
@@ -401,24 +417,31 @@ TEST(Offload, WeightsLeaveTheTrackedPoolAndAreStagedPerPhase) {
 TEST(Accuracy, OffloadedPhasesWithinOnePercent) {
   TrainRequest r = tiny_request();
   r.steps = 2;
-  for (const std::vector<bool>& offload : {std::vector<bool>{true, false}, std::vector<bool>{true, true}}) {
+  for (const std::vector<bool>& offload :
+       {std::vector<bool>{true, false}, std::vector<bool>{true, true}}) {
     for (bool checkpoint : {false, true}) {
       r.config.offloaded = offload;
       r.config.checkpointed.assign(r.model.layers, checkpoint);
       const RunReport measured = run_training(r);
-      const planner::Estimate predicted = planner::estimate(r.model, r.config, planner::cpu_device(0));
-      const std::string what = std::string("offload ") + (offload[1] ? "all" : "L0") + " checkpoint " + (checkpoint ? "all" : "none");
+      const planner::Estimate predicted =
+          planner::estimate(r.model, r.config, planner::cpu_device(0));
+      const std::string what = std::string("offload ") + (offload[1] ? "all" : "L0") +
+                               " checkpoint " + (checkpoint ? "all" : "none");
       EXPECT_EQ(predicted.host_bytes, measured.host_bytes) << what;
       std::map<std::string, int64_t> want;
       for (const planner::PhasePeak& x : predicted.phases) want[x.name] = x.peak_bytes;
       for (const PhaseMeasure& x : measured.phases) {
         if (!want.count(x.name)) continue;
-        const double error = std::abs(static_cast<double>(want[x.name] - x.peak_bytes)) / static_cast<double>(x.peak_bytes);
-        EXPECT_LT(error, 0.01) << what << ", " << x.name << ": predicted " << want[x.name] << " measured " << x.peak_bytes;
+        const double error = std::abs(static_cast<double>(want[x.name] - x.peak_bytes)) /
+                             static_cast<double>(x.peak_bytes);
+        EXPECT_LT(error, 0.01) << what << ", " << x.name << ": predicted " << want[x.name]
+                               << " measured " << x.peak_bytes;
       }
-      const double error = std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
-                           static_cast<double>(measured.peak_bytes);
-      EXPECT_LT(error, 0.01) << what << ": predicted " << predicted.peak_bytes << " measured " << measured.peak_bytes;
+      const double error =
+          std::abs(static_cast<double>(predicted.peak_bytes - measured.peak_bytes)) /
+          static_cast<double>(measured.peak_bytes);
+      EXPECT_LT(error, 0.01) << what << ": predicted " << predicted.peak_bytes << " measured "
+                             << measured.peak_bytes;
     }
   }
 }
@@ -518,7 +541,9 @@ INSTANTIATE_TEST_SUITE_P(
                        c.lora_rank = 16;
                        c.attention = planner::Attention::kEfficient;
                      }}),
-    [](const ::testing::TestParamInfo<AccuracyCase>& info) { return std::string(info.param.name); });
+    [](const ::testing::TestParamInfo<AccuracyCase>& info) {
+      return std::string(info.param.name);
+    });
 
 }  // namespace
 }  // namespace loraplan::executor

@@ -30,7 +30,8 @@ TEST_P(ChosenPlan, RunsWithinItsBudget) {
   const planner::DeviceModel d = planner::cpu_device(planner::parse_size(k.budget, "budget"));
   planner::SearchSpace space;
   space.margin_share = 0.05;
-  const planner::PlanSearch s = planner::search_plan(r.model, base, d, planner::cpu_rates(1), space);
+  const planner::PlanSearch s =
+      planner::search_plan(r.model, base, d, planner::cpu_rates(1), space);
   ASSERT_TRUE(s.found) << k.model << " " << k.budget;
   r.config = s.chosen.config;
   r.steps = 2;
@@ -43,11 +44,14 @@ TEST_P(ChosenPlan, RunsWithinItsBudget) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Tiny, ChosenPlan,
-                         ::testing::Values(Case{"tiny-llama", "2MiB", 64}, Case{"tiny-llama", "3MiB", 64},
-                                           Case{"tiny-llama", "4MiB", 128}, Case{"tiny-phi3", "4MiB", 64},
+                         ::testing::Values(Case{"tiny-llama", "2MiB", 64},
+                                           Case{"tiny-llama", "3MiB", 64},
+                                           Case{"tiny-llama", "4MiB", 128},
+                                           Case{"tiny-phi3", "4MiB", 64},
                                            Case{"tiny-gemma2", "6MiB", 64}),
                          [](const auto& info) {
-                           std::string name = std::string(info.param.model) + "_" + info.param.budget + "_T" +
+                           std::string name = std::string(info.param.model) + "_" +
+                                              info.param.budget + "_T" +
                                               std::to_string(info.param.seq_len);
                            for (char& ch : name) {
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';

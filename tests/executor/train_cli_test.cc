@@ -136,10 +136,12 @@ TEST(TrainCli, NonFiniteTrainingStopsAtItsStepWithAMarkedReport) {
 TEST(TrainCli, WhatTheExecutorCannotRunIsRefusedNotSubstituted) {
   TempDir dir;
   for (const std::string optimizer : {"adamw-8bit", "paged-adamw-8bit"}) {
-    const Result r = train({"--optimizer", optimizer, "--device", "cuda", "--out", dir.file("run")});
+    const Result r =
+        train({"--optimizer", optimizer, "--device", "cuda", "--out", dir.file("run")});
     EXPECT_EQ(r.code, 2);
     EXPECT_EQ(r.err, "loraplan: error: --optimizer " + optimizer +
-                         ": the executor runs 8-bit optimizer state on the CPU only (--device cpu); on CUDA train "
+                         ": the executor runs 8-bit optimizer state on the CPU only (--device "
+                         "cpu); on CUDA train "
                          "with adamw, sgd or sgd-momentum\n");
     EXPECT_FALSE(fs::exists(dir.file("run/report.json")));
   }
@@ -155,7 +157,8 @@ TEST(TrainCli, AnLmHeadBiasIsRefusedNotDropped) {
   const Result r = train({"--model", dir.file("config.json"), "--out", dir.file("run")});
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(r.err,
-            "loraplan: error: lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
+            "loraplan: error: lm_head.bias: the executor does not apply an lm_head bias yet "
+            "(estimate and plan count "
             "it); train runs models without one\n");
 }
 
@@ -176,7 +179,8 @@ std::vector<std::string> choices_of(const std::string& help, const std::string& 
 TEST(TrainCli, EveryKnobValueRunsAsPredictedOrIsRefused) {
   const std::string help = testing::run_cli({"train", "--help"}).out;
   std::vector<std::pair<std::string, std::vector<std::string>>> knobs;
-  for (const char* flag : {"--weights", "--double-quant", "--compute-dtype", "--optimizer", "--attention"}) {
+  for (const char* flag :
+       {"--weights", "--double-quant", "--compute-dtype", "--optimizer", "--attention"}) {
     knobs.emplace_back(flag, choices_of(help, flag));
   }
   knobs.push_back({"--checkpoint", {"none", "all", "every:2"}});
@@ -188,10 +192,11 @@ TEST(TrainCli, EveryKnobValueRunsAsPredictedOrIsRefused) {
   for (const auto& [flag, values] : knobs) {
     for (const std::string& value : values) {
       TempDir dir;
-      const Result t = train({"--model", "tiny-llama", "--lora-rank", "64", "--grad-accum", "2", "--steps", "1", flag, value,
-                              "--out", dir.path()});
+      const Result t = train({"--model", "tiny-llama", "--lora-rank", "64", "--grad-accum", "2",
+                              "--steps", "1", flag, value, "--out", dir.path()});
       if (t.code == 2) {
-        EXPECT_EQ(t.err.rfind("loraplan: error: " + flag, 0), 0u) << flag << " " << value << ": " << t.err;
+        EXPECT_EQ(t.err.rfind("loraplan: error: " + flag, 0), 0u)
+            << flag << " " << value << ": " << t.err;
         ++refused;
         continue;
       }

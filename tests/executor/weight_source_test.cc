@@ -55,8 +55,8 @@ ModelWeights random_weights(const planner::ModelDesc& m) {
 
 // A model directory: config.json (the description's keys, then `extra` over them) and the
 // weights, in one file or in shards with an index. Returns the config as written.
-nlohmann::json write_model(const std::string& dir, planner::ModelDesc m, const ModelWeights& w, int shards,
-                           const std::string& extra = "{}") {
+nlohmann::json write_model(const std::string& dir, planner::ModelDesc m, const ModelWeights& w,
+                           int shards, const std::string& extra = "{}") {
   m.dtype = planner::DType::kF32;
   nlohmann::json config = nlohmann::json::parse(loraplan::testing::config_json_text(m));
   config.update(nlohmann::json::parse(extra));
@@ -119,7 +119,9 @@ Rotary rotary(const nlohmann::json& config, int64_t rot, int64_t T) {
   } else if (type == "yarn") {
     const double factor = rs["factor"], orig = rs["original_max_position_embeddings"];
     attention = 0.1 * std::log(factor) + 1;
-    auto dim_of = [&](double turns) { return rot * std::log(orig / (turns * 2 * M_PI)) / (2 * std::log(theta)); };
+    auto dim_of = [&](double turns) {
+      return rot * std::log(orig / (turns * 2 * M_PI)) / (2 * std::log(theta));
+    };
     const double low = std::max(std::floor(dim_of(32)), 0.0);
     const double high = std::min(std::ceil(dim_of(1)), static_cast<double>(rot - 1));
     const Tensor ramp = ((torch::arange(rot / 2, torch::kDouble) - low) / (high - low)).clamp(0, 1);
@@ -160,11 +162,16 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
   const double eps = num(config, "rms_norm_eps", 1e-6);
   const int64_t rot = static_cast<int64_t>(D * num(config, "partial_rotary_factor", 1.0));
   const Rotary rotation = rotary(config, rot, T);
-  const double scale = 1 / std::sqrt(gemma ? num(config, "query_pre_attn_scalar", 256) : static_cast<double>(D));
-  const double window = gemma || type == "mistral" || type == "phi3" ? num(config, "sliding_window", 0) : 0;
-  auto norm = [&](const Tensor& x, const std::string& name) { return rms_norm(x, w.by_name.at(name), eps, gemma); };
-  const std::string act = gemma ? config.value("hidden_activation", std::string("gelu_pytorch_tanh"))
-                                : config.value("hidden_act", std::string("silu"));
+  const double scale =
+      1 / std::sqrt(gemma ? num(config, "query_pre_attn_scalar", 256) : static_cast<double>(D));
+  const double window =
+      gemma || type == "mistral" || type == "phi3" ? num(config, "sliding_window", 0) : 0;
+  auto norm = [&](const Tensor& x, const std::string& name) {
+    return rms_norm(x, w.by_name.at(name), eps, gemma);
+  };
+  const std::string act = gemma
+                              ? config.value("hidden_activation", std::string("gelu_pytorch_tanh"))
+                              : config.value("hidden_act", std::string("silu"));
   auto activation = [&](const Tensor& g) {
     if (act == "gelu_pytorch_tanh") return torch::gelu(g, "tanh");
     if (act == "gelu") return torch::gelu(g);
@@ -172,7 +179,9 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     return torch::silu(g);
   };
 
-  Tensor x = w.by_name.at("model.embed_tokens.weight").index_select(0, ids.reshape(-1)).view({B, T, m.hidden});
+  Tensor x = w.by_name.at("model.embed_tokens.weight")
+                 .index_select(0, ids.reshape(-1))
+                 .view({B, T, m.hidden});
   if (gemma) x = x * std::sqrt(static_cast<double>(m.hidden));
   const Tensor i = torch::arange(T).unsqueeze(1), j = torch::arange(T).unsqueeze(0);
   for (int l = 0; l < m.layers; ++l) {
@@ -196,12 +205,14 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     v = v.reshape({B, T, Hkv, D}).transpose(1, 2).repeat_interleave(H / Hkv, 1);
     Tensor masked = j > i;  // later tokens
     if (window > 0 && (!gemma || l % 2 == 0)) masked = masked.logical_or(i - j >= window);
-    const Tensor scores = softcap(torch::matmul(q, k.transpose(2, 3)) * scale, num(config, "attn_logit_softcapping", 0));
+    const Tensor scores = softcap(torch::matmul(q, k.transpose(2, 3)) * scale,
+                                  num(config, "attn_logit_softcapping", 0));
     const Tensor o = torch::matmul(torch::softmax(scores.masked_fill(masked, -INFINITY), -1), v);
     Tensor attn = project(w, d.attn.back(), o.transpose(1, 2).reshape({B, T, HD}));
     if (gemma) attn = norm(attn, p + "post_attention_layernorm.weight");
     x = x + attn;
-    const Tensor h2 = norm(x, p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+    const Tensor h2 = norm(
+        x, p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
     Tensor gate, up;
     if (m.fused_gate_up) {
       const Tensor gu = project(w, d.mlp[0], h2);
@@ -213,8 +224,10 @@ Tensor reference_logits(const planner::ModelDesc& m, const Model& model, const M
     if (gemma) down = norm(down, p + "post_feedforward_layernorm.weight");
     x = x + down;
   }
-  const Tensor head = w.by_name.at(m.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  return softcap(torch::matmul(norm(x, "model.norm.weight"), head.t()), num(config, "final_logit_softcapping", 0));
+  const Tensor head =
+      w.by_name.at(m.tied_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  return softcap(torch::matmul(norm(x, "model.norm.weight"), head.t()),
+                 num(config, "final_logit_softcapping", 0));
 }
 
 struct LoadCase {
@@ -269,33 +282,43 @@ std::string numbers(std::initializer_list<double> v) {
   return s + "]";
 }
 
-const std::string kLongRope = R"({"max_position_embeddings": 64, "original_max_position_embeddings": 16,
-    "rope_scaling": {"type": "longrope", "short_factor": )" + numbers({1, 1.1, 1.3, 1.6, 2, 2.5}) +
-                              R"(, "long_factor": )" + numbers({1, 2, 4, 8, 16, 32}) + "}}";
+const std::string kLongRope =
+    R"({"max_position_embeddings": 64, "original_max_position_embeddings": 16,
+    "rope_scaling": {"type": "longrope", "short_factor": )" +
+    numbers({1, 1.1, 1.3, 1.6, 2, 2.5}) + R"(, "long_factor": )" + numbers({1, 2, 4, 8, 16, 32}) +
+    "}}";
 
 INSTANTIATE_TEST_SUITE_P(
     Files, LoadedWeights,
     ::testing::Values(
         LoadCase{"llama", "tiny-llama", 1, "{}"},
-        LoadCase{"llama_3_shards_eps_theta", "tiny-llama", 3, R"({"rms_norm_eps": 0.01, "rope_theta": 500000.0})"},
-        LoadCase{"phi3", "tiny-phi3", 1, "{}"},
-        LoadCase{"qwen2_qkv_bias", "tiny-qwen2", 1, "{}"},
+        LoadCase{"llama_3_shards_eps_theta", "tiny-llama", 3,
+                 R"({"rms_norm_eps": 0.01, "rope_theta": 500000.0})"},
+        LoadCase{"phi3", "tiny-phi3", 1, "{}"}, LoadCase{"qwen2_qkv_bias", "tiny-qwen2", 1, "{}"},
         LoadCase{"qwen3_qk_norm", "tiny-qwen3", 1, "{}"},
         LoadCase{"gemma2", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
             "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})"},
-        LoadCase{"gemma2_efficient", "tiny-gemma2", 1, R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
-            "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})", planner::Attention::kEfficient, 160},
-        LoadCase{"llama_efficient_3_chunks", "tiny-llama", 1, "{}", planner::Attention::kEfficient, 300},
-        LoadCase{"llama_gelu", "tiny-llama", 1, R"({"hidden_act": "gelu"})"},
-        LoadCase{"mistral_window", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 8})"},
-        LoadCase{"mistral_window_efficient", "tiny-llama", 1, R"({"model_type": "mistral", "sliding_window": 100})",
+        LoadCase{"gemma2_efficient", "tiny-gemma2", 1,
+                 R"({"sliding_window": 8, "query_pre_attn_scalar": 24,
+            "attn_logit_softcapping": 5.0, "final_logit_softcapping": 3.0})",
                  planner::Attention::kEfficient, 160},
-        LoadCase{"llama3_rope", "tiny-llama", 1, R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+        LoadCase{"llama_efficient_3_chunks", "tiny-llama", 1, "{}", planner::Attention::kEfficient,
+                 300},
+        LoadCase{"llama_gelu", "tiny-llama", 1, R"({"hidden_act": "gelu"})"},
+        LoadCase{"mistral_window", "tiny-llama", 1,
+                 R"({"model_type": "mistral", "sliding_window": 8})"},
+        LoadCase{"mistral_window_efficient", "tiny-llama", 1,
+                 R"({"model_type": "mistral", "sliding_window": 100})",
+                 planner::Attention::kEfficient, 160},
+        LoadCase{"llama3_rope", "tiny-llama", 1,
+                 R"({"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
             "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 1024}})"},
-        LoadCase{"linear_rope", "tiny-qwen2", 1, R"({"rope_scaling": {"type": "linear", "factor": 3.0}})"},
+        LoadCase{"linear_rope", "tiny-qwen2", 1,
+                 R"({"rope_scaling": {"type": "linear", "factor": 3.0}})"},
         LoadCase{"longrope_long", "tiny-phi3", 1, kLongRope},
         LoadCase{"longrope_short", "tiny-phi3", 1, kLongRope, planner::Attention::kEager, 16},
-        LoadCase{"yarn_rope", "tiny-qwen3", 1, R"({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+        LoadCase{"yarn_rope", "tiny-qwen3", 1,
+                 R"({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
             "original_max_position_embeddings": 64}})"}),
     [](const auto& info) { return std::string(info.param.name); });
 
@@ -386,8 +409,9 @@ TEST(LoadedWeights, WrongShapeNamesTensorAndFile) {
 TEST(LoadedWeights, UnknownActivationIsRefused) {
   TrainRequest r = request_for({});
   r.model.hidden_act = "mish";
-  EXPECT_EQ(training_error(r), "tiny-llama: hidden_act \"mish\" is not one the executor runs (silu, swish, gelu, "
-                               "gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
+  EXPECT_EQ(training_error(r),
+            "tiny-llama: hidden_act \"mish\" is not one the executor runs (silu, swish, gelu, "
+            "gelu_pytorch_tanh, gelu_new, gelu_fast, relu)");
 }
 
 TEST(LoadedWeights, MissingTensorIsNamed) {

@@ -264,8 +264,9 @@ TEST_F(ReadGpuProfile, BadFieldIsReportedAtItsLine) {
             text + ":3: \"memory_bytes\" must be a positive integer, got \"24GB\"");
 
   const std::string nested = write("nested.json", profile_text("  \"memory_bytes\": 4096,", "1.5"));
-  EXPECT_EQ(error_of([&] { read_gpu_profile(nested); }),
-            nested + ":12: \"overheads.cuda_context_bytes\" must be a non-negative integer, got 1.5");
+  EXPECT_EQ(
+      error_of([&] { read_gpu_profile(nested); }),
+      nested + ":12: \"overheads.cuda_context_bytes\" must be a non-negative integer, got 1.5");
 }
 
 TEST_F(ReadGpuProfile, MissingFieldNamesTheFile) {
@@ -285,7 +286,8 @@ TEST_F(ReadGpuProfile, MalformedJson) {
 
 TEST_F(ReadGpuProfile, MissingFile) {
   const std::string path = (dir_ / "absent.json").string();
-  EXPECT_EQ(error_of([&] { read_gpu_profile(path); }), path + ": cannot open: No such file or directory");
+  EXPECT_EQ(error_of([&] { read_gpu_profile(path); }),
+            path + ": cannot open: No such file or directory");
 }
 
 }  // namespace

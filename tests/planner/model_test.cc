@@ -45,7 +45,8 @@ TEST(Inventory, Phi3FusedProjections) {
   const std::vector<TensorSpec> t = inventory(m);
   EXPECT_EQ(find(t, "model.layers.2.self_attn.qkv_proj.weight").shape,
             (std::vector<int64_t>{(6 + 2 * 2) * 16, 96}));
-  EXPECT_EQ(find(t, "model.layers.2.mlp.gate_up_proj.weight").shape, (std::vector<int64_t>{384, 96}));
+  EXPECT_EQ(find(t, "model.layers.2.mlp.gate_up_proj.weight").shape,
+            (std::vector<int64_t>{384, 96}));
   EXPECT_EQ(m.rotary_dim(), 12);  // 0.75 x 16
   for (const TensorSpec& s : t) EXPECT_NE(s.name, "lm_head.weight");
 }
@@ -56,8 +57,10 @@ TEST(Inventory, FamilyDetails) {
   EXPECT_THROW(find(qwen2, "model.layers.1.self_attn.o_proj.bias"), std::runtime_error);
 
   const std::vector<TensorSpec> qwen3 = inventory(load_model("tiny-qwen3"));  // D 32 != C / H
-  EXPECT_EQ(find(qwen3, "model.layers.0.self_attn.q_norm.weight").shape, (std::vector<int64_t>{32}));
-  EXPECT_EQ(find(qwen3, "model.layers.0.self_attn.q_proj.weight").shape, (std::vector<int64_t>{128, 64}));
+  EXPECT_EQ(find(qwen3, "model.layers.0.self_attn.q_norm.weight").shape,
+            (std::vector<int64_t>{32}));
+  EXPECT_EQ(find(qwen3, "model.layers.0.self_attn.q_proj.weight").shape,
+            (std::vector<int64_t>{128, 64}));
 
   const std::vector<TensorSpec> gemma = inventory(load_model("tiny-gemma2"));
   EXPECT_EQ(find(gemma, "model.layers.3.post_feedforward_layernorm.weight").role, Role::kNorm);
@@ -66,15 +69,19 @@ TEST(Inventory, FamilyDetails) {
 TEST(Weights, Nf4BytesFollowTheBitsandbytesLayout) {
   const int64_t n = 4096 * 4096;  // 16,777,216 elements, 262,144 blocks of 64
   // codes 8,388,608 + absmax fp32 1,048,576 + code map 64
-  EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kNf4, .double_quant = false}), 9437248);
-  // codes 8,388,608 + absmax u8 262,144 + absmax2 fp32 4 x 1,024 + code map 64 + map2 1,024 + offset 4
-  EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kNf4, .double_quant = true}), 8655940);
+  EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kNf4, .double_quant = false}),
+            9437248);
+  // codes 8,388,608 + absmax u8 262,144 + absmax2 fp32 4 x 1,024 + code map 64 + map2 1,024 +
+  // offset 4
+  EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kNf4, .double_quant = true}),
+            8655940);
   // ~4.127 bits per parameter with double quant
   EXPECT_NEAR(8.0 * 8655940 / n, 4.127, 0.001);
   EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kInt8}), n + 4 * 4096);
   EXPECT_EQ(linear_weight_bytes(4096, 4096, {.format = WeightFormat::kBf16}), 2 * n);
   // odd element count: the last byte holds one code
-  EXPECT_EQ(linear_weight_bytes(1, 3, {.format = WeightFormat::kNf4, .double_quant = false}), 2 + 4 + 64);
+  EXPECT_EQ(linear_weight_bytes(1, 3, {.format = WeightFormat::kNf4, .double_quant = false}),
+            2 + 4 + 64);
 }
 
 TEST(Lora, TrainableParameters) {
@@ -83,7 +90,8 @@ TEST(Lora, TrainableParameters) {
   // per layer r x (in + out): q 128, k 96, v 96, o 128, gate 240, up 240, down 240 = 1168
   EXPECT_EQ(lora_params(t, parse_lora_targets("all-linear", m, "--lora-targets"), 8), 2 * 8 * 1168);
   EXPECT_EQ(lora_params(t, parse_lora_targets("q,v", m, "--lora-targets"), 8), 2 * 8 * (128 + 96));
-  EXPECT_EQ(lora_params(t, parse_lora_targets("q_proj,v_proj", m, "--lora-targets"), 8), 2 * 8 * (128 + 96));
+  EXPECT_EQ(lora_params(t, parse_lora_targets("q_proj,v_proj", m, "--lora-targets"), 8),
+            2 * 8 * (128 + 96));
 }
 
 TEST(Lora, FusedTargetsOnPhi4Mini) {
@@ -101,7 +109,8 @@ TEST(Lora, BadTargets) {
     parse_lora_targets("q,x", m, "--lora-targets");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_STREQ(e.what(), "--lora-targets: unknown target \"x\" (use q,k,v,o,gate,up,down or all-linear)");
+    EXPECT_STREQ(e.what(),
+                 "--lora-targets: unknown target \"x\" (use q,k,v,o,gate,up,down or all-linear)");
   }
   EXPECT_THROW(parse_lora_targets("gate_up", m, "--lora-targets"), InputError);
   EXPECT_THROW(parse_lora_targets("", m, "--lora-targets"), InputError);

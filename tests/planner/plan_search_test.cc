@@ -1,4 +1,6 @@
 // The plan search against brute force, its boundaries, the cost model's arithmetic, and plan.json.
+#include "loraplan/planner/plan_search.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,7 +11,6 @@
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
-#include "loraplan/planner/plan_search.h"
 #include "loraplan/planner/simulator.h"
 #include "loraplan/planner/train_config.h"
 
@@ -29,14 +30,14 @@ TrainConfig base_config(const ModelDesc& m, Device device, DType compute, int64_
 }
 
 // Every plan the search may choose (first k checkpointed, first n offloaded), tried one by one.
-double brute_force_best(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d, const Rates& r,
-                        const SearchSpace& space, TrainConfig* best_config) {
+double brute_force_best(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d,
+                        const Rates& r, const SearchSpace& space, TrainConfig* best_config) {
   DeviceModel limited = d;
   limited.budget_bytes = d.budget_bytes - margin_for(space, d.budget_bytes);
   double best = 0;
-  const std::vector<Attention> attentions = d.device == Device::kCpu
-                                                ? std::vector<Attention>{Attention::kEfficient, Attention::kEager}
-                                                : std::vector<Attention>{Attention::kEfficient};
+  const std::vector<Attention> attentions =
+      d.device == Device::kCpu ? std::vector<Attention>{Attention::kEfficient, Attention::kEager}
+                               : std::vector<Attention>{Attention::kEfficient};
   for (int64_t b = 1; b <= space.target_batch; ++b) {
     if (space.target_batch % b) continue;
     for (Attention a : attentions) {
@@ -91,17 +92,21 @@ TEST_P(SearchAgainstBruteForce, ChoosesTheFastestPlanThatFits) {
   const double best = brute_force_best(m, base, d, r, space, &expected);
   ASSERT_GT(best, 0) << "the case must have a plan that fits";
   ASSERT_TRUE(s.found);
-  EXPECT_DOUBLE_EQ(s.chosen.cost.tokens_per_s, best) << plan_label(s.chosen.config) << " vs " << plan_label(expected);
+  EXPECT_DOUBLE_EQ(s.chosen.cost.tokens_per_s, best)
+      << plan_label(s.chosen.config) << " vs " << plan_label(expected);
   // The chosen plan fits under budget - margin, and its full estimate says so too.
   EXPECT_LE(s.estimate.peak_bytes, s.limit_bytes);
-  EXPECT_EQ(s.limit_bytes, d.budget_bytes - std::llround(0.05 * static_cast<double>(d.budget_bytes)));
+  EXPECT_EQ(s.limit_bytes,
+            d.budget_bytes - std::llround(0.05 * static_cast<double>(d.budget_bytes)));
   for (const PlanCandidate& p : s.runner_ups) {
     EXPECT_TRUE(p.fits);
     EXPECT_LE(p.cost.tokens_per_s, s.chosen.cost.tokens_per_s);
   }
   // One checkpointed (or offloaded) layer fewer does not fit.
-  const int64_t k = std::count(s.chosen.config.checkpointed.begin(), s.chosen.config.checkpointed.end(), true);
-  const int64_t n = std::count(s.chosen.config.offloaded.begin(), s.chosen.config.offloaded.end(), true);
+  const int64_t k =
+      std::count(s.chosen.config.checkpointed.begin(), s.chosen.config.checkpointed.end(), true);
+  const int64_t n =
+      std::count(s.chosen.config.offloaded.begin(), s.chosen.config.offloaded.end(), true);
   if (k > 0 && n == 0) {
     TrainConfig fewer = s.chosen.config;
     fewer.checkpointed[k - 1] = false;
@@ -109,26 +114,27 @@ TEST_P(SearchAgainstBruteForce, ChoosesTheFastestPlanThatFits) {
     limited.budget_bytes = s.limit_bytes;
     EXPECT_FALSE(estimate(m, fewer, limited).fits);
     ASSERT_FALSE(s.boundaries.empty());
-    EXPECT_EQ(s.boundaries.back().rfind("checkpointing " + std::to_string(k - 1) + " layers instead of " +
-                                            std::to_string(k) + ": needs ",
+    EXPECT_EQ(s.boundaries.back().rfind("checkpointing " + std::to_string(k - 1) +
+                                            " layers instead of " + std::to_string(k) + ": needs ",
                                         0),
               0u)
         << s.boundaries.back();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, SearchAgainstBruteForce,
-                         ::testing::Values(SearchCase{"tiny-llama", Device::kCpu, "3MiB", 64},
-                                           SearchCase{"tiny-gemma2", Device::kCpu, "6MiB", 64},
-                                           SearchCase{"smollm2-135m", Device::kCuda, "1300MiB", 256},
-                                           SearchCase{"qwen2.5-0.5b", Device::kCuda, "1600MiB", 256}),
-                         [](const auto& info) {
-                           std::string name = std::string(info.param.model) + "_" + info.param.budget;
-                           for (char& ch : name) {
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cases, SearchAgainstBruteForce,
+    ::testing::Values(SearchCase{"tiny-llama", Device::kCpu, "3MiB", 64},
+                      SearchCase{"tiny-gemma2", Device::kCpu, "6MiB", 64},
+                      SearchCase{"smollm2-135m", Device::kCuda, "1300MiB", 256},
+                      SearchCase{"qwen2.5-0.5b", Device::kCuda, "1600MiB", 256}),
+    [](const auto& info) {
+      std::string name = std::string(info.param.model) + "_" + info.param.budget;
+      for (char& ch : name) {
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      }
+      return name;
+    });
 
 TEST(PlanSearch, NothingFitsSaysHowMuchTheMostFrugalNeeds) {
   const ModelDesc m = load_model("llama-3.1-8b");
@@ -246,7 +252,10 @@ class PlanFileTest : public ::testing::Test {
 
 TEST_F(PlanFileTest, SameInputsSameBytesAndItReadsBack) {
   const std::string text = plan_text();
-  EXPECT_EQ(text, plan_json({"tiny-llama", model_, device_, rates_, space_, search_plan(model_, base_, device_, rates_, space_)}).dump(2) + "\n");
+  EXPECT_EQ(text, plan_json({"tiny-llama", model_, device_, rates_, space_,
+                             search_plan(model_, base_, device_, rates_, space_)})
+                          .dump(2) +
+                      "\n");
   const PlanFile p = read_plan(write(text));
   EXPECT_EQ(plan_config_json(p.config), plan_config_json(search_.chosen.config));
   EXPECT_EQ(p.device, Device::kCpu);
@@ -256,18 +265,24 @@ TEST_F(PlanFileTest, SameInputsSameBytesAndItReadsBack) {
 }
 
 TEST_F(PlanFileTest, BadFieldsAreNamed) {
-  EXPECT_EQ(error_of(replaced("\"micro_batch\": " + std::to_string(search_.chosen.config.micro_batch), "\"micro_batch\": 0")),
-            "bad.json:" + std::to_string(json_key_line(plan_text(), "micro_batch")) +
-                ": \"config.micro_batch\" must be a positive integer up to 65536, got 0");
-  EXPECT_EQ(error_of(replaced("\"version\": 1", "\"version\": 7")).substr(0, 15), "bad.json:3: \"ve");
-  EXPECT_NE(error_of(replaced("\"version\": 1", "\"version\": 7")).find("must be 1 (this loraplan reads plan version 1)"),
+  EXPECT_EQ(
+      error_of(replaced("\"micro_batch\": " + std::to_string(search_.chosen.config.micro_batch),
+                        "\"micro_batch\": 0")),
+      "bad.json:" + std::to_string(json_key_line(plan_text(), "micro_batch")) +
+          ": \"config.micro_batch\" must be a positive integer up to 65536, got 0");
+  EXPECT_EQ(error_of(replaced("\"version\": 1", "\"version\": 7")).substr(0, 15),
+            "bad.json:3: \"ve");
+  EXPECT_NE(error_of(replaced("\"version\": 1", "\"version\": 7"))
+                .find("must be 1 (this loraplan reads plan version 1)"),
             std::string::npos);
-  EXPECT_NE(error_of(replaced("\"attention\": \"", "\"attention\": \"x")).find("\"config.attention\" must be \"eager\" or \"efficient\""),
+  EXPECT_NE(error_of(replaced("\"attention\": \"", "\"attention\": \"x"))
+                .find("\"config.attention\" must be \"eager\" or \"efficient\""),
             std::string::npos);
-  EXPECT_NE(error_of(replaced("\"layers\": 2", "\"layers\": 3")).find("\"model.layers\" must match the model tiny-llama (2)"),
+  EXPECT_NE(error_of(replaced("\"layers\": 2", "\"layers\": 3"))
+                .find("\"model.layers\" must match the model tiny-llama (2)"),
             std::string::npos);
-  EXPECT_NE(error_of(replaced("\"offload\": [\n      \"gpu\",", "\"offload\": [")).find(
-                "\"config.offload\" must give \"gpu\" or \"cpu\" for each of the 2 layers"),
+  EXPECT_NE(error_of(replaced("\"offload\": [\n      \"gpu\",", "\"offload\": ["))
+                .find("\"config.offload\" must give \"gpu\" or \"cpu\" for each of the 2 layers"),
             std::string::npos);
   EXPECT_NE(error_of("[1, 2]").find("a plan must be a JSON object"), std::string::npos);
   EXPECT_NE(error_of("{\"schema\": \"loraplan-plan\"").find("malformed plan"), std::string::npos);

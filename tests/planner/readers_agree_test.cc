@@ -31,11 +31,13 @@ TEST_P(ReadersAgree, ConfigSafetensorsAndOnnx) {
   const std::vector<TensorRecord> records = loraplan::testing::records_of(profile);
 
   TempDir config_dir, st_dir, onnx_dir, all_dir;
-  loraplan::testing::write_text(config_dir.file("config.json"), loraplan::testing::config_json_text(profile));
+  loraplan::testing::write_text(config_dir.file("config.json"),
+                                loraplan::testing::config_json_text(profile));
   loraplan::testing::write_safetensors(st_dir.file("model.safetensors"), records);
   loraplan::testing::write_onnx_model(onnx_dir.file("model.onnx"), records);
   // All three side by side: config.json describes, both weight files are checked against it.
-  loraplan::testing::write_text(all_dir.file("config.json"), loraplan::testing::config_json_text(profile));
+  loraplan::testing::write_text(all_dir.file("config.json"),
+                                loraplan::testing::config_json_text(profile));
   loraplan::testing::write_safetensors(all_dir.file("model.safetensors"), records);
   loraplan::testing::write_onnx_model(all_dir.file("model.onnx"), records, {.external_data = true});
 
@@ -64,7 +66,8 @@ INSTANTIATE_TEST_SUITE_P(TinyModels, ReadersAgree,
                                            "tiny-gemma2", "tiny-llama-256"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+                           for (char& c : n)
+                             c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
                            return n;
                          });
 

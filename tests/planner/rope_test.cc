@@ -71,7 +71,8 @@ TEST(Rope, DynamicRaisesTheBaseOnlyPastTheContext) {
   const ModelDesc m = parse_config_json(R"({"model_type": "llama", "vocab_size": 100,
       "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2,
       "num_attention_heads": 4, "max_position_embeddings": 2048,
-      "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})", "config.json");
+      "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})",
+                                        "config.json");
   EXPECT_EQ(rope_frequencies(m, 2048).inv_freq[1], plain(10000, 1, 64));
   // 4096 tokens: base 10000 (2 * 4096 / 2048 - 1)^(64 / 62) = 31082.24.
   EXPECT_NEAR(rope_frequencies(m, 4096).inv_freq[1], plain(31082.236667168814, 1, 64), 1e-12);
@@ -83,7 +84,8 @@ TEST(Rope, YarnRampsBetweenTheCorrectionDims) {
       "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
       "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
       "rope_theta": 1000000, "max_position_embeddings": 40960, "rope_scaling": {
-      "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}})", "config.json");
+      "rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}})",
+                                        "config.json");
   const RopeFrequencies r = rope_frequencies(m, 1024);
   // Correction dims: 32 turns at dim 23.6 (floor 23), 1 turn at 39.65 (ceil 40).
   EXPECT_DOUBLE_EQ(r.inv_freq[23], plain(1e6, 23, 128));
@@ -103,7 +105,8 @@ TEST(Rope, LongRopeShortFactorsUpToTheOriginalContextLongBeyond) {
       "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
       "num_attention_heads": 24, "num_key_value_heads": 8, "partial_rotary_factor": 0.75,
       "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
-      "rope_scaling": {"type": "longrope", "short_factor": [)" + shorts + R"(],
+      "rope_scaling": {"type": "longrope", "short_factor": [)" +
+                                            shorts + R"(],
       "long_factor": [)" + longs + "]}}",
                                         "config.json");
   // factor 131072 / 4096 = 32: attention factor sqrt(1 + ln 32 / ln 4096) = sqrt(17 / 12).
@@ -126,9 +129,10 @@ TEST(Rope, BadScalingIsNamed) {
   EXPECT_EQ(error_of(R"(, "rope_scaling": {"type": "longrope", "factor": 2.0,
       "short_factor": [1, 1], "long_factor": [2, "x"]})"),
             "config.json:4: \"rope_scaling.long_factor\" must be a list of numbers, got [2,\"x\"]");
-  EXPECT_EQ(error_of(R"(, "rope_scaling": {"type": "longrope", "factor": 2.0,
+  EXPECT_EQ(
+      error_of(R"(, "rope_scaling": {"type": "longrope", "factor": 2.0,
       "short_factor": [1, 1], "long_factor": [2, 2]})"),
-            "config.json: \"rope_scaling.short_factor\" must hold rotary dim / 2 = 32 numbers, got 2");
+      "config.json: \"rope_scaling.short_factor\" must hold rotary dim / 2 = 32 numbers, got 2");
   EXPECT_EQ(error_of(R"(, "rope_scaling": 4)"),
             "config.json:3: \"rope_scaling\" must be an object, got 4");
 }
@@ -138,14 +142,16 @@ TEST(Rope, Transformers5RopeParametersCarryTheBaseAndTheScaling) {
       "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
       "num_attention_heads": 32, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3",
       "factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
-      "original_max_position_embeddings": 8192}})", "config.json");
+      "original_max_position_embeddings": 8192}})",
+                                        "config.json");
   EXPECT_EQ(m.rope_theta, 500000.0);
   EXPECT_EQ(m.rope_scaling.type, RopeType::kLlama3);
   EXPECT_EQ(m.rope_scaling.factor, 32.0);
-  EXPECT_EQ(error_of(R"(, "rope_parameters": {"full_attention": {"rope_type": "default"},
+  EXPECT_EQ(
+      error_of(R"(, "rope_parameters": {"full_attention": {"rope_type": "default"},
       "sliding_attention": {"rope_type": "default"}})"),
-            "config.json:3: \"rope_parameters\" must be one table (per-layer-type rope parameters are "
-            "not supported), got an object of 2 fields");
+      "config.json:3: \"rope_parameters\" must be one table (per-layer-type rope parameters are "
+      "not supported), got an object of 2 fields");
 }
 
 TEST(Rope, Phi3ReadsItsOlderNamesAndDefaultContext) {
@@ -157,8 +163,8 @@ TEST(Rope, Phi3ReadsItsOlderNamesAndDefaultContext) {
     const ModelDesc m = parse_config_json(R"({"model_type": "phi3", "vocab_size": 32064,
         "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "max_position_embeddings": 131072, "rope_scaling": {"type": ")" +
-                                              std::string(type) + R"(", "short_factor": )" + factors +
-                                              R"(, "long_factor": )" + factors + "}}",
+                                              std::string(type) + R"(", "short_factor": )" +
+                                              factors + R"(, "long_factor": )" + factors + "}}",
                                           "config.json");
     EXPECT_EQ(m.rope_scaling.type, RopeType::kLongRope) << type;
     EXPECT_EQ(m.rope_scaling.original_max_position_embeddings, 4096) << type;
@@ -177,23 +183,26 @@ TEST(Rope, NestedErrorsPointAtTheNestedKey) {
                       "config.json");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_STREQ(e.what(), "config.json:4: \"rope_scaling.original_max_position_embeddings\" must be a "
-                           "positive integer, got \"x\"");
+    EXPECT_STREQ(e.what(),
+                 "config.json:4: \"rope_scaling.original_max_position_embeddings\" must be a "
+                 "positive integer, got \"x\"");
   }
 }
 
 TEST(SlidingWindow, NullMeansNoneAndAbsentMeansTheDefault) {
   auto mistral = [](const std::string& extra) {
     return parse_config_json(R"({"model_type": "mistral", "vocab_size": 32768, "hidden_size": 4096,
-        "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32)" + extra + "}",
+        "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32)" +
+                                 extra + "}",
                              "config.json");
   };
-  EXPECT_EQ(mistral("").sliding_window, 4096);  // MistralConfig's default
+  EXPECT_EQ(mistral("").sliding_window, 4096);                          // MistralConfig's default
   EXPECT_EQ(mistral(R"(, "sliding_window": null)").sliding_window, 0);  // Mistral v0.2 and later
   EXPECT_EQ(mistral(R"(, "sliding_window": 2048)").sliding_window, 2048);
   const ModelDesc gemma = parse_config_json(R"({"model_type": "gemma2", "vocab_size": 256000,
       "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
-      "num_attention_heads": 8, "attn_logit_softcapping": null})", "config.json");
+      "num_attention_heads": 8, "attn_logit_softcapping": null})",
+                                            "config.json");
   EXPECT_EQ(gemma.attn_logit_softcapping, 0);
   EXPECT_EQ(gemma.final_logit_softcapping, 30);
 }
@@ -202,8 +211,8 @@ TEST(SlidingWindow, LayerTypesNameTheSlidingLayers) {
   const std::string base = R"({"model_type": "gemma2", "vocab_size": 256, "hidden_size": 64,
       "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
       "sliding_window": 16, "layer_types": )";
-  const ModelDesc m = parse_config_json(base + R"(["full_attention", "sliding_attention", "sliding_attention"]})",
-                                        "config.json");
+  const ModelDesc m = parse_config_json(
+      base + R"(["full_attention", "sliding_attention", "sliding_attention"]})", "config.json");
   EXPECT_FALSE(m.layer_slides(0));  // the even-layer rule would slide here
   EXPECT_TRUE(m.layer_slides(1));
   EXPECT_TRUE(m.layer_slides(2));
@@ -211,8 +220,9 @@ TEST(SlidingWindow, LayerTypesNameTheSlidingLayers) {
     parse_config_json(base + R"(["full_attention", "sliding_attention"]})", "config.json");
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_STREQ(e.what(), "config.json:3: \"layer_types\" must name one kind per layer (3), got "
-                           "[\"full_attention\",\"sliding_attention\"]");
+    EXPECT_STREQ(e.what(),
+                 "config.json:3: \"layer_types\" must name one kind per layer (3), got "
+                 "[\"full_attention\",\"sliding_attention\"]");
   }
 }
 
@@ -234,7 +244,8 @@ TEST(SlidingWindow, QueryChunksSeeTheCausalPrefixWithinTheWindow) {
 TEST(SlidingWindow, LayersThatSlidePerFamily) {
   const ModelDesc gemma = parse_config_json(R"({"model_type": "gemma2", "vocab_size": 256000,
       "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
-      "num_attention_heads": 8, "num_key_value_heads": 4})", "config.json");
+      "num_attention_heads": 8, "num_key_value_heads": 4})",
+                                            "config.json");
   EXPECT_EQ(gemma.sliding_window, 4096);  // Gemma2Config's default
   EXPECT_TRUE(gemma.layer_slides(0));
   EXPECT_FALSE(gemma.layer_slides(1));
@@ -245,17 +256,20 @@ TEST(SlidingWindow, LayersThatSlidePerFamily) {
   const ModelDesc qwen = parse_config_json(R"({"model_type": "qwen2", "vocab_size": 1000,
       "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
       "num_attention_heads": 4, "use_sliding_window": true, "sliding_window": 128,
-      "max_window_layers": 2})", "config.json");
+      "max_window_layers": 2})",
+                                           "config.json");
   EXPECT_FALSE(qwen.layer_slides(1));
   EXPECT_TRUE(qwen.layer_slides(2));
   const ModelDesc qwen_off = parse_config_json(R"({"model_type": "qwen2", "vocab_size": 1000,
       "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
-      "num_attention_heads": 4, "sliding_window": 128})", "config.json");
+      "num_attention_heads": 4, "sliding_window": 128})",
+                                               "config.json");
   EXPECT_FALSE(qwen_off.layer_slides(3));  // use_sliding_window defaults to false
 
   const ModelDesc phi3 = parse_config_json(R"({"model_type": "phi3", "vocab_size": 32064,
       "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
-      "num_attention_heads": 32, "sliding_window": 2047})", "config.json");
+      "num_attention_heads": 32, "sliding_window": 2047})",
+                                           "config.json");
   EXPECT_TRUE(phi3.layer_slides(31));
   EXPECT_DOUBLE_EQ(phi3.attention_scale(), 1 / std::sqrt(96.0));
 }

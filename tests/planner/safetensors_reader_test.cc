@@ -25,7 +25,8 @@ std::string error_of(const std::string& path) {
 TEST(Safetensors, ReadsNamesShapesAndDtypes) {
   TempDir dir;
   const std::string path = dir.file("model.safetensors");
-  loraplan::testing::write_safetensors(path, {{"a", {2, 3}, DType::kBF16, ""}, {"b", {4}, DType::kF32, ""}});
+  loraplan::testing::write_safetensors(
+      path, {{"a", {2, 3}, DType::kBF16, ""}, {"b", {4}, DType::kF32, ""}});
   const std::vector<TensorRecord> t = read_safetensors_tensors(path);
   ASSERT_EQ(t.size(), 2u);
   EXPECT_EQ(t[0].name, "a");
@@ -50,16 +51,23 @@ TEST(Safetensors, BadFiles) {
   EXPECT_EQ(error_of(p), p + ": file of 3 bytes is too small for a safetensors header");
 
   loraplan::testing::write_text(p, std::string("\xff\xff\x00\x00\x00\x00\x00\x00{}", 10));
-  EXPECT_EQ(error_of(p), p + ": header length 65535 at byte offset 0 runs past the end of the file (10 bytes)");
+  EXPECT_EQ(error_of(p),
+            p + ": header length 65535 at byte offset 0 runs past the end of the file (10 bytes)");
 
-  write_safetensors_raw(p, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})", 8);
-  EXPECT_EQ(error_of(p), p + ": tensor \"w\": data_offsets [0,16] run past the end of the data section (8 bytes)");
+  write_safetensors_raw(p, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})",
+                        8);
+  EXPECT_EQ(
+      error_of(p),
+      p + ": tensor \"w\": data_offsets [0,16] run past the end of the data section (8 bytes)");
 
-  write_safetensors_raw(p, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})", 16);
-  EXPECT_EQ(error_of(p), p + ": tensor \"w\": shape [2,2] x F32 needs 16 bytes, data_offsets [0,12] hold 12");
+  write_safetensors_raw(p, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})",
+                        16);
+  EXPECT_EQ(error_of(p),
+            p + ": tensor \"w\": shape [2,2] x F32 needs 16 bytes, data_offsets [0,12] hold 12");
 
   write_safetensors_raw(p, R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                               "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", 12);
+                               "y": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                        12);
   EXPECT_EQ(error_of(p), p + ": tensors \"x\" and \"y\" overlap at data offset 4");
 
   write_safetensors_raw(p, R"({"w": {"dtype": "Q8", "shape": [2], "data_offsets": [0, 2]}})", 2);
@@ -72,8 +80,9 @@ TEST(Safetensors, BadFiles) {
   EXPECT_EQ(error_of(p), p + ": tensor \"w\": \"shape\" [-2] must hold non-negative integers");
 
   write_safetensors_raw(p, R"({"w": )", 0);
-  EXPECT_EQ(error_of(p), p + ": malformed JSON header: parse error at line 1, column 7: syntax error "
-                             "while parsing value - unexpected end of input; expected '[', '{', or a literal");
+  EXPECT_EQ(error_of(p),
+            p + ": malformed JSON header: parse error at line 1, column 7: syntax error "
+                "while parsing value - unexpected end of input; expected '[', '{', or a literal");
 
   EXPECT_EQ(error_of(dir.file("missing.safetensors")),
             dir.file("missing.safetensors") + ": cannot open: No such file or directory");
@@ -83,28 +92,33 @@ TEST(Safetensors, ShardedIndex) {
   TempDir dir;
   const ModelDesc m = load_model("tiny-llama");
   loraplan::testing::write_sharded_safetensors(dir.path(), loraplan::testing::records_of(m), 3);
-  const std::vector<TensorRecord> t = read_safetensors_tensors(dir.file("model.safetensors.index.json"));
+  const std::vector<TensorRecord> t =
+      read_safetensors_tensors(dir.file("model.safetensors.index.json"));
   EXPECT_EQ(t.size(), inventory(m).size());
   const ModelDesc from_dir = load_model(dir.path());
   EXPECT_EQ(total_params(inventory(from_dir)), 125248);
   EXPECT_EQ(from_dir.dtype, DType::kF32);
 
   // An index naming a tensor its shard does not hold.
-  loraplan::testing::write_text(dir.file("model.safetensors.index.json"),
+  loraplan::testing::write_text(
+      dir.file("model.safetensors.index.json"),
       R"({"weight_map": {"ghost.weight": "model-00001-of-00003.safetensors"}})");
+  EXPECT_EQ(
+      error_of(dir.file("model.safetensors.index.json")),
+      dir.file("model.safetensors.index.json") +
+          ": tensor \"ghost.weight\" is not in its shard \"model-00001-of-00003.safetensors\"");
+  loraplan::testing::write_text(dir.file("model.safetensors.index.json"),
+                                R"({"weight_map": {"a": "model-00009-of-00009.safetensors"}})");
   EXPECT_EQ(error_of(dir.file("model.safetensors.index.json")),
             dir.file("model.safetensors.index.json") +
-                ": tensor \"ghost.weight\" is not in its shard \"model-00001-of-00003.safetensors\"");
-  loraplan::testing::write_text(dir.file("model.safetensors.index.json"),
-      R"({"weight_map": {"a": "model-00009-of-00009.safetensors"}})");
-  EXPECT_EQ(error_of(dir.file("model.safetensors.index.json")),
-            dir.file("model.safetensors.index.json") + ": shard \"model-00009-of-00009.safetensors\" not found");
+                ": shard \"model-00009-of-00009.safetensors\" not found");
 }
 
 TEST(Safetensors, ConfigBesideWeightsMustDescribeThem) {
   TempDir dir;
   ModelDesc m = load_model("tiny-llama");
-  loraplan::testing::write_safetensors(dir.file("model.safetensors"), loraplan::testing::records_of(m));
+  loraplan::testing::write_safetensors(dir.file("model.safetensors"),
+                                       loraplan::testing::records_of(m));
   m.intermediate = 180;  // config.json disagrees with the weights
   loraplan::testing::write_text(dir.file("config.json"), loraplan::testing::config_json_text(m));
   try {
@@ -112,8 +126,9 @@ TEST(Safetensors, ConfigBesideWeightsMustDescribeThem) {
     FAIL();
   } catch (const InputError& e) {
     EXPECT_EQ(std::string(e.what()),
-              dir.path() + ": tensor \"model.layers.0.mlp.gate_proj.weight\" has shape [176, 64], "
-                           "the model description expects [180, 64]");
+              dir.path() +
+                  ": tensor \"model.layers.0.mlp.gate_proj.weight\" has shape [176, 64], "
+                  "the model description expects [180, 64]");
   }
 }
 
@@ -121,7 +136,8 @@ TEST(Safetensors, WeightsAloneDescribeTheModel) {
   for (const char* name : {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2"}) {
     TempDir dir;
     const ModelDesc m = load_model(name);
-    loraplan::testing::write_safetensors(dir.file("model.safetensors"), loraplan::testing::records_of(m));
+    loraplan::testing::write_safetensors(dir.file("model.safetensors"),
+                                         loraplan::testing::records_of(m));
     const ModelDesc read = load_model(dir.file("model.safetensors"));
     EXPECT_EQ(read.family, m.family) << name;
     EXPECT_EQ(read.layers, m.layers) << name;

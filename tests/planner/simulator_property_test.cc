@@ -354,7 +354,8 @@ std::pair<int64_t, int64_t> checkpoint_slack(const Case& c, uint32_t added) {
   // workspace.
   const ModelDesc& m = model(c.model);
   const uint32_t layers = (1u << m.layers) - 1;
-  if (c.device == Device::kCuda && (c.checkpoint & layers) == 0 && (m.qkv_bias || m.o_bias || m.mlp_bias)) {
+  if (c.device == Device::kCuda && (c.checkpoint & layers) == 0 &&
+      (m.qkv_bias || m.o_bias || m.mlp_bias)) {
     live += kCublasLtWorkspaceBytes;
     allocated += kCublasLtWorkspaceBytes;
   }

@@ -54,7 +54,8 @@ TrainConfig tiny_config(const ModelDesc& m) {
 int64_t net_bytes_of_phase(const Schedule& s, const std::string& phase) {
   int64_t live = 0;
   for (const Event& e : s.events) {
-    if (s.phases[e.phase] == phase) live += e.alloc ? s.buffers[e.buffer].bytes : -s.buffers[e.buffer].bytes;
+    if (s.phases[e.phase] == phase)
+      live += e.alloc ? s.buffers[e.buffer].bytes : -s.buffers[e.buffer].bytes;
   }
   return live;
 }
@@ -91,13 +92,15 @@ TEST(Schedule, EveryBufferFreedOnceAndPhasesInOrder) {
   for (const Event& e : s.events) (e.alloc ? allocs : frees)[e.buffer]++;
   for (size_t b = 0; b < s.buffers.size(); ++b) {
     EXPECT_EQ(allocs[b], 1) << s.buffers[b].name();
-    const bool resident = s.buffers[b].micro_batch < 0 && s.buffers[b].category != Category::kGradients &&
+    const bool resident = s.buffers[b].micro_batch < 0 &&
+                          s.buffers[b].category != Category::kGradients &&
                           s.buffers[b].category != Category::kOffloadStaging &&
                           s.buffers[b].category != Category::kWorkspace;
-    EXPECT_EQ(frees[b], resident && std::string(s.buffers[b].tag) != "grad:lora" ? 0 : 1) << s.buffers[b].name();
+    EXPECT_EQ(frees[b], resident && std::string(s.buffers[b].tag) != "grad:lora" ? 0 : 1)
+        << s.buffers[b].name();
   }
-  const std::vector<std::string> expected_start = {"setup", "batch", "embed", "fwd L0", "fwd L1", "fwd L2",
-                                                   "loss", "bwd L2", "bwd L1", "bwd L0"};
+  const std::vector<std::string> expected_start = {"setup",  "batch", "embed",  "fwd L0", "fwd L1",
+                                                   "fwd L2", "loss",  "bwd L2", "bwd L1", "bwd L0"};
   EXPECT_EQ(std::vector<std::string>(s.phases.begin(), s.phases.begin() + 10), expected_start);
   EXPECT_EQ(s.phases.back(), "optim");
   // Offloaded layer 1: its linears live in host memory, nf4 + double quant, and are staged in.

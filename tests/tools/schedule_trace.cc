@@ -1,7 +1,8 @@
 // Prints the simulator's event trace of one step, one line per event, in the format of the
 // executor's LORAPLAN_ALLOC_TRACE: "+ bytes live phase buffer" / "- bytes live phase buffer".
-// The simulator runs at most two micro-batches (the others repeat the second). Usage: schedule_trace <the flags of loraplan train>; diff against a run's trace to
-// find the tensor the simulator misses.
+// The simulator runs at most two micro-batches (the others repeat the second). Usage:
+// schedule_trace <the flags of loraplan train>; diff against a run's trace to find the tensor the
+// simulator misses.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 

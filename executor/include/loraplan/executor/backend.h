@@ -29,17 +29,18 @@ struct TrainRequest {
   // and the path they came from; empty: seeded random weights.
   std::string weights_source;
   std::vector<planner::TensorRecord> weights;
-  std::string data_path;      // pre-tokenized JSONL ({"input_ids": [...]}); empty: synthetic
-  int64_t steps = 50;         // optimizer steps
-  double lr = 2e-4;           // peak learning rate
-  int64_t warmup_steps = 0;   // linear warmup, then cosine decay to 10% of lr
+  std::string data_path;       // pre-tokenized JSONL ({"input_ids": [...]}); empty: synthetic
+  int64_t steps = 50;          // optimizer steps
+  double lr = 2e-4;            // peak learning rate
+  int64_t warmup_steps = 0;    // linear warmup, then cosine decay to 10% of lr
   double max_grad_norm = 1.0;  // 0 = no clipping
   double weight_decay = 0.0;
-  uint64_t seed = 0;          // weights, adapters, dropout and data order
-  int64_t budget_bytes = 0;   // device memory limit (CPU: allocated, CUDA: reserved); 0 = none
-  int threads = 1;            // intra-op threads
-  std::string out_dir;        // where the adapter is written; empty: not written
-  std::function<void(const StepMeasure&)> on_step;  // called after each optimizer step; may be empty
+  uint64_t seed = 0;         // weights, adapters, dropout and data order
+  int64_t budget_bytes = 0;  // device memory limit (CPU: allocated, CUDA: reserved); 0 = none
+  int threads = 1;           // intra-op threads
+  std::string out_dir;       // where the adapter is written; empty: not written
+  std::function<void(const StepMeasure&)>
+      on_step;  // called after each optimizer step; may be empty
 };
 
 struct PhaseMeasure {
@@ -51,10 +52,10 @@ struct PhaseMeasure {
 };
 
 struct StepMeasure {
-  int64_t step = 0;          // 1-based optimizer step
-  double loss = 0;           // mean over the step's micro-batches
+  int64_t step = 0;  // 1-based optimizer step
+  double loss = 0;   // mean over the step's micro-batches
   double tokens_per_s = 0;
-  int64_t peak_bytes = 0;    // most live bytes during the step
+  int64_t peak_bytes = 0;           // most live bytes during the step
   int64_t reserved_peak_bytes = 0;  // most reserved bytes during the step (CPU: = peak_bytes)
   double lr = 0;
 };
@@ -62,20 +63,20 @@ struct StepMeasure {
 // What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA):
 // live/peak bytes are allocated bytes; reserved adds the caching allocator's free cached blocks.
 struct RunReport {
-  std::string device;            // "cpu" or "cuda"
-  std::string weights;           // "random (seed N)" or the path the frozen weights came from
-  int64_t host_bytes = 0;        // offloaded weights kept in host memory, outside the peaks
-  int64_t peak_bytes = 0;        // most live bytes over the measured steps
-  int64_t reserved_peak_bytes = 0;  // most reserved bytes over the measured steps (CPU: = peak)
-  int64_t resident_bytes = 0;    // live bytes between steps
+  std::string device;                // "cpu" or "cuda"
+  std::string weights;               // "random (seed N)" or the path the frozen weights came from
+  int64_t host_bytes = 0;            // offloaded weights kept in host memory, outside the peaks
+  int64_t peak_bytes = 0;            // most live bytes over the measured steps
+  int64_t reserved_peak_bytes = 0;   // most reserved bytes over the measured steps (CPU: = peak)
+  int64_t resident_bytes = 0;        // live bytes between steps
   std::vector<PhaseMeasure> phases;  // in order of first occurrence, as the planner names them
   std::vector<StepMeasure> steps;
   std::string libtorch_version;
   int threads = 1;
-  bool out_of_memory = false;    // the budget was exceeded (the run stopped there)
-  int64_t diverged_step = 0;     // the 1-based step whose loss or gradient norm was not finite
-                                 // (the run stopped there, no adapter written); 0 = none
-  std::string error;             // what ran out of memory or diverged, when it did
+  bool out_of_memory = false;      // the budget was exceeded (the run stopped there)
+  int64_t diverged_step = 0;       // the 1-based step whose loss or gradient norm was not finite
+                                   // (the run stopped there, no adapter written); 0 = none
+  std::string error;               // what ran out of memory or diverged, when it did
   std::vector<std::string> files;  // files written (adapter, config)
 };
 

@@ -22,14 +22,14 @@ namespace loraplan::planner {
 //   - when a new segment would exceed the capacity, every fully free segment is released
 //     (as on the allocator's OOM retry path) and the request retried; then it fails.
 struct CudaAllocatorStats {
-  int64_t allocated_bytes = 0;       // sum of handed-out block sizes (rounded), now
+  int64_t allocated_bytes = 0;  // sum of handed-out block sizes (rounded), now
   int64_t allocated_peak = 0;
-  int64_t reserved_bytes = 0;        // sum of segment sizes, now
+  int64_t reserved_bytes = 0;  // sum of segment sizes, now
   int64_t reserved_peak = 0;
-  int64_t requested_bytes = 0;       // sum of the unrounded request sizes, now
-  int64_t segments = 0;              // segments now
-  int64_t num_alloc_retries = 0;     // times cached segments were released to satisfy a request
-  int64_t num_ooms = 0;              // requests that failed
+  int64_t requested_bytes = 0;    // sum of the unrounded request sizes, now
+  int64_t segments = 0;           // segments now
+  int64_t num_alloc_retries = 0;  // times cached segments were released to satisfy a request
+  int64_t num_ooms = 0;           // requests that failed
 };
 
 class CudaAllocatorModel {
@@ -58,8 +58,8 @@ class CudaAllocatorModel {
 
   const CudaAllocatorStats& stats() const { return stats_; }
 
-  static int64_t round_size(int64_t bytes);           // 512-multiple, minimum 512
-  static int64_t allocation_size(int64_t rounded);    // segment size for a new cudaMalloc
+  static int64_t round_size(int64_t bytes);         // 512-multiple, minimum 512
+  static int64_t allocation_size(int64_t rounded);  // segment size for a new cudaMalloc
 
  private:
   struct State;

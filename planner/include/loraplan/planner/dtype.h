@@ -27,8 +27,8 @@ enum class DType {
   kBool,
 };
 
-int64_t dtype_bytes(DType t);  // bytes per element
-std::string_view dtype_name(DType t);  // "bf16", "fp32", ... (as users write them)
+int64_t dtype_bytes(DType t);                      // bytes per element
+std::string_view dtype_name(DType t);              // "bf16", "fp32", ... (as users write them)
 std::string_view safetensors_dtype_name(DType t);  // "BF16", "F32", ...
 
 // Parses the names used by safetensors ("BF16"), PyTorch/HF configs ("bfloat16",

@@ -19,7 +19,7 @@ struct GpuProfile {
   bool bf16_native = false;          // compute capability >= 8.0
   int64_t cuda_context_bytes = 0;    // driver/runtime context, outside the caching allocator
   int64_t cublas_workspace_bytes = 0;  // cuBLAS workspace, from the caching allocator
-  bool from_size_only = false;       // built from "--gpu 6GB": no rates known
+  bool from_size_only = false;         // built from "--gpu 6GB": no rates known
 };
 
 // Parses a memory size: "6GB", "6GiB", "6144MiB", "12G", "1.5GB", "512M", "1073741824".

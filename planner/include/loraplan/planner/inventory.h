@@ -14,9 +14,7 @@ enum class Role { kEmbedding, kAttention, kMlp, kNorm, kLmHead };
 std::string_view role_name(Role r);  // "embedding", "attention", "mlp", "norm", "lm_head"
 
 // Which module of a layer a tensor belongs to; LoRA targets are chosen by these.
-enum class Module {
-  kEmbed, kQ, kK, kV, kQkv, kO, kGate, kUp, kGateUp, kDown, kNorm, kLmHead
-};
+enum class Module { kEmbed, kQ, kK, kV, kQkv, kO, kGate, kUp, kGateUp, kDown, kNorm, kLmHead };
 std::string_view module_name(Module m);  // the Hugging Face module name: "q_proj", "gate_up_proj"
 
 // One parameter tensor of the model, named as Hugging Face names it.
@@ -26,7 +24,7 @@ struct TensorSpec {
   DType dtype = DType::kBF16;
   Role role = Role::kNorm;
   Module module = Module::kNorm;
-  int layer = -1;              // decoder layer index; -1 outside the layers
+  int layer = -1;  // decoder layer index; -1 outside the layers
   bool is_bias = false;
 
   int64_t numel() const;

@@ -23,25 +23,25 @@ nlohmann::json parse_json(const std::string& text, const std::string& where,
 std::string json_excerpt(const nlohmann::json& value);
 
 // Typed access to the fields of one JSON object. Every error names the file, the line that holds
-// the field and the field: `config.json:6: "num_hidden_layers" must be a positive integer, got "32"`;
-// a field of a nested object by its path ("rope_scaling.factor"). JSON null reads as absent.
+// the field and the field: `config.json:6: "num_hidden_layers" must be a positive integer, got
+// "32"`; a field of a nested object by its path ("rope_scaling.factor"). JSON null reads as absent.
 // Holds references: the object, text and name must outlive it.
 class JsonFields {
  public:
   JsonFields(const nlohmann::json& object, const std::string& text, const std::string& where)
       : object_(object), text_(text), where_(where) {}
 
-  bool has(const char* key) const;  // present and not null
+  bool has(const char* key) const;      // present and not null
   bool is_null(const char* key) const;  // present as null: transformers reads None, not the default
   [[noreturn]] void fail(const char* key, const std::string& requirement) const;
 
   int64_t integer(const char* key, int64_t min, const char* requirement) const;  // required
-  int64_t positive_int(const char* key) const;                                  // required
+  int64_t positive_int(const char* key) const;                                   // required
   int64_t positive_int_or(const char* key, int64_t fallback) const;
   int64_t positive_int_up_to(const char* key, int64_t max) const;  // required, in 1..max
-  double number(const char* key, double min) const;  // required, finite, >= min
-  double number_or(const char* key, double fallback) const;  // finite when present
-  bool boolean(const char* key) const;  // required
+  double number(const char* key, double min) const;                // required, finite, >= min
+  double number_or(const char* key, double fallback) const;        // finite when present
+  bool boolean(const char* key) const;                             // required
   bool bool_or(const char* key, bool fallback) const;
   std::string string(const char* key) const;  // required, non-empty
   std::string string_or(const char* key, const std::string& fallback) const;

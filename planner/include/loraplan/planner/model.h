@@ -24,16 +24,16 @@ std::string_view rope_type_name(RopeType t);  // "default", "linear", ..., as co
 
 struct RopeScaling {
   RopeType type = RopeType::kDefault;
-  double factor = 1;                        // linear, dynamic, yarn, llama3
+  double factor = 1;                             // linear, dynamic, yarn, llama3
   int64_t original_max_position_embeddings = 0;  // llama3, longrope, yarn: pretrained context
-  double attention_factor = 1;              // cos and sin are multiplied by it (yarn, longrope)
-  double low_freq_factor = 1;               // llama3
-  double high_freq_factor = 4;              // llama3
-  double beta_fast = 32;                    // yarn
-  double beta_slow = 1;                     // yarn
-  bool truncate = true;                     // yarn: correction range rounded to whole dims
-  std::vector<double> short_factor;         // longrope, [rotary dim / 2], up to the original context
-  std::vector<double> long_factor;          // longrope, beyond it
+  double attention_factor = 1;       // cos and sin are multiplied by it (yarn, longrope)
+  double low_freq_factor = 1;        // llama3
+  double high_freq_factor = 4;       // llama3
+  double beta_fast = 32;             // yarn
+  double beta_slow = 1;              // yarn
+  bool truncate = true;              // yarn: correction range rounded to whole dims
+  std::vector<double> short_factor;  // longrope, [rotary dim / 2], up to the original context
+  std::vector<double> long_factor;   // longrope, beyond it
 
   bool operator==(const RopeScaling&) const = default;
 };
@@ -41,8 +41,8 @@ struct RopeScaling {
 // One plain description of a decoder-only transformer. Dimension letters used everywhere:
 // V vocab, C hidden, I intermediate, L layers, H query heads, Hkv key/value heads, D head dim.
 struct ModelDesc {
-  std::string name;    // profile name or the file it was read from
-  std::string hf_id;   // "microsoft/Phi-4-mini-instruct"; empty when unknown
+  std::string name;   // profile name or the file it was read from
+  std::string hf_id;  // "microsoft/Phi-4-mini-instruct"; empty when unknown
   Family family = Family::kLlama;
 
   int64_t vocab = 0;         // V
@@ -58,12 +58,12 @@ struct ModelDesc {
   bool o_bias = false;           // o_proj carries a bias (Llama attention_bias)
   bool mlp_bias = false;         // gate, up, down carry biases
   bool lm_head_bias = false;
-  bool qk_norm = false;          // per-head RMSNorm on q and k, weight [D] (Qwen3)
-  bool fused_qkv = false;        // one qkv_proj [(H + 2 Hkv) D, C] (Phi-3)
-  bool fused_gate_up = false;    // one gate_up_proj [2 I, C] (Phi-3)
-  int norms_per_layer = 2;       // 4 for Gemma-2's sandwich norms
+  bool qk_norm = false;        // per-head RMSNorm on q and k, weight [D] (Qwen3)
+  bool fused_qkv = false;      // one qkv_proj [(H + 2 Hkv) D, C] (Phi-3)
+  bool fused_gate_up = false;  // one gate_up_proj [2 I, C] (Phi-3)
+  int norms_per_layer = 2;     // 4 for Gemma-2's sandwich norms
 
-  double partial_rotary_factor = 1.0;  // fraction of D that is rotated (Phi-4-mini: 0.75)
+  double partial_rotary_factor = 1.0;   // fraction of D that is rotated (Phi-4-mini: 0.75)
   double rope_theta = 10000;            // rotary base
   RopeScaling rope_scaling;             // config.json "rope_scaling"; default: none
   double rms_norm_eps = 1e-6;           // RMSNorm epsilon (Phi-3: 1e-5)
@@ -83,7 +83,7 @@ struct ModelDesc {
 
   int64_t q_out() const { return heads * head_dim; }      // H D
   int64_t kv_out() const { return kv_heads * head_dim; }  // Hkv D
-  int64_t rotary_dim() const;  // rotated dims per head
+  int64_t rotary_dim() const;                             // rotated dims per head
   // Whether layer l attends only to the last sliding_window tokens (i - j < window): as
   // "layer_types" says, else every layer of Mistral and Phi-3, Gemma-2's even layers, Qwen's
   // layers from max_window_layers on.
@@ -93,13 +93,14 @@ struct ModelDesc {
 
 // The largest dimensions loraplan reads: several times the largest published decoder's (Llama
 // 3.1 405B: C 16384, I 53248, L 126, H 128; Gemma: V 256000), small enough that a layer's byte
-// and element counts stay far inside 64 bits. A config.json beyond them is refused where it is read.
+// and element counts stay far inside 64 bits. A config.json beyond them is refused where it is
+// read.
 struct ModelLimits {
   static constexpr int64_t kVocab = int64_t{1} << 23;         // 8,388,608 tokens
   static constexpr int64_t kHidden = int64_t{1} << 17;        // 131,072
   static constexpr int64_t kIntermediate = int64_t{1} << 20;  // 1,048,576
   static constexpr int64_t kLayers = 1024;
-  static constexpr int64_t kHeads = 1024;                     // query and key/value heads
+  static constexpr int64_t kHeads = 1024;  // query and key/value heads
   static constexpr int64_t kHeadDim = 4096;
 };
 

@@ -15,7 +15,8 @@ std::string profile_dir();
 std::vector<std::string> profile_names(const std::string& kind);
 
 // The (up to) three candidates closest to `name` by edit distance, for "did you mean" lists.
-std::vector<std::string> closest_names(const std::string& name, std::vector<std::string> candidates);
+std::vector<std::string> closest_names(const std::string& name,
+                                       std::vector<std::string> candidates);
 
 // Resolves what a user passes to --model: a profile name ("phi-4-mini-instruct"), a
 // config.json, a model directory (config.json and/or *.safetensors), a .safetensors file, a

@@ -21,7 +21,7 @@ struct PlanInputs {
   const DeviceModel& device;
   const Rates& rates;
   const SearchSpace& space;
-  const PlanSearch& search;     // found
+  const PlanSearch& search;  // found
 };
 
 // The whole plan; the same inputs give the same text byte for byte.
@@ -30,10 +30,10 @@ nlohmann::ordered_json plan_json(const PlanInputs& p);
 // The configuration read back from a plan, every field checked.
 struct PlanFile {
   std::string model_reference;
-  ModelDesc model;          // loaded from the reference and checked against the plan's description
+  ModelDesc model;  // loaded from the reference and checked against the plan's description
   TrainConfig config;
   Device device = Device::kCuda;
-  std::string gpu;          // GPU profile or size; empty on cpu
+  std::string gpu;           // GPU profile or size; empty on cpu
   int64_t budget_bytes = 0;  // 0: none
   int64_t predicted_peak_bytes = 0;
   nlohmann::json prediction;  // as written

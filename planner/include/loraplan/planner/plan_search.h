@@ -14,33 +14,33 @@ namespace loraplan::planner {
 
 // What the search may change. The rest of the configuration stays as given.
 struct SearchSpace {
-  int64_t target_batch = 8;            // micro-batch x accumulation, exactly
-  int64_t margin_bytes = 0;            // the plan's peak stays under budget - margin, where
-  double margin_share = 0;             //   margin = margin_bytes + margin_share x budget
-  std::vector<QuantOptions> weights;   // allowed frozen-weight formats; empty: as given
-  std::vector<Optimizer> optimizers;   // allowed optimizers; empty: as given
-  bool search_attention = true;        // eager as well as efficient (on cpu; on cuda it never wins)
-  bool search_loss = true;             // chunked as well as full
+  int64_t target_batch = 8;           // micro-batch x accumulation, exactly
+  int64_t margin_bytes = 0;           // the plan's peak stays under budget - margin, where
+  double margin_share = 0;            //   margin = margin_bytes + margin_share x budget
+  std::vector<QuantOptions> weights;  // allowed frozen-weight formats; empty: as given
+  std::vector<Optimizer> optimizers;  // allowed optimizers; empty: as given
+  bool search_attention = true;       // eager as well as efficient (on cpu; on cuda it never wins)
+  bool search_loss = true;            // chunked as well as full
   bool allow_offload = true;
-  int runner_ups = 3;                  // plans kept beside the best
-  bool explain = true;                 // the chosen plan's full estimate and its boundaries
+  int runner_ups = 3;   // plans kept beside the best
+  bool explain = true;  // the chosen plan's full estimate and its boundaries
 };
 
 // One configuration the search looked at.
 struct PlanCandidate {
   TrainConfig config;
   bool fits = false;
-  int64_t peak_bytes = 0;       // simulated device peak (at its most frugal when it does not fit)
-  StepCost cost;                // predicted time (of the plan as it would run when it fits)
-  bool simulated = true;        // false: skipped, its best case was already beaten
-  std::string reason;           // why it was not chosen; empty for the chosen plan
+  int64_t peak_bytes = 0;  // simulated device peak (at its most frugal when it does not fit)
+  StepCost cost;           // predicted time (of the plan as it would run when it fits)
+  bool simulated = true;   // false: skipped, its best case was already beaten
+  std::string reason;      // why it was not chosen; empty for the chosen plan
 };
 
 struct PlanSearch {
   bool found = false;
-  int64_t limit_bytes = 0;            // budget - margin
+  int64_t limit_bytes = 0;  // budget - margin
   PlanCandidate chosen;
-  Estimate estimate;                  // of the chosen plan (when the space asks to explain)
+  Estimate estimate;                      // of the chosen plan (when the space asks to explain)
   std::vector<PlanCandidate> runner_ups;  // the next best plans that fit, best first (up to 3)
   std::vector<PlanCandidate> rejected;    // every other candidate, with its reason
   std::vector<std::string> boundaries;    // what stopped the next bigger choice
@@ -55,8 +55,8 @@ int64_t margin_for(const SearchSpace& space, int64_t budget_bytes);
 // (the divisors of the target batch), how many layers to checkpoint (the first k: the peak falls
 // as k grows), how many to offload (the first n, once every layer is checkpointed), attention,
 // loss chunking, and the allowed weight formats and optimizers. Deterministic.
-PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d, const Rates& r,
-                       const SearchSpace& space);
+PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d,
+                       const Rates& r, const SearchSpace& space);
 
 // The best plan for each GPU (budget: its memory) and sequence length, rows GPU-major, searched
 // on up to `threads` threads. The space's runner-ups and explanations are left out.
@@ -65,7 +65,8 @@ struct SweepCell {
   int64_t seq_len = 0;
   PlanSearch search;
 };
-std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base, const std::vector<GpuProfile>& gpus,
+std::vector<SweepCell> sweep(const ModelDesc& m, const TrainConfig& base,
+                             const std::vector<GpuProfile>& gpus,
                              const std::vector<int64_t>& seq_lens, SearchSpace space, int threads);
 
 // A short label: "B 2 x 4 | checkpoint 12/32 | offload 0 | efficient | loss full | nf4+dq | adamw".

@@ -30,8 +30,8 @@ using CategoryBytes = std::array<int64_t, kCategoryCount>;
 
 // One buffer of the step. Names are built on demand (name()), so building a schedule stays cheap.
 struct Buffer {
-  const char* tag = "";   // "mlp.gate", "attn.probs", "grad:mlp.up", ...
-  int32_t layer = -1;     // decoder layer, -1 outside the layers
+  const char* tag = "";      // "mlp.gate", "attn.probs", "grad:mlp.up", ...
+  int32_t layer = -1;        // decoder layer, -1 outside the layers
   int32_t micro_batch = -1;  // 0-based micro-batch, -1 for buffers that outlive one
   int64_t bytes = 0;
   Category category = Category::kActivations;
@@ -50,9 +50,9 @@ struct Event {
 struct Schedule {
   std::vector<Buffer> buffers;
   std::vector<Event> events;
-  std::vector<std::string> phases;  // "setup", "fwd L0", ..., "loss", "bwd L0", "optim"
-  int64_t host_bytes = 0;           // offloaded weights kept in host memory
-  int64_t host_optimizer_bytes = 0;  // paged optimizer state (unified memory, pages to host)
+  std::vector<std::string> phases;      // "setup", "fwd L0", ..., "loss", "bwd L0", "optim"
+  int64_t host_bytes = 0;               // offloaded weights kept in host memory
+  int64_t host_optimizer_bytes = 0;     // paged optimizer state (unified memory, pages to host)
   int32_t simulated_micro_batches = 0;  // micro-batches 2..n repeat micro-batch 2 exactly
 };
 

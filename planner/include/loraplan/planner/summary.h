@@ -14,19 +14,19 @@ namespace loraplan::planner {
 // What `loraplan inspect` reports about a model: counts and sizes derived from its inventory.
 struct ModelSummary {
   int64_t total_params = 0;
-  int64_t tensors = 0;                            // parameter tensors in the inventory
-  std::map<Role, int64_t> params_by_role;         // parameters
-  std::map<DType, int64_t> params_by_dtype;       // parameters, as stored
-  int64_t stored_bytes = 0;                       // bytes in the stored dtype(s)
-  int64_t bf16_bytes = 0;                         // every tensor at 2 bytes
-  int64_t nf4_bytes = 0;                          // linear weights NF4 + double quant, rest bf16
-  int64_t lora_rank = 0;                          // 0 when no LoRA was asked for
+  int64_t tensors = 0;                       // parameter tensors in the inventory
+  std::map<Role, int64_t> params_by_role;    // parameters
+  std::map<DType, int64_t> params_by_dtype;  // parameters, as stored
+  int64_t stored_bytes = 0;                  // bytes in the stored dtype(s)
+  int64_t bf16_bytes = 0;                    // every tensor at 2 bytes
+  int64_t nf4_bytes = 0;                     // linear weights NF4 + double quant, rest bf16
+  int64_t lora_rank = 0;                     // 0 when no LoRA was asked for
   LoraTargets lora_targets;
-  int64_t lora_params = 0;                        // trainable parameters at lora_rank
+  int64_t lora_params = 0;  // trainable parameters at lora_rank
 };
 
 struct SummaryOptions {
-  int64_t lora_rank = 0;           // 0: no LoRA figures
+  int64_t lora_rank = 0;  // 0: no LoRA figures
   std::string lora_targets = "all-linear";
 };
 

@@ -15,8 +15,8 @@ struct TensorRecord {
   std::string name;            // as stored: "model.layers.0.mlp.down_proj.weight"
   std::vector<int64_t> shape;  // elements per dimension
   DType dtype = DType::kF32;
-  std::string file;            // file that holds the bytes (shard, ONNX file or external data)
-  uint64_t offset = 0;         // safetensors: byte offset of the data in `file`; 0 elsewhere
+  std::string file;     // file that holds the bytes (shard, ONNX file or external data)
+  uint64_t offset = 0;  // safetensors: byte offset of the data in `file`; 0 elsewhere
 };
 
 // Infers the model description from Hugging Face tensor names and shapes alone. Everything

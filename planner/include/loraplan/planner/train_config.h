@@ -23,7 +23,8 @@ std::optional<Optimizer> parse_optimizer(std::string_view name);
 // of k8bitStateBlock elements; a smaller one keeps fp32 state.
 constexpr int64_t kMin8bitStateElements = 4096;
 constexpr int64_t k8bitStateBlock = 256;
-bool optimizer_state_8bit(Optimizer o, int64_t n);  // whether a tensor of n elements gets 8-bit state
+bool optimizer_state_8bit(Optimizer o,
+                          int64_t n);  // whether a tensor of n elements gets 8-bit state
 int64_t optimizer_state_bytes(Optimizer o, int64_t n);  // bytes of optimizer state for n elements
 
 std::string_view attention_name(Attention a);
@@ -32,20 +33,20 @@ std::string_view device_name(Device d);
 // One training configuration: every knob that changes what a step allocates. The same struct
 // drives estimate, plan and train. Dimension letters as in ModelDesc; N = B T tokens.
 struct TrainConfig {
-  int64_t seq_len = 1024;    // T, tokens per sequence
-  int64_t micro_batch = 1;   // B, sequences per forward/backward
-  int64_t grad_accum = 8;    // micro-batches per optimizer step
-  QuantOptions weights;      // frozen linear weights (default NF4 + double quant)
+  int64_t seq_len = 1024;       // T, tokens per sequence
+  int64_t micro_batch = 1;      // B, sequences per forward/backward
+  int64_t grad_accum = 8;       // micro-batches per optimizer step
+  QuantOptions weights;         // frozen linear weights (default NF4 + double quant)
   DType compute = DType::kF16;  // activations and matmuls
   int64_t lora_rank = 16;       // r
   double lora_alpha = 32;
-  double lora_dropout = 0.05;   // 0 = no dropout masks
-  LoraTargets lora_targets;     // resolved for the model
+  double lora_dropout = 0.05;  // 0 = no dropout masks
+  LoraTargets lora_targets;    // resolved for the model
   Optimizer optimizer = Optimizer::kAdamW;
   std::vector<bool> checkpointed;  // [L] layers whose activations are recomputed in backward
   std::vector<bool> offloaded;     // [L] layers whose frozen weights live in host memory
   Attention attention = Attention::kEfficient;
-  int64_t loss_chunk = 0;       // tokens per cross-entropy chunk; 0 = full B T V logits
+  int64_t loss_chunk = 0;  // tokens per cross-entropy chunk; 0 = full B T V logits
   Device device = Device::kCuda;
 
   int64_t tokens() const { return micro_batch * seq_len; }  // N
@@ -55,12 +56,12 @@ struct TrainConfig {
 // count of a step inside 64 bits; a step that would need more than kStepBytes is refused (no
 // device comes within a million times of it, and its arithmetic would not be exact).
 struct ConfigLimits {
-  static constexpr int64_t kSeqLen = int64_t{1} << 22;              // T: 4,194,304 tokens
-  static constexpr int64_t kMicroBatch = int64_t{1} << 16;          // B: 65,536 sequences
+  static constexpr int64_t kSeqLen = int64_t{1} << 22;               // T: 4,194,304 tokens
+  static constexpr int64_t kMicroBatch = int64_t{1} << 16;           // B: 65,536 sequences
   static constexpr int64_t kTokensPerMicroBatch = int64_t{1} << 24;  // B T: 16,777,216 tokens
   static constexpr int64_t kGradAccum = int64_t{1} << 20;
   static constexpr int64_t kLoraRank = int64_t{1} << 16;
-  static constexpr double kStepBytes = 72057594037927936.0;         // 2^56 bytes: 64 PiB
+  static constexpr double kStepBytes = 72057594037927936.0;  // 2^56 bytes: 64 PiB
 };
 
 // A generous upper bound of the bytes one step of `c` can allocate on `m` (every weight and

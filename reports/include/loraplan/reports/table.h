@@ -29,8 +29,8 @@ class Table {
   std::vector<std::vector<std::string>> rows_;  // an empty row marks a rule
 };
 
-std::string with_commas(int64_t n);          // 3836021760 -> "3,836,021,760"
-std::string short_count(int64_t n);          // 3836021760 -> "3.84B", 17825792 -> "17.8M"
+std::string with_commas(int64_t n);  // 3836021760 -> "3,836,021,760"
+std::string short_count(int64_t n);  // 3836021760 -> "3.84B", 17825792 -> "17.8M"
 std::string percent(double part, double whole, int decimals = 1);  // "16.0%"
 
 }  // namespace loraplan::reports

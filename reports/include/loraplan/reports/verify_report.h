@@ -27,7 +27,8 @@ struct Verification {
 // The prediction against a run's measurement: the peak, then every predicted phase (setup aside);
 // a phase measured at 0 bytes or not at all fails.
 Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
-                    const std::vector<std::pair<std::string, int64_t>>& measured_phases, double tolerance);
+                    const std::vector<std::pair<std::string, int64_t>>& measured_phases,
+                    double tolerance);
 
 std::string verification_text(const Verification& v);  // the table and the PASS/FAIL line
 std::string verification_markdown(const Verification& v);
