@@ -66,6 +66,30 @@ def grid(count, device):
     return configs
 
 
+# Real model dimensions with random weights (--real): where the per-tensor constants of the tiny
+# grid are small and the activations dominate. Each runs in one to a few minutes on 2 cores.
+REAL = [
+    ["--model", "qwen2.5-0.5b", "--seq-len", "128", "--micro-batch", "2", "--grad-accum", "2", "--checkpoint", "all",
+     "--loss", "chunked:128"],
+    ["--model", "qwen2.5-0.5b", "--seq-len", "256", "--micro-batch", "1", "--grad-accum", "1", "--checkpoint", "none",
+     "--optimizer", "adamw-8bit"],
+    ["--model", "qwen2.5-0.5b", "--seq-len", "512", "--micro-batch", "1", "--grad-accum", "1", "--checkpoint", "all",
+     "--weights", "int8", "--lora-targets", "q,k,v,o", "--loss", "chunked:256"],
+    ["--model", "smollm2-360m", "--seq-len", "256", "--micro-batch", "2", "--grad-accum", "1", "--checkpoint", "every:2",
+     "--optimizer", "paged-adamw-8bit"],
+    ["--model", "smollm2-360m", "--seq-len", "512", "--micro-batch", "1", "--grad-accum", "2", "--checkpoint", "all",
+     "--optimizer", "sgd", "--attention", "eager"],
+    ["--model", "tinyllama-1.1b-chat-v1.0", "--seq-len", "128", "--micro-batch", "1", "--grad-accum", "1",
+     "--checkpoint", "all", "--loss", "chunked:128"],
+    ["--model", "tinyllama-1.1b-chat-v1.0", "--seq-len", "256", "--micro-batch", "1", "--grad-accum", "1",
+     "--checkpoint", "all", "--optimizer", "adamw-8bit", "--lora-rank", "32"],
+]
+
+
+def real_grid():
+    return [c[:2] + ["--device", "cpu", "--compute-dtype", "fp32"] + c[2:] for c in REAL]
+
+
 def gpu_name():
     """The first GPU's name as nvidia-smi gives it."""
     try:
@@ -99,19 +123,24 @@ def main():
     ap.add_argument("--gpu", help="with --device cuda: the GPU the prediction is for (a size, e.g. 81559MiB, "
                                   "or a profile); required")
     ap.add_argument("--raw", help="also write every prediction and report.json, one JSON line per configuration")
+    ap.add_argument("--real", action="store_true",
+                    help="real model dimensions with random weights instead of the tiny grid (CPU; docs/accuracy-real.md)")
     args = ap.parse_args()
     if args.device == "cuda" and not args.gpu:
         ap.error("--device cuda needs --gpu SIZE|PROFILE (the card the run measures)")
     if args.device == "cpu" and args.gpu:
         ap.error("--gpu goes with --device cuda")
-    out = args.out or ("docs/accuracy.md" if args.device == "cpu" else "docs/accuracy-cuda.md")
+    if args.real and args.device != "cpu":
+        ap.error("--real runs on the CPU")
+    out = args.out or ("docs/accuracy-real.md" if args.real else
+                       "docs/accuracy.md" if args.device == "cpu" else "docs/accuracy-cuda.md")
     keys = KEYS[args.device]
     gpu_flags = ["--gpu", args.gpu] if args.gpu else []
 
     rows, phase_errors, reserved_errors = [], [], []
     raw = open(args.raw, "w") if args.raw else None
     with tempfile.TemporaryDirectory() as tmp:
-        for i, flags in enumerate(grid(args.count, args.device)):
+        for i, flags in enumerate(real_grid() if args.real else grid(args.count, args.device)):
             est = json.loads(run([args.loraplan, "estimate", "--format", "json"] + flags + gpu_flags).stdout)
             run_dir = os.path.join(tmp, str(i))
             run([args.loraplan, "train", "--steps", "2", "--out", run_dir] + flags)
@@ -149,7 +178,13 @@ def main():
         summary += (f" Reserved peak: median |error| {statistics.median(reserved_errors):.2%}, "
                     f"max {max(reserved_errors):.2%}.")
     with open(out, "w") as f:
-        if args.device == "cpu":
+        if args.real:
+            f.write("# Accuracy at real sizes: predicted vs measured (CPU executor)\n\n")
+            f.write("Written by `/usr/bin/python3 scripts/accuracy.py --real`: real models' dimensions with random "
+                    "weights, each row `loraplan estimate --device cpu` against `loraplan train --steps 2` with the "
+                    "flags shown, measured with the executor's tracking allocator, single-threaded. The CPU has "
+                    "no constant part (no context, no library workspaces), so the errors are on the whole peak.\n\n")
+        elif args.device == "cpu":
             f.write("# Accuracy: predicted vs measured (CPU executor)\n\n")
             f.write("Written by `/usr/bin/python3 scripts/accuracy.py` (each row: `loraplan estimate --device cpu` "
                     "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
