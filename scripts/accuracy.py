@@ -190,7 +190,7 @@ def main():
                     "against `loraplan train --steps 2`, both with `--device cpu` and the flags shown; "
                     "measured with the executor's tracking allocator, single-threaded). On a GPU, "
                     "`scripts/gpu-verify.sh` runs the same grid against CUDA's caching allocator: "
-                    "docs/accuracy-cuda.md.\n\n")
+                    "docs/accuracy-cuda.md. Real models' dimensions: docs/accuracy-real.md.\n\n")
             f.write("**What depends on the processor.** The executor's CPU bytes are the same on every x86 "
                     "processor: fp32 matrix products go to BLAS, which allocates through its own pool, not "
                     "LibTorch's; bf16 products would go to oneDNN on AVX-512 processors, whose kernels allocate "
