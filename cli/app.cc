@@ -14,6 +14,7 @@
 
 #include "loraplan/executor/backend.h"
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/text.h"
 
 #ifndef LORAPLAN_VERSION
 #define LORAPLAN_VERSION "0.0.0"
@@ -163,14 +164,7 @@ void prepare_output_dir(const std::string& dir, const std::string& flag) {
 }
 
 std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = std::min(text.find(',', start), text.size());
-    if (comma > start) out.push_back(text.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
+  return planner::split_nonempty(text, ',');
 }
 
 namespace {

@@ -12,6 +12,7 @@
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::planner {
 namespace {
@@ -134,16 +135,7 @@ std::string normalized_gpu_name(std::string_view spec) {
   return out;
 }
 
-std::vector<std::string> dash_words(const std::string& name) {
-  std::vector<std::string> words;
-  size_t start = 0;
-  while (start <= name.size()) {
-    const size_t dash = std::min(name.find('-', start), name.size());
-    if (dash > start) words.push_back(name.substr(start, dash - start));
-    start = dash + 1;
-  }
-  return words;
-}
+std::vector<std::string> dash_words(const std::string& name) { return split_nonempty(name, '-'); }
 
 bool has_word(const std::string& profile, const std::string& word) {
   const std::vector<std::string> words = dash_words(profile);
