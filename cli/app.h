@@ -83,5 +83,6 @@ Handler define_verify(CLI::App& sub);
 Handler define_plan(CLI::App& sub);
 Handler define_sweep(CLI::App& sub);
 Handler define_demo(CLI::App& sub);
+Handler define_tokenize(CLI::App& sub);
 
 }  // namespace loraplan::cli

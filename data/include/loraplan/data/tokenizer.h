@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace loraplan::data {
+
+// A special token a model's files name (tokenizer_config.json), with its id when it has one.
+struct SpecialToken {
+  std::string text;  // "" when the files name none
+  int32_t id = -1;
+  explicit operator bool() const { return id >= 0; }
+};
+
+// A Hugging Face tokenizer read from tokenizer.json: the same ids as the `tokenizers` library for
+// byte-level BPE (Llama 3, Qwen2/3, Phi-4, SmolLM2, GPT-2) and SentencePiece-style BPE (Llama 2,
+// Mistral, TinyLlama, Gemma). Added and special tokens are matched first, then the normalizer,
+// pre-tokenizer, BPE model and post-processor run as the file describes them; a component
+// loraplan does not implement is refused when loading, naming it.
+class Tokenizer {
+ public:
+  // `path` is a tokenizer.json or a folder holding one (a model folder). tokenizer_config.json
+  // beside it, when present, names BOS, EOS and pad; for Llama and Gemma tokenizers its
+  // add_bos_token / add_eos_token decide what encode adds, as transformers' fast tokenizers do.
+  // Throws InputError "path: ..." naming what is wrong.
+  static Tokenizer load(const std::string& path);
+
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  // Ids of `text` (bytes that are not UTF-8 read as U+FFFD, as HF's callers decode them).
+  // With add_special_tokens, the post-processor's BOS/EOS are added. Not for concurrent use of one
+  // Tokenizer from several threads (the BPE cache).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = true) const;
+  // The text of `ids`; unknown ids are skipped, as HF does.
+  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
+
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  std::optional<std::string> id_to_token(int32_t id) const;
+  // Highest id + 1, added tokens included: the embedding rows the ids need.
+  int64_t vocab_size() const;
+
+  const SpecialToken& bos() const;
+  const SpecialToken& eos() const;
+  const SpecialToken& pad() const;
+  const std::string& source() const;  // the tokenizer.json read
+
+ private:
+  struct Impl;
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace loraplan::data
