@@ -136,6 +136,34 @@ void token_line_seeds(const fs::path& out) {
              "{\"input_ids\":[10,20,30,40,50,60,70,80,90,100,110,120,130,140,150,160]}");
 }
 
+// Small tokenizer.json files with each kind of part: byte-level BPE with a Split pattern,
+// SentencePiece-style BPE with Metaspace and byte fallback, a template and added tokens.
+void tokenizer_seeds(const fs::path& out) {
+  write_file(out / "byte_level.json", R"({"added_tokens": [{"id": 5, "content": "<|end|>",
+    "special": true, "normalized": false}], "normalizer": {"type": "NFC"},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern":
+    {"Regex": "(?i:'s|'t)|\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+    "behavior": "Isolated", "invert": false}, {"type": "ByteLevel", "add_prefix_space": false,
+    "use_regex": false}]}, "post_processor": {"type": "ByteLevel"}, "decoder": {"type":
+    "ByteLevel"}, "model": {"type": "BPE", "ignore_merges": true, "vocab": {"a": 0, "b": 1,
+    "\u0120": 2, "ab": 3, "\u0120a": 4}, "merges": ["a b", ["\u0120", "a"]]}}
+)");
+  write_file(out / "metaspace.json", R"({"added_tokens": [{"id": 1, "content": "<s>",
+    "special": true, "lstrip": true, "rstrip": true, "single_word": false, "normalized": false}],
+    "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend":
+    "\u2581"}, {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]},
+    "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+    "split": true}, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken":
+    {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "special_tokens":
+    {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}, "decoder": {"type": "Sequence",
+    "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type":
+    "ByteFallback"}, {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop":
+    0}]}, "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true, "fuse_unk": true,
+    "vocab": {"<unk>": 0, "<s>": 1, "<0x41>": 2, "\u2581": 3, "x": 4, "\u2581x": 5},
+    "merges": ["\u2581 x"]}}
+)");
+}
+
 }  // namespace
 }  // namespace loraplan::fuzz
 
@@ -154,7 +182,8 @@ int main(int argc, char** argv) {
       {"onnx", onnx_seeds},
       {"plan", plan_seeds},
       {"run_report", run_report_seeds},
-      {"token_lines", token_line_seeds}};
+      {"token_lines", token_line_seeds},
+      {"tokenizer", tokenizer_seeds}};
   try {
     for (const auto& [harness, write] : kCorpora) {
       fs::create_directories(out / harness);

@@ -49,6 +49,7 @@ harnesses=(
   "plan               16384  fuzz/json.dict"
   "run_report         16384  fuzz/json.dict"
   "token_lines        16384  fuzz/json.dict"
+  "tokenizer          16384  fuzz/json.dict"
 )
 
 passed=0

@@ -1,5 +1,6 @@
 #include "bpe.h"
 
+#include <bit>
 #include <cstdio>
 #include <queue>
 
@@ -65,7 +66,10 @@ Bpe::Bpe(const nlohmann::json& model, const Where& where) {
 
 void Bpe::read_merges(const nlohmann::json& merges, const Where& where) {
   if (!merges.is_array()) where.fail("\"merges\" must be an array");
-  merges_.reserve(merges.size());
+  size_t slots = 16;
+  while (slots < merges.size() * 2) slots *= 2;
+  merges_.assign(slots, MergeSlot{});
+  merge_shift_ = 64 - std::countr_zero(slots);
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const nlohmann::json& m = merges[rank];
     std::string_view left, right;
@@ -94,8 +98,8 @@ void Bpe::read_merges(const nlohmann::json& merges, const Where& where) {
                  " names a token that is not in the vocabulary");
     }
     // A pair listed twice keeps its last rank, as Hugging Face's map does.
-    merges_[(static_cast<uint64_t>(l) << 32) | static_cast<uint32_t>(r)] =
-        Merge{static_cast<int32_t>(rank), id};
+    put_merge((static_cast<uint64_t>(l) << 32) | static_cast<uint32_t>(r),
+              Merge{static_cast<int32_t>(rank), id});
   }
 }
 
@@ -111,9 +115,31 @@ const std::string* Bpe::token(int32_t id) const {
   return &id_to_token_[id];
 }
 
+namespace {
+
+size_t slot_of(uint64_t key, int shift) {
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift);  // Fibonacci hashing
+}
+
+}  // namespace
+
+void Bpe::put_merge(uint64_t key, Merge merge) {
+  const size_t mask = merges_.size() - 1;
+  for (size_t i = slot_of(key, merge_shift_);; i = (i + 1) & mask) {
+    if (merges_[i].key == kEmpty || merges_[i].key == key) {
+      merges_[i] = {key, merge};
+      return;
+    }
+  }
+}
+
 const Bpe::Merge* Bpe::merge_of(int32_t left, int32_t right) const {
-  const auto it = merges_.find((static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right));
-  return it == merges_.end() ? nullptr : &it->second;
+  const uint64_t key = (static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right);
+  const size_t mask = merges_.size() - 1;
+  for (size_t i = slot_of(key, merge_shift_);; i = (i + 1) & mask) {
+    if (merges_[i].key == key) return &merges_[i].merge;
+    if (merges_[i].key == kEmpty) return nullptr;
+  }
 }
 
 void Bpe::tokenize(std::string_view word, std::vector<int32_t>& out) const {

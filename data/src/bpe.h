@@ -42,10 +42,19 @@ class Bpe {
   const Merge* merge_of(int32_t left, int32_t right) const;
   void read_merges(const nlohmann::json& merges, const Where& where);
 
+  // Merges in an open-addressing table (linear probing): the lookup merging does most.
+  struct MergeSlot {
+    uint64_t key = kEmpty;
+    Merge merge{};
+  };
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  void put_merge(uint64_t key, Merge merge);
+
   TokenIds vocab_;
-  std::vector<std::string> id_to_token_;        // "" for ids the vocabulary skips
-  std::unordered_map<uint64_t, Merge> merges_;  // (left << 32 | right) -> merge
-  std::array<int32_t, 256> byte_ids_{};         // <0xAB> tokens for byte_fallback, -1 when absent
+  std::vector<std::string> id_to_token_;  // "" for ids the vocabulary skips
+  std::vector<MergeSlot> merges_;         // (left << 32 | right) -> merge; size a power of two
+  int merge_shift_ = 64;
+  std::array<int32_t, 256> byte_ids_{};  // <0xAB> tokens for byte_fallback, -1 when absent
   std::string continuing_prefix_, end_suffix_;
   int32_t unk_id_ = -1;
   bool byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;

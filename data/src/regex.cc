@@ -5,14 +5,32 @@
 
 #include <stdexcept>
 
+#include "loraplan/planner/errors.h"
+
 namespace loraplan::data {
 
 struct Regex::Impl {
   pcre2_code* code = nullptr;
   pcre2_match_data* match = nullptr;
+  pcre2_match_context* context = nullptr;
+  pcre2_jit_stack* jit_stack = nullptr;
   ~Impl() {
+    pcre2_jit_stack_free(jit_stack);
+    pcre2_match_context_free(context);
     pcre2_match_data_free(match);
     pcre2_code_free(code);
+  }
+  // Throws for anything but a match or no match (a limit reached): never a silent wrong split.
+  int run(std::string_view text, size_t at, uint32_t options) const {
+    const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), at,
+                               options | PCRE2_NO_UTF_CHECK, match, context);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(rc, message, sizeof message);
+      throw InputError("pre-tokenizer pattern failed on a text of " + std::to_string(text.size()) +
+                       " bytes: " + reinterpret_cast<char*>(message));
+    }
+    return rc;
   }
 };
 
@@ -27,8 +45,15 @@ Regex::Regex(const std::string& pattern) : impl_(std::make_unique<Impl>()) {
     throw std::invalid_argument(std::string(reinterpret_cast<char*>(message)) + " at offset " +
                                 std::to_string(offset));
   }
-  pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE);  // falls back to the interpreter
   impl_->match = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
+  impl_->context = pcre2_match_context_create(nullptr);
+  // Backtracking is bounded (a pathological pattern fails loudly instead of hanging); the JIT's
+  // stack may grow to 8 MiB, enough for runs of whitespace in long texts.
+  pcre2_set_match_limit(impl_->context, 10'000'000);
+  if (pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0) {  // else the interpreter runs
+    impl_->jit_stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+    pcre2_jit_stack_assign(impl_->context, nullptr, impl_->jit_stack);
+  }
 }
 
 Regex::~Regex() = default;
@@ -38,12 +63,9 @@ Regex& Regex::operator=(Regex&&) noexcept = default;
 std::vector<Span> Regex::spans(std::string_view text) const {
   std::vector<Span> out;
   if (text.empty()) return {Span{}};
-  const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t at = 0, prev = 0;
   while (at <= text.size()) {
-    const int rc = pcre2_match(impl_->code, subject, text.size(), at, PCRE2_NO_UTF_CHECK,
-                               impl_->match, nullptr);
-    if (rc < 0) break;  // PCRE2_ERROR_NOMATCH (or a resource limit: the rest stays unmatched)
+    if (impl_->run(text, at, 0) < 0) break;  // no more matches
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(impl_->match);
     const size_t begin = ov[0], end = ov[1];
     if (end == begin) {  // an empty match: step over one character
@@ -58,12 +80,6 @@ std::vector<Span> Regex::spans(std::string_view text) const {
   }
   if (prev < text.size()) out.push_back({prev, text.size(), false});
   return out;
-}
-
-bool Regex::matches_at_start(std::string_view text) const {
-  const int rc = pcre2_match(impl_->code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0,
-                             PCRE2_NO_UTF_CHECK | PCRE2_ANCHORED, impl_->match, nullptr);
-  return rc >= 0;
 }
 
 std::vector<Span> literal_spans(std::string_view text, std::string_view literal) {

@@ -27,10 +27,9 @@ class Regex {
   Regex& operator=(Regex&&) noexcept;
 
   // Matched and unmatched spans covering `text` (valid UTF-8), in order; empty matches are
-  // skipped. An empty text gives one empty unmatched span.
+  // skipped. An empty text gives one empty unmatched span. Throws InputError when PCRE2 gives up
+  // (its backtracking limit), rather than split the text wrongly.
   std::vector<Span> spans(std::string_view text) const;
-  // True when the pattern matches at the very start of `text`.
-  bool matches_at_start(std::string_view text) const;
 
  private:
   struct Impl;

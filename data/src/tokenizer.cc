@@ -176,6 +176,13 @@ Tokenizer Tokenizer::load(const std::string& path) {
   return Tokenizer(std::move(impl));
 }
 
+Tokenizer Tokenizer::parse(const std::string& json_text, const std::string& where) {
+  auto impl = std::make_unique<Impl>();
+  impl->source = where;
+  impl->read(planner::parse_json(json_text, where, "tokenizer.json"), Where{where, ""});
+  return Tokenizer(std::move(impl));
+}
+
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;

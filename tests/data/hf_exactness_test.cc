@@ -75,6 +75,12 @@ std::vector<std::string> hand_corpus() {
       "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n",
       "special inside words: x<s>y<|im_start|>z<bos>w",
       "<think>\nreasoning\n</think>\n<tool_call>{\"name\": \"f\"}</tool_call>",
+      std::string(20000, ' ') + "x",  // long runs: the pattern's JIT stack grows
+      [] {
+        std::string s;
+        for (int i = 0; i < 3000; ++i) s += "\n \n";
+        return s;
+      }(),
       std::string(300, 'a') + " " + std::string(40, '-') + std::string(20, ' ') + "end",
       "Invalid \xFF\xFE bytes \xC3 mid \xE2\x82 cut \xF0\x9F\x98 emoji \xED\xA0\x80 surrogate",
       std::string("NUL\0inside", 10),

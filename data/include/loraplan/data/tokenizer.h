@@ -29,6 +29,8 @@ class Tokenizer {
   // add_bos_token / add_eos_token decide what encode adds, as transformers' fast tokenizers do.
   // Throws InputError "path: ..." naming what is wrong.
   static Tokenizer load(const std::string& path);
+  // A tokenizer.json's text; errors start with `where`. No tokenizer_config.json is read.
+  static Tokenizer parse(const std::string& json_text, const std::string& where);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
