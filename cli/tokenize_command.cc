@@ -46,10 +46,15 @@ int tokenize_text(Io& io, const data::Tokenizer& tok, const TokenizeFlags& f) {
     io.out << ids_json(ids) << "\n";
     return kExitOk;
   }
-  reports::Table t({{"#", reports::Align::kRight}, {"id", reports::Align::kRight}, {"token"}});
+  // The vocabulary's spelling (Ġ for a byte-level space) and what the token decodes to.
+  reports::Table t(
+      {{"#", reports::Align::kRight}, {"id", reports::Align::kRight}, {"token"}, {"text"}});
   for (size_t i = 0; i < ids.size(); ++i) {
-    t.add_row(
-        {std::to_string(i), std::to_string(ids[i]), shown(tok.id_to_token(ids[i]).value_or(""))});
+    const int32_t one[] = {ids[i]};
+    t.add_row({std::to_string(i), std::to_string(ids[i]),
+               shown(tok.id_to_token(ids[i]).value_or("")),
+               nlohmann::json(tok.decode(one))
+                   .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
   }
   io.out << t.text() << ids.size() << (ids.size() == 1 ? " token\n" : " tokens\n");
   return kExitOk;

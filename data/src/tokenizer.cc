@@ -86,7 +86,8 @@ void Tokenizer::Impl::read(const nlohmann::json& j, const Where& where) {
   if (!j.is_object()) where.fail("a tokenizer.json is an object");
   const nlohmann::json& m = part(j, "model");
   if (!m.is_object()) where.fail("\"model\" must be an object");
-  const std::string type = m.value("type", std::string("BPE"));
+  const std::string type =
+      part(m, "type").is_null() ? "BPE" : string_field(m, "type", where.at("model"));
   if (type != "BPE") {
     where.at("model").fail("unsupported model \"" + type +
                            "\" (loraplan reads BPE tokenizers: Llama, Qwen, Mistral, Gemma, "
@@ -137,7 +138,8 @@ void Tokenizer::Impl::read_config(const std::string& path) {
   eos = special("eos_token");
   pad = special("pad_token");
   // transformers' Llama and Gemma fast tokenizers rebuild the post-processor from these flags.
-  const std::string cls = c.value("tokenizer_class", std::string());
+  const nlohmann::json& class_field = part(c, "tokenizer_class");
+  const std::string cls = class_field.is_string() ? class_field.get<std::string>() : "";
   const bool rebuilds = cls.rfind("LlamaTokenizer", 0) == 0 ||
                         cls.rfind("CodeLlamaTokenizer", 0) == 0 ||
                         cls.rfind("GemmaTokenizer", 0) == 0;

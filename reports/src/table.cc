@@ -6,6 +6,32 @@
 
 namespace loraplan::reports {
 
+namespace {
+
+// Columns a cell takes in a terminal: one per character, two for East Asian wide ones and most
+// emoji, none for combining marks and joiners. Cells are UTF-8 (tokens, model names).
+size_t display_width(const std::string& s) {
+  size_t width = 0;
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    char32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (int k = 1; k < n && i + k < s.size(); ++k) cp = (cp << 6) | (s[i + k] & 0x3F);
+    i += n;
+    const bool zero = (cp >= 0x300 && cp <= 0x36F) || (cp >= 0x200B && cp <= 0x200F) ||
+                      (cp >= 0xFE00 && cp <= 0xFE0F);
+    const bool wide = (cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) ||
+                      (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
+                      (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
+                      (cp >= 0xFFE0 && cp <= 0xFFE6) || (cp >= 0x1F300 && cp <= 0x1FAFF) ||
+                      (cp >= 0x20000 && cp <= 0x3FFFD);
+    width += zero ? 0 : wide ? 2 : 1;
+  }
+  return width;
+}
+
+}  // namespace
+
 void Table::add_row(std::vector<std::string> cells) {
   if (cells.size() != columns_.size()) throw std::logic_error("table row has the wrong width");
   rows_.push_back(std::move(cells));
@@ -15,15 +41,15 @@ void Table::add_rule() { rows_.emplace_back(); }
 
 std::string Table::text(int indent) const {
   std::vector<size_t> width(columns_.size());
-  for (size_t c = 0; c < columns_.size(); ++c) width[c] = columns_[c].header.size();
+  for (size_t c = 0; c < columns_.size(); ++c) width[c] = display_width(columns_[c].header);
   for (const auto& row : rows_) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], display_width(row[c]));
   }
   const std::string pad(indent, ' ');
   auto line = [&](const std::vector<std::string>& cells) {
     std::string s = pad;
     for (size_t c = 0; c < cells.size(); ++c) {
-      const std::string fill(width[c] - cells[c].size(), ' ');
+      const std::string fill(width[c] - display_width(cells[c]), ' ');
       s += c ? "  " : "";
       s += columns_[c].align == Align::kRight ? fill + cells[c] : cells[c] + fill;
     }
