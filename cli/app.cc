@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
        define_train},
       {"verify", "Hold a run's measured memory against the prediction, phase by phase",
        define_verify},
+      {"data", "A dataset's lengths and, per batching policy, micro-batches, padding and the largest",
+       define_data},
       {"tokenize", "Run a Hugging Face tokenizer.json on a text or a dataset's rows: the ids",
        define_tokenize},
       {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify",

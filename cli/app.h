@@ -84,5 +84,6 @@ Handler define_plan(CLI::App& sub);
 Handler define_sweep(CLI::App& sub);
 Handler define_demo(CLI::App& sub);
 Handler define_tokenize(CLI::App& sub);
+Handler define_data(CLI::App& sub);
 
 }  // namespace loraplan::cli

@@ -1,0 +1,82 @@
+#include "data_flags.h"
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
+#include "app.h"
+#include "loraplan/planner/errors.h"
+
+namespace loraplan::cli {
+
+namespace fs = std::filesystem;
+
+void add_data_flags(CLI::App& sub, DataFlags& f, bool required_data) {
+  auto* data = sub.add_option("--data", f.data,
+                              "Dataset: JSONL or a JSON array of {\"text\"}, {\"prompt\", "
+                              "\"completion\"} or {\"input_ids\"[, \"labels\"]} rows");
+  data->check(CLI::ExistingFile);
+  if (required_data) data->required();
+  if (!required_data) {
+    sub.add_option("--batching", f.batching,
+                   "With --data: fixed, longest (the default), tokens:N or packed (docs/data.md)");
+  }
+  sub.add_option("--tokenizer", f.tokenizer,
+                 "tokenizer.json, or a folder holding it (default: the --model folder's)");
+  sub.add_option("--field", f.field, "The text field of text rows")
+      ->default_str(f.field)
+      ->each([&f](const std::string&) { f.field_given = true; });
+  sub.add_option("--pad-multiple", f.pad_multiple,
+                 "Padded lengths are rounded up to a multiple of this")
+      ->check(positive_integer())
+      ->default_str("8");
+  sub.add_flag("--skip-bad-rows", f.skip_bad_rows,
+               "Skip rows that cannot be read (counted) instead of stopping at the first");
+  sub.add_flag("--longest-first", f.longest_first,
+               "Put the largest micro-batch first, so an out-of-memory comes at step 1");
+}
+
+std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::string& model_spec) {
+  if (!f.tokenizer.empty()) return data::Tokenizer::load(f.tokenizer);
+  if (model_spec.empty()) return std::nullopt;
+  std::error_code ec;
+  fs::path dir(model_spec);
+  if (!fs::is_directory(dir, ec)) dir = dir.parent_path();
+  if (fs::exists(dir / "tokenizer.json", ec) && fs::exists(model_spec, ec)) {
+    return data::Tokenizer::load(dir.string());
+  }
+  return std::nullopt;
+}
+
+DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
+                                    int64_t vocab, int64_t seq_len) {
+  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
+  data::DatasetOptions o;
+  o.field = f.field;
+  o.field_given = f.field_given;
+  o.seq_len = seq_len;
+  o.vocab = vocab;
+  o.skip_bad_rows = f.skip_bad_rows;
+  DatasetLengths l;
+  l.summary = data::for_each_sample(f.data, tok ? &*tok : nullptr, o, [&](data::Sample&& s) {
+    l.trained.push_back(static_cast<int64_t>(s.ids.size()));
+    l.full.push_back(s.full_length);
+    l.tokens += static_cast<int64_t>(s.ids.size());
+  });
+  if (l.trained.empty()) throw InputError(f.data + ": no rows");
+  return l;
+}
+
+DatasetBatches batch_dataset(const DataFlags& f, const DatasetLengths& lengths, int64_t seq_len,
+                             int64_t micro_batch, uint64_t seed, const std::string& fallback) {
+  DatasetBatches b;
+  b.options.batching = data::Batching::parse(f.batching.empty() ? fallback : f.batching);
+  b.options.seq_len = seq_len;
+  b.options.micro_batch = micro_batch;
+  b.options.pad_multiple = f.pad_multiple;
+  b.options.seed = seed;
+  b.options.longest_first = f.longest_first;
+  b.batches = data::make_batches(lengths.trained, b.options);
+  return b;
+}
+
+}  // namespace loraplan::cli

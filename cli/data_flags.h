@@ -1,0 +1,60 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "loraplan/data/batching.h"
+#include "loraplan/data/dataset.h"
+#include "loraplan/data/tokenizer.h"
+
+namespace CLI {
+class App;
+}
+
+namespace loraplan::cli {
+
+// The flags of commands that read a dataset (data; estimate, plan and train with --data).
+struct DataFlags {
+  std::string data;       // --data FILE
+  std::string tokenizer;  // --tokenizer PATH|DIR; empty: the --model folder's tokenizer.json
+  std::string field = "text";
+  bool field_given = false;  // --field was given: every row is read as text from it
+  std::string batching;      // empty: the command's default
+  int64_t pad_multiple = 8;
+  bool skip_bad_rows = false;
+  bool longest_first = false;
+};
+
+// `required_data`: --data must be given (the data command, which takes --batching itself, many
+// times); the others get one --batching.
+void add_data_flags(CLI::App& sub, DataFlags& f, bool required_data);
+
+// The tokenizer --tokenizer names, else the one in the --model folder (a model directory, or the
+// folder of a config.json / safetensors file), else none (pre-tokenized rows need none).
+std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::string& model_spec);
+
+// A dataset's sequence lengths, as trained (cut to T) and as written.
+struct DatasetLengths {
+  std::vector<int64_t> trained;
+  std::vector<int64_t> full;
+  data::DatasetSummary summary;
+  int64_t tokens = 0;  // trained tokens
+};
+
+// Reads --data with the tokenizer load_tokenizer finds; ids of pre-tokenized rows must be below
+// `vocab` (0: the tokenizer's). InputError when no row is left.
+DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
+                                    int64_t vocab, int64_t seq_len);
+
+// The epoch's micro-batches of --batching (or `fallback` when it is not given).
+struct DatasetBatches {
+  data::BatchingOptions options;
+  std::vector<data::MicroBatch> batches;
+};
+DatasetBatches batch_dataset(const DataFlags& f, const DatasetLengths& lengths, int64_t seq_len,
+                             int64_t micro_batch, uint64_t seed, const std::string& fallback);
+
+}  // namespace loraplan::cli
