@@ -4,6 +4,7 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include "loraplan/planner/errors.h"
 
@@ -183,7 +184,9 @@ size_t largest_batch(const std::vector<MicroBatch>& batches) {
   for (size_t i = 1; i < batches.size(); ++i) {
     const MicroBatch& a = batches[i];
     const MicroBatch& b = batches[best];
-    if (a.padded() > b.padded() || (a.padded() == b.padded() && a.seq_len > b.seq_len)) best = i;
+    if (std::tuple(a.padded(), a.seq_len, a.tokens) > std::tuple(b.padded(), b.seq_len, b.tokens)) {
+      best = i;
+    }
   }
   return best;
 }

@@ -48,7 +48,8 @@ std::vector<MicroBatch> make_batches(std::span<const int64_t> lengths,
                                      const BatchingOptions& options);
 
 // The micro-batch that needs the most memory by its shape: the most padded tokens B*T, then the
-// longest T (attention's T^2). The planner simulates the frontier; this is the table's answer.
+// longest T (attention's T^2), then the most real tokens. The planner simulates the frontier;
+// this is the table's answer.
 size_t largest_batch(const std::vector<MicroBatch>& batches);
 
 // Every shape (B, T) no other micro-batch dominates (another with B' >= B and T' >= T): the
