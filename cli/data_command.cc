@@ -44,14 +44,6 @@ struct PolicyReport {
   int64_t padded = 0;
 };
 
-std::string rows_text(const std::vector<int64_t>& rows) {
-  std::string s;
-  const size_t shown = std::min<size_t>(rows.size(), 4);
-  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + reports::with_commas(rows[i]);
-  if (rows.size() > shown) s += ", ... (" + std::to_string(rows.size()) + " rows)";
-  return s;
-}
-
 nlohmann::json policy_json(const PolicyReport& p, const Lengths& l, int64_t grad_accum) {
   const data::MicroBatch& w = p.batches[p.largest];
   const int64_t steps = (static_cast<int64_t>(p.batches.size()) + grad_accum - 1) / grad_accum;
@@ -139,7 +131,7 @@ Handler define_data(CLI::App& sub) {
   auto f = std::make_shared<DataCommandFlags>();
   sub.add_option("--model", f->model,
                  "The model (its folder's tokenizer.json is used; ids must be below its vocab)");
-  add_data_flags(sub, f->data, /*required_data=*/true);
+  add_data_flags(sub, f->data, DataFlagsFor::kDataCommand);
   sub.add_option("--seq-len", f->seq_len, "Tokens per sequence (T): longer rows are cut")
       ->check(positive_integer())
       ->default_str("1024");

