@@ -52,6 +52,34 @@ std::string over_limit(int64_t need, int64_t limit) {
 using Shape = std::tuple<int, int64_t, int,
                          int>;  // attention, loss chunk (0 or 1 = chunked), weights, optimizer
 
+// The data's shapes at micro-batch B, asked of the space once per B.
+const DataShapes& shapes_for(const SearchSpace& space, std::map<int64_t, DataShapes>& cache,
+                             int64_t micro_batch) {
+  auto it = cache.find(micro_batch);
+  if (it == cache.end()) {
+    DataShapes s = space.data_shapes(micro_batch);
+    if (s.frontier.empty() || s.epoch.empty()) {
+      throw std::logic_error("data_shapes gave no shapes for micro-batch " +
+                             std::to_string(micro_batch));
+    }
+    it = cache.emplace(micro_batch, std::move(s)).first;
+  }
+  return it->second;
+}
+
+// The predicted cost of a plan: its step's, or with data the epoch's average step (step_s is the
+// epoch's time over its optimizer steps; tokens_per_s counts real tokens only).
+StepCost plan_cost(const ModelDesc& m, const TrainConfig& c, const Rates& r,
+                   const SearchSpace& space, std::map<int64_t, DataShapes>& cache) {
+  StepCost cost = step_cost(m, c, r);
+  if (!space.data_shapes) return cost;
+  const EpochCost e = epoch_cost(m, c, r, shapes_for(space, cache, c.micro_batch).epoch);
+  const int64_t steps = (e.micro_batches + c.grad_accum - 1) / c.grad_accum;
+  cost.step_s = steps > 0 ? e.epoch_s / static_cast<double>(steps) : 0;
+  cost.tokens_per_s = e.tokens_per_s;
+  return cost;
+}
+
 struct Combo {
   TrainConfig config;  // nothing checkpointed or offloaded
   Shape shape;
@@ -67,16 +95,39 @@ class Searcher {
     limited_.budget_bytes = out.limit_bytes;
   }
 
-  Estimate simulate(const TrainConfig& c) {
-    ++out_.estimates;
-    return estimate(m_, c, limited_);
+  // The step's estimate; with data, at the frontier shape that peaks highest (*worst says which).
+  Estimate simulate(const TrainConfig& c, ShapeCount* worst = nullptr) {
+    if (!space_.data_shapes) {
+      ++out_.estimates;
+      return estimate(m_, c, limited_);
+    }
+    const std::vector<ShapeCount>& frontier = shapes(c.micro_batch).frontier;
+    out_.estimates += static_cast<int>(frontier.size());
+    ShapeEstimates e = estimate_shapes(m_, c, limited_, frontier);
+    if (worst) *worst = frontier[e.worst];
+    return std::move(e.estimates[e.worst]);
   }
 
+  // Whether the step fits; with data, at every frontier shape (the first that does not decides).
   FitCheck check(const TrainConfig& c) {
-    ++out_.estimates;
-    FitCheck f = check_fit(m_, c, limited_);
-    return f;
+    if (!space_.data_shapes) {
+      ++out_.estimates;
+      return check_fit(m_, c, limited_);
+    }
+    FitCheck all{true, 0, 0};
+    for (const ShapeCount& s : shapes(c.micro_batch).frontier) {
+      ++out_.estimates;
+      const FitCheck f = check_fit(m_, with_shape(c, s), limited_);
+      if (!f.fits) return f;
+      all.peak_bytes = std::max(all.peak_bytes, f.peak_bytes);
+      all.tensor_bytes = std::max(all.tensor_bytes, f.tensor_bytes);
+    }
+    return all;
   }
+
+  StepCost cost(const TrainConfig& c) { return plan_cost(m_, c, r_, space_, shapes_); }
+
+  const DataShapes& shapes(int64_t micro_batch) { return shapes_for(space_, shapes_, micro_batch); }
 
   static TrainConfig with(const TrainConfig& c, int64_t checkpointed, int64_t offloaded) {
     TrainConfig t = c;
@@ -106,7 +157,7 @@ class Searcher {
     PlanCandidate p;
     auto beaten = [&](int64_t pos) {
       p.config = at(combo, pos);
-      p.cost = step_cost(m_, p.config, r_);
+      p.cost = cost(p.config);
       if (p.cost.tokens_per_s > must_beat) return false;
       const int64_t k = std::min(pos, L), n = std::max<int64_t>(pos - L, 0);
       p.simulated = false;
@@ -151,7 +202,7 @@ class Searcher {
     p.simulated = true;
     p.reason.clear();
     p.peak_bytes = peak;
-    p.cost = step_cost(m_, p.config, r_);
+    p.cost = cost(p.config);
     return p;
   }
 
@@ -164,7 +215,7 @@ class Searcher {
     // rounding broke it, and only a full estimate tells the peak.
     p.peak_bytes =
         frugal.peak_bytes > out_.limit_bytes ? frugal.peak_bytes : simulate(p.config).peak_bytes;
-    p.cost = step_cost(m_, p.config, r_);
+    p.cost = cost(p.config);
     p.reason = "needs " + over_limit(p.peak_bytes, out_.limit_bytes) +
                (space_.allow_offload ? " with every layer checkpointed and offloaded"
                                      : " with every layer checkpointed");
@@ -218,6 +269,7 @@ class Searcher {
   const SearchSpace& space_;
   PlanSearch& out_;
   FitCheck last_fit_;
+  std::map<int64_t, DataShapes> shapes_;  // by micro-batch
 };
 
 std::vector<int64_t> divisors(int64_t n) {
@@ -285,7 +337,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
               continue;  // beyond any device, and beyond exact arithmetic
             k.config = Searcher::with(k.config, 0, 0);
             k.shape = {static_cast<int>(a), chunked, static_cast<int>(w), static_cast<int>(o)};
-            k.best_case = step_cost(m, k.config, r).tokens_per_s;
+            k.best_case = searcher.cost(k.config).tokens_per_s;
             combos.push_back(std::move(k));
           }
         }
@@ -344,7 +396,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       PlanCandidate p;
       p.config = k.config;
       p.simulated = false;
-      p.cost = step_cost(m, k.config, r);
+      p.cost = searcher.cost(k.config);
       p.reason = "does not fit: micro-batch " + std::to_string(it->second) + " already does not";
       out.rejected.push_back(std::move(p));
       continue;
@@ -353,7 +405,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       PlanCandidate p;
       p.config = k.config;
       p.simulated = false;
-      p.cost = step_cost(m, k.config, r);
+      p.cost = searcher.cost(k.config);
       p.reason = "slower: at most " + tokens_text(k.best_case);
       out.rejected.push_back(std::move(p));
       continue;
@@ -398,9 +450,14 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
                      return a.cost.tokens_per_s > b.cost.tokens_per_s;
                    });
   if (!space.explain) return out;
-  DeviceModel limited = d;  // the allocator model capped where the search capped it
-  limited.budget_bytes = out.limit_bytes;
-  out.estimate = estimate(m, out.chosen.config, limited);
+  // The allocator model capped where the search capped it; with data, at the worst shape.
+  if (space.data_shapes) {
+    out.estimate = searcher.simulate(out.chosen.config, &out.worst_shape);
+  } else {
+    DeviceModel limited = d;
+    limited.budget_bytes = out.limit_bytes;
+    out.estimate = estimate(m, out.chosen.config, limited);
+  }
   out.estimate.budget_bytes = d.budget_bytes;
 
   // The boundaries: the next bigger micro-batch, one checkpointed or offloaded layer fewer.

@@ -95,3 +95,56 @@ TEST(EstimateData, ATokenizerLargerThanTheModelIsRefused) {
 
 }  // namespace
 }  // namespace loraplan::cli
+
+namespace loraplan::cli {
+namespace {
+
+nlohmann::json plan_json(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"plan",      "--model", "qwen2.5-0.5b", "--gpu", "rtx-4060",
+                                   "--seq-len", "2048",    "--format",     "json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const auto r = testing::run_cli(args);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return nlohmann::json::parse(r.out);
+}
+
+TEST(PlanData, ShortRowsLetThePlanTakeBiggerMicroBatchesAndItsWorstBatchFits) {
+  loraplan::testing::TempDir dir;
+  std::string rows;
+  for (int i = 0; i < 64; ++i) {
+    nlohmann::json ids = nlohmann::json::array();
+    for (int k = 0; k < 50 + i % 10; ++k) ids.push_back(100 + k);
+    rows += nlohmann::json({{"input_ids", ids}}).dump() + "\n";
+  }
+  loraplan::testing::write_text(dir.file("d.jsonl"), rows);
+  const nlohmann::json fixed = plan_json({});
+  const nlohmann::json data = plan_json({"--data", dir.file("d.jsonl")});
+  const nlohmann::json& w = data["data"]["worst_batch"];
+  EXPECT_EQ(w["seq_len"], 64);  // rows of 50-59 tokens, padded to a multiple of 8
+  EXPECT_EQ(w["peak_bytes"], data["prediction"]["peak_bytes"]);
+  EXPECT_LE(w["peak_bytes"].get<int64_t>(), data["hardware"]["limit_bytes"].get<int64_t>());
+  EXPECT_GT(data["config"]["micro_batch"].get<int64_t>(),
+            fixed["config"]["micro_batch"].get<int64_t>());
+  EXPECT_EQ(data["data"]["rows"], 64);
+  EXPECT_EQ(data["data"]["batching"], "longest");
+  // Estimating the chosen plan on the same data gives the same worst-batch peak.
+  const auto& c = data["config"];
+  const auto r =
+      testing::run_cli({"estimate", "--model", "qwen2.5-0.5b", "--gpu", "rtx-4060", "--seq-len",
+                        "2048", "--micro-batch", std::to_string(c["micro_batch"].get<int64_t>()),
+                        "--grad-accum", std::to_string(c["grad_accum"].get<int64_t>()),
+                        "--checkpoint", c["checkpoint_layers"].empty() ? "none" : "all", "--loss",
+                        c["loss"]["kind"] == "full"
+                            ? "full"
+                            : "chunked:" + std::to_string(c["loss"]["chunk_tokens"].get<int64_t>()),
+                        "--data", dir.file("d.jsonl"), "--format", "json"});
+  ASSERT_TRUE(c["checkpoint_layers"].empty()) << "the short data needs no checkpointing";
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json e = nlohmann::json::parse(r.out);
+  // plan's peak is capped at budget - margin by the allocator model; estimate's uses the budget.
+  EXPECT_EQ(e["worst_batch"]["seq_len"], 64);
+  EXPECT_EQ(e["worst_batch"]["micro_batch"], c["micro_batch"]);
+}
+
+}  // namespace
+}  // namespace loraplan::cli

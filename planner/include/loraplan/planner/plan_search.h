@@ -1,9 +1,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/cost_model.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/model.h"
@@ -11,6 +13,13 @@
 #include "loraplan/planner/train_config.h"
 
 namespace loraplan::planner {
+
+// A dataset's micro-batch shapes at one micro-batch size B: the whole epoch's, and the frontier
+// among them (the candidates for the peak).
+struct DataShapes {
+  std::vector<ShapeCount> epoch;
+  std::vector<ShapeCount> frontier;
+};
 
 // What the search may change. The rest of the configuration stays as given.
 struct SearchSpace {
@@ -22,6 +31,10 @@ struct SearchSpace {
   bool search_attention = true;       // eager as well as efficient (on cpu; on cuda it never wins)
   bool search_loss = true;            // chunked as well as full
   bool allow_offload = true;
+  // With a dataset (plan --data): its shapes for each micro-batch B the search tries. A plan then
+  // fits when its step fits at every frontier shape, and its speed is the epoch's, in real tokens
+  // per second over every shape. Unset: every micro-batch is B x T.
+  std::function<DataShapes(int64_t micro_batch)> data_shapes;
   int runner_ups = 3;   // plans kept beside the best
   bool explain = true;  // the chosen plan's full estimate and its boundaries
 };
@@ -41,6 +54,7 @@ struct PlanSearch {
   int64_t limit_bytes = 0;  // budget - margin
   PlanCandidate chosen;
   Estimate estimate;                      // of the chosen plan (when the space asks to explain)
+  ShapeCount worst_shape;                 // with data_shapes: the chosen plan's worst micro-batch
   std::vector<PlanCandidate> runner_ups;  // the next best plans that fit, best first (up to 3)
   std::vector<PlanCandidate> rejected;    // every other candidate, with its reason
   std::vector<std::string> boundaries;    // what stopped the next bigger choice
