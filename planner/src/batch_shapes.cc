@@ -4,6 +4,7 @@ namespace loraplan::planner {
 
 TrainConfig with_shape(const TrainConfig& c, const ShapeCount& s) {
   TrainConfig t = c;
+  t.table_len = c.tables();  // train builds the tables once, for the run's T
   t.micro_batch = s.micro_batch;
   t.seq_len = s.seq_len;
   return t;

@@ -448,12 +448,15 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   // Tables every step shares: cos and sin [T, rotary dim / 2] in the compute dtype, and for eager
   // attention the masks [T, T] (bool): causal for the layers that see every earlier token, causal
   // and windowed for those whose window is shorter than the sequence.
-  sb.alloc("rope.cos", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
-  sb.alloc("rope.sin", -1, -1, d.T * (m.rotary_dim() / 2) * d.a, Category::kActivations);
+  // They cover c.tables() positions (T, or a dataset run's longest T).
+  const int64_t P = c.tables();
+  sb.alloc("rope.cos", -1, -1, P * (m.rotary_dim() / 2) * d.a, Category::kActivations);
+  sb.alloc("rope.sin", -1, -1, P * (m.rotary_dim() / 2) * d.a, Category::kActivations);
   const AttentionKinds kinds = attention_kinds(m, d.T);
   if (c.attention == Attention::kEager) {
-    if (kinds.full) sb.alloc("attn.causal_mask", -1, -1, d.T * d.T, Category::kActivations);
-    if (kinds.windowed) sb.alloc("attn.window_mask", -1, -1, d.T * d.T, Category::kActivations);
+    const AttentionKinds table_kinds = attention_kinds(m, P);
+    if (table_kinds.full) sb.alloc("attn.causal_mask", -1, -1, P * P, Category::kActivations);
+    if (table_kinds.windowed) sb.alloc("attn.window_mask", -1, -1, P * P, Category::kActivations);
   }
 
   const GraphPlan layer(decoder_layer_graph(m, c));

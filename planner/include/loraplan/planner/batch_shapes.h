@@ -18,7 +18,8 @@ struct ShapeCount {
   int64_t tokens = 0;       // real (unpadded) tokens over those micro-batches
 };
 
-// The configuration `c` with one shape's B and T (everything else as it is).
+// The configuration `c` with one shape's B and T (everything else as it is; the rotary tables and
+// masks stay those of c's T, which covers every shape).
 TrainConfig with_shape(const TrainConfig& c, const ShapeCount& s);
 
 // The estimate of every shape (the frontier of a dataset's shapes: the candidates for the peak)

@@ -48,8 +48,13 @@ struct TrainConfig {
   Attention attention = Attention::kEfficient;
   int64_t loss_chunk = 0;  // tokens per cross-entropy chunk; 0 = full B T V logits
   Device device = Device::kCuda;
+  // Positions the rotary tables and eager attention's masks cover, built once before the first
+  // step; 0: seq_len. A dataset's shorter micro-batches (planner::with_shape) keep the tables of
+  // the run's T, as train builds them.
+  int64_t table_len = 0;
 
   int64_t tokens() const { return micro_batch * seq_len; }  // N
+  int64_t tables() const { return table_len > 0 ? table_len : seq_len; }
 };
 
 // The largest configuration loraplan plans. With ModelLimits they keep every byte and element
