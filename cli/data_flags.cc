@@ -12,7 +12,7 @@ namespace loraplan::cli {
 
 namespace fs = std::filesystem;
 
-void add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
+CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
   const bool required_data = command == DataFlagsFor::kDataCommand;
   auto* data = sub.add_option("--data", f.data,
                               "Dataset: JSONL or a JSON array of {\"text\"}, {\"prompt\", "
@@ -40,6 +40,7 @@ void add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
                "Skip rows that cannot be read (counted) instead of stopping at the first");
   sub.add_flag("--longest-first", f.longest_first,
                "Put the largest micro-batch first, so an out-of-memory comes at step 1");
+  return data;
 }
 
 std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::string& model_spec) {
@@ -54,9 +55,8 @@ std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::str
   return std::nullopt;
 }
 
-DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
-                                    int64_t vocab, int64_t seq_len) {
-  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
+data::DatasetOptions dataset_options(const DataFlags& f, const std::optional<data::Tokenizer>& tok,
+                                     int64_t vocab, int64_t seq_len) {
   if (tok && vocab > 0 && tok->vocab_size() > vocab) {
     throw InputError("--tokenizer: " + tok->source() + " has " +
                      reports::with_commas(tok->vocab_size()) + " tokens, more than the model's " +
@@ -68,6 +68,13 @@ DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model
   o.seq_len = seq_len;
   o.vocab = vocab;
   o.skip_bad_rows = f.skip_bad_rows;
+  return o;
+}
+
+DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
+                                    int64_t vocab, int64_t seq_len) {
+  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
+  const data::DatasetOptions o = dataset_options(f, tok, vocab, seq_len);
   DatasetLengths l;
   l.summary = data::for_each_sample(f.data, tok ? &*tok : nullptr, o, [&](data::Sample&& s) {
     l.trained.push_back(static_cast<int64_t>(s.ids.size()));

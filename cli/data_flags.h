@@ -13,7 +13,8 @@
 
 namespace CLI {
 class App;
-}
+class Option;
+}  // namespace CLI
 
 namespace loraplan::cli {
 
@@ -34,7 +35,8 @@ struct DataFlags {
 // itself; estimate and plan get --batching and --seed (the epoch's order decides its shapes);
 // train gets --batching (its own --seed orders the data).
 enum class DataFlagsFor { kDataCommand, kPlanning, kTraining };
-void add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command);
+// Returns the --data option.
+CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command);
 
 // The tokenizer --tokenizer names, else the one in the --model folder (a model directory, or the
 // folder of a config.json / safetensors file), else none (pre-tokenized rows need none).
@@ -47,6 +49,10 @@ struct DatasetLengths {
   data::DatasetSummary summary;
   int64_t tokens = 0;  // trained tokens
 };
+
+// The options of read_dataset_lengths and read_dataset.
+data::DatasetOptions dataset_options(const DataFlags& f, const std::optional<data::Tokenizer>& tok,
+                                     int64_t vocab, int64_t seq_len);
 
 // Reads --data with the tokenizer load_tokenizer finds; ids of pre-tokenized rows must be below
 // `vocab` (0: the tokenizer's). InputError when no row is left.

@@ -3,11 +3,16 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <ostream>
+#include <set>
 
 #include "app.h"
 #include "config_flags.h"
+#include "data_flags.h"
+#include "loraplan/data/dataset.h"
 #include "loraplan/executor/backend.h"
+#include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/model_loader.h"
@@ -23,7 +28,7 @@ namespace {
 struct TrainFlags {
   ConfigFlags config;
   std::string plan;
-  std::string data;
+  DataFlags data;
   bool synthetic = false;
   int64_t steps = 50;
   std::string out;
@@ -40,6 +45,80 @@ struct RunOrigin {
   std::string gpu;  // empty on the CPU
   std::string plan;
 };
+
+// A dataset as train batched it: its micro-batches and the epoch's predicted worst.
+struct TrainData {
+  DatasetLengths lengths;
+  DatasetBatches batches;
+  DatasetShapes shapes;
+  planner::ShapeEstimates estimates;  // of shapes.frontier
+  const data::MicroBatch& worst() const {
+    return batches.batches[shapes.frontier_batch[estimates.worst]];
+  }
+};
+
+TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
+                          executor::TrainRequest& q, const planner::DeviceModel& device) {
+  TrainData d;
+  d.batches.options.batching = data::Batching::parse(f.batching.empty() ? "longest" : f.batching);
+  if (d.batches.options.batching.kind == data::BatchingKind::kPacked) {
+    throw InputError(
+        "--batching packed: train cannot yet restart positions and attention at each document "
+        "of a packed row (estimate and plan model it); use longest or tokens:N");
+  }
+  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
+  const data::DatasetOptions o = dataset_options(f, tok, q.model.vocab, q.config.seq_len);
+  d.lengths.summary =
+      data::for_each_sample(f.data, tok ? &*tok : nullptr, o, [&](data::Sample&& s) {
+        d.lengths.trained.push_back(static_cast<int64_t>(s.ids.size()));
+        d.lengths.full.push_back(s.full_length);
+        d.lengths.tokens += static_cast<int64_t>(s.ids.size());
+        q.sequences.push_back({std::move(s.ids), std::move(s.labels)});
+      });
+  if (q.sequences.empty()) throw InputError(f.data + ": no rows");
+  d.batches =
+      batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch, q.seed, "longest");
+  for (const data::MicroBatch& b : d.batches.batches) q.batches.push_back({b.rows, b.seq_len});
+  d.shapes = shapes_of(d.batches.batches);
+  d.estimates = planner::estimate_shapes(q.model, q.config, device, d.shapes.frontier);
+  return d;
+}
+
+// The shapes of the micro-batches `steps` optimizer steps ran (they take the epoch's in turn).
+std::vector<std::pair<int64_t, int64_t>> shapes_run(const TrainData& d, int64_t steps,
+                                                    int64_t grad_accum) {
+  std::set<std::pair<int64_t, int64_t>> seen;
+  const auto& batches = d.batches.batches;
+  const int64_t run = std::min<int64_t>(steps * grad_accum, static_cast<int64_t>(batches.size()));
+  for (int64_t i = 0; i < run; ++i) seen.insert({batches[i].sequences, batches[i].seq_len});
+  return {seen.begin(), seen.end()};
+}
+
+nlohmann::json data_json(const TrainData& d, const std::string& path, int64_t steps_run,
+                         int64_t grad_accum) {
+  const data::MicroBatch& w = d.worst();
+  nlohmann::json run = nlohmann::json::array();
+  for (const auto& [b, t] : shapes_run(d, steps_run, grad_accum)) {
+    run.push_back({{"micro_batch", b}, {"seq_len", t}});
+  }
+  const int64_t n = static_cast<int64_t>(d.batches.batches.size());
+  return {{"path", path},
+          {"rows", d.lengths.summary.rows},
+          {"tokens", d.lengths.tokens},
+          {"truncated", d.lengths.summary.truncated},
+          {"skipped", d.lengths.summary.skipped},
+          {"batching", d.batches.options.batching.name()},
+          {"pad_multiple", d.batches.options.pad_multiple},
+          {"longest_first", d.batches.options.longest_first},
+          {"micro_batches", n},
+          {"epoch_steps", (n + grad_accum - 1) / grad_accum},
+          {"shapes_run", run},
+          {"worst_batch",
+           {{"micro_batch", w.sequences},
+            {"seq_len", w.seq_len},
+            {"rows", w.rows},
+            {"predicted_peak_bytes", d.estimates.estimates[d.estimates.worst].peak_bytes}}}};
+}
 
 nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q,
                            const RunOrigin& origin) {
@@ -75,6 +154,7 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   for (const executor::StepMeasure& s : r.steps) {
     j["steps"].push_back({{"step", s.step},
                           {"loss", s.loss},
+                          {"tokens", s.tokens},
                           {"tokens_per_s", s.tokens_per_s},
                           {"peak_bytes", s.peak_bytes},
                           {"reserved_peak_bytes", s.reserved_peak_bytes},
@@ -103,8 +183,7 @@ Handler define_train(CLI::App& sub) {
   add_config_flags(sub, f->config);
   sub.add_option("--plan", f->plan,
                  "plan.json from loraplan plan (made with --device cpu): applies every knob of it");
-  auto* data =
-      sub.add_option("--data", f->data, "Pre-tokenized JSONL, one {\"input_ids\": [...]} per line");
+  auto* data = add_data_flags(sub, f->data, DataFlagsFor::kTraining);
   sub.add_flag("--synthetic", f->synthetic,
                "Train on a small fixed set of random sequences (the default)")
       ->excludes(data);
@@ -142,7 +221,7 @@ Handler define_train(CLI::App& sub) {
     q.config = run.config;
     q.weights_source = std::move(weights.source);
     q.weights = std::move(weights.tensors);
-    q.data_path = f->data;
+    q.data_path = f->data.data;
     q.steps = f->steps;
     q.lr = f->lr;
     q.warmup_steps = f->warmup_steps;
@@ -154,8 +233,19 @@ Handler define_train(CLI::App& sub) {
                      : f->plan.empty()         ? 0
                                                : run.device.budget_bytes;
     q.out_dir = f->out;
-    if (!f->data.empty() && !std::filesystem::is_regular_file(f->data)) {
-      throw InputError("--data: " + f->data + ": no such file");
+    std::optional<TrainData> data;
+    if (!f->data.data.empty()) {
+      data = load_train_data(f->data, run.model_spec, q, run.device);
+      const data::MicroBatch& w = data->worst();
+      const int64_t n = static_cast<int64_t>(data->batches.batches.size());
+      io.out << "data: " << f->data.data << ", " << reports::with_commas(data->lengths.summary.rows)
+             << " rows in " << reports::with_commas(n) << " micro-batches ("
+             << data->batches.options.batching.name() << "), an epoch is "
+             << (n + q.config.grad_accum - 1) / q.config.grad_accum << " steps; worst micro-batch "
+             << w.sequences << " x " << w.seq_len << " (rows " << rows_text(w.rows)
+             << "), predicted peak "
+             << planner::format_bytes(data->estimates.estimates[data->estimates.worst].peak_bytes)
+             << "\n";
     }
     prepare_output_dir(f->out);
     if (q.weights.empty()) {
@@ -180,7 +270,12 @@ Handler define_train(CLI::App& sub) {
     const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
     const RunOrigin origin{
         run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
-    write_file_atomic(report_path, report_json(r, q, origin).dump(2) + "\n");
+    nlohmann::json report = report_json(r, q, origin);
+    if (data) {
+      report["data"] =
+          data_json(*data, f->data.data, static_cast<int64_t>(r.steps.size()), q.config.grad_accum);
+    }
+    write_file_atomic(report_path, report.dump(2) + "\n");
     io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " ("
            << reports::with_commas(r.peak_bytes) << " bytes); report: " << report_path << "\n";
     if (r.out_of_memory) {

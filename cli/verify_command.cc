@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "config_flags.h"
+#include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/json_fields.h"
@@ -173,7 +174,16 @@ Handler define_verify(CLI::App& sub) {
     const RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
     require_same_model(run, spec, *f);
     require_same_config(run, spec.config, *f);
-    const planner::Estimate e = planner::estimate(spec.model, spec.config, spec.device);
+    // A run on a dataset ran micro-batches of several shapes: each phase's prediction is its
+    // highest over them.
+    planner::Estimate e;
+    if (run.data_shapes.empty()) {
+      e = planner::estimate(spec.model, spec.config, spec.device);
+    } else {
+      std::vector<planner::ShapeCount> shapes;
+      for (const auto& [b, t] : run.data_shapes) shapes.push_back({b, t, 1, 0});
+      e = planner::combined(planner::estimate_shapes(spec.model, spec.config, spec.device, shapes));
+    }
     require_same_phases(e, run, f->run);
     std::vector<std::pair<std::string, int64_t>> phases;
     for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);

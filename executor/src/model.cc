@@ -700,8 +700,11 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     q = RmsNormFn::apply(q, d.q_norm, false, eps);
     k = RmsNormFn::apply(k, d.k_norm, false, eps);
   }
-  q = RopeFn::apply(q, cos_, sin_);
-  k = RopeFn::apply(k, cos_, sin_);
+  // The tables cover the run's T; a shorter micro-batch (a dataset's) takes their first T rows.
+  const Tensor cos = T == cos_.size(0) ? cos_ : cos_.narrow(0, 0, T);
+  const Tensor sin = T == sin_.size(0) ? sin_ : sin_.narrow(0, 0, T);
+  q = RopeFn::apply(q, cos, sin);
+  k = RopeFn::apply(k, cos, sin);
   const double scale = m.attention_scale();
   const bool windowed = planner::windowed_attention(m, d.index, T);
   Tensor o;
@@ -724,7 +727,12 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     s.mul_(scale);
     if (m.attn_logit_softcapping > 0)
       s = at::tanh(s / m.attn_logit_softcapping) * m.attn_logit_softcapping;
-    s.masked_fill_(windowed ? window_ : causal_, -INFINITY);
+    // The masks cover the run's T: a shorter micro-batch takes their top-left T x T. A run whose
+    // every layer is windowed at its T builds no causal mask; a micro-batch within the window is
+    // causal only, which the window mask is there.
+    const Tensor& full_mask = windowed || !causal_.defined() ? window_ : causal_;
+    s.masked_fill_(T == full_mask.size(0) ? full_mask : full_mask.narrow(0, 0, T).narrow(1, 0, T),
+                   -INFINITY);
     Tensor p = at::softmax(s, -1);
     s.reset();
     o = at::matmul(p, vr).transpose(1, 2).reshape(

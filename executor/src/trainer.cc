@@ -16,7 +16,6 @@
 #include <stdexcept>
 
 #include "adam8bit.h"
-#include "loraplan/planner/token_lines.h"
 #include "memory_meter.h"
 #include "model.h"
 
@@ -38,11 +37,25 @@ Example make_example(const std::vector<int64_t>& tokens, int64_t T) {
   return e;
 }
 
-std::vector<Example> read_jsonl(const std::string& path, int64_t vocab, int64_t T) {
-  std::vector<Example> out;
-  for (const std::vector<int64_t>& tokens : planner::read_token_lines(path, vocab))
-    out.push_back(make_example(tokens, T));
-  return out;
+// A dataset's sequence at its own length: labels shifted to the next token's.
+Example data_example(const DataSequence& s) {
+  const size_t n = s.ids.size();
+  Example e{std::vector<int64_t>(s.ids.begin(), s.ids.end()), std::vector<int64_t>(n, -100)};
+  for (size_t t = 0; t + 1 < n; ++t) e.labels[t] = s.labels[t + 1];
+  return e;
+}
+
+// A micro-batch of dataset rows: [B, T] ids (0 past each row's end) or labels (-100 there).
+Tensor data_batch_tensor(const std::vector<Example>& data, const DataBatch& batch, bool labels,
+                         c10::Device device) {
+  const auto B = static_cast<int64_t>(batch.rows.size()), T = batch.seq_len;
+  Tensor t = torch::full({B, T}, labels ? -100 : 0, torch::kLong);
+  int64_t* p = t.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int64_t>& v = labels ? data[batch.rows[b]].labels : data[batch.rows[b]].ids;
+    std::copy_n(v.begin(), std::min<int64_t>(T, static_cast<int64_t>(v.size())), p + b * T);
+  }
+  return t.to(device);  // the same tensor on the CPU
 }
 
 // Thrown inside the step loop when training stops making numbers.
@@ -337,9 +350,28 @@ RunReport run_training(const TrainRequest& r) {
   report.threads = r.threads;
   report.libtorch_version = TORCH_VERSION;
 
-  const std::vector<Example> data = r.data_path.empty()
-                                        ? synthetic(m.vocab, c.seq_len, r.seed)
-                                        : read_jsonl(r.data_path, m.vocab, c.seq_len);
+  std::vector<Example> data;
+  if (r.batches.empty()) {
+    data = synthetic(m.vocab, c.seq_len, r.seed);
+  } else {
+    for (const DataSequence& s : r.sequences) data.push_back(data_example(s));
+    for (const DataBatch& b : r.batches) {
+      if (b.rows.empty() || b.seq_len <= 0 || b.seq_len > c.seq_len) {
+        throw std::invalid_argument("a data micro-batch of " + std::to_string(b.rows.size()) +
+                                    " x " + std::to_string(b.seq_len) + " is not within T " +
+                                    std::to_string(c.seq_len));
+      }
+      for (const int64_t row : b.rows) {
+        if (row < 0 || static_cast<size_t>(row) >= data.size())
+          throw std::invalid_argument("a data micro-batch names row " + std::to_string(row));
+        for (const int64_t id : data[row].ids) {
+          if (id < 0 || id >= m.vocab)
+            throw std::invalid_argument("row " + std::to_string(row) + " holds token id " +
+                                        std::to_string(id) + ", beyond the model's vocabulary");
+        }
+      }
+    }
+  }
   const std::unique_ptr<WeightSource> weights =
       r.weights.empty()
           ? std::unique_ptr<WeightSource>(new RandomWeights())
@@ -366,11 +398,23 @@ RunReport run_training(const TrainRequest& r) {
       const auto start = std::chrono::steady_clock::now();
       const double lr = learning_rate(r, step);
       double loss_sum = 0;
+      int64_t tokens = 0;
       for (int64_t mb = 0; mb < c.grad_accum; ++mb) {
         mem.set_phase("batch");
-        const Tensor ids = batch_tensor(data, order, cursor, B, T, false, device);
-        const Tensor labels = batch_tensor(data, order, cursor, B, T, true, device);
-        cursor += static_cast<size_t>(B);
+        Tensor ids, labels;
+        if (r.batches.empty()) {
+          ids = batch_tensor(data, order, cursor, B, T, false, device);
+          labels = batch_tensor(data, order, cursor, B, T, true, device);
+          cursor += static_cast<size_t>(B);
+          tokens += B * T;
+        } else {
+          const DataBatch& batch = r.batches[cursor++ % r.batches.size()];
+          ids = data_batch_tensor(data, batch, false, device);
+          labels = data_batch_tensor(data, batch, true, device);
+          for (const int64_t row : batch.rows) {
+            tokens += std::min<int64_t>(batch.seq_len, static_cast<int64_t>(data[row].ids.size()));
+          }
+        }
         mem.set_phase("embed");
         Tensor x = model.embed(ids);
         for (int l = 0; l < m.layers; ++l) {
@@ -404,7 +448,8 @@ RunReport run_training(const TrainRequest& r) {
       StepMeasure s;
       s.step = step + 1;
       s.loss = loss_sum / static_cast<double>(c.grad_accum);
-      s.tokens_per_s = static_cast<double>(B * T * c.grad_accum) / seconds;
+      s.tokens = tokens;
+      s.tokens_per_s = static_cast<double>(tokens) / seconds;
       s.peak_bytes = mem.peak_bytes();
       s.reserved_peak_bytes = mem.reserved_peak_bytes();
       s.lr = lr;

@@ -1,5 +1,7 @@
 #include "loraplan/planner/batch_shapes.h"
 
+#include <algorithm>
+
 namespace loraplan::planner {
 
 TrainConfig with_shape(const TrainConfig& c, const ShapeCount& s) {
@@ -16,6 +18,22 @@ ShapeEstimates estimate_shapes(const ModelDesc& m, const TrainConfig& c, const D
   for (size_t i = 0; i < shapes.size(); ++i) {
     out.estimates.push_back(estimate(m, with_shape(c, shapes[i]), d));
     if (out.estimates[i].peak_bytes > out.estimates[out.worst].peak_bytes) out.worst = i;
+  }
+  return out;
+}
+
+Estimate combined(const ShapeEstimates& e) {
+  Estimate out = e.estimates.at(e.worst);
+  for (const Estimate& other : e.estimates) {
+    for (const PhasePeak& p : other.phases) {
+      const auto it = std::find_if(out.phases.begin(), out.phases.end(),
+                                   [&](const PhasePeak& q) { return q.name == p.name; });
+      if (it == out.phases.end()) {
+        out.phases.push_back(p);
+      } else if (p.peak_bytes > it->peak_bytes) {
+        *it = p;
+      }
+    }
   }
   return out;
 }

@@ -102,6 +102,17 @@ RunReport read_report(const json& doc, const std::string& text, const std::strin
   r.error = top.string_or("error", "");
   if (top.has("diverged_step"))
     r.diverged_step = top.integer("diverged_step", 1, "must be a step number (1 or more)");
+  if (top.has("data")) {
+    const JsonFields data = top.object("data");
+    const size_t n = data.array("shapes_run").size();
+    for (size_t i = 0; i < n; ++i) {
+      const JsonFields shape = data.element("shapes_run", i);
+      r.data_shapes.emplace_back(
+          shape.integer("micro_batch", 1, "must be a positive number of sequences"),
+          shape.integer("seq_len", 1, "must be a positive number of tokens"));
+    }
+    if (n == 0) data.fail("shapes_run", "must list the micro-batch shapes the run ran");
+  }
   return r;
 }
 

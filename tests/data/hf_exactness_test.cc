@@ -197,6 +197,8 @@ struct Case {
   const char* package;  // node_modules/<package>/models/tokenizer.json
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class HfExactness : public ::testing::TestWithParam<Case> {};
 
 TEST_P(HfExactness, EveryIdAndEveryDecodeMatchesHuggingFace) {

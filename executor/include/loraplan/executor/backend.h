@@ -22,6 +22,16 @@ struct BackendInfo {
 struct StepMeasure;
 
 // One training run as `loraplan train` asks for it. Plain types only: the CLI never sees LibTorch.
+struct DataSequence {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> labels;  // same length
+};
+
+struct DataBatch {
+  std::vector<int64_t> rows;  // indices into TrainRequest::sequences: B = rows.size()
+  int64_t seq_len = 0;        // T of this micro-batch
+};
+
 struct TrainRequest {
   planner::ModelDesc model;
   planner::TrainConfig config;
@@ -29,7 +39,13 @@ struct TrainRequest {
   // and the path they came from; empty: seeded random weights.
   std::string weights_source;
   std::vector<planner::TensorRecord> weights;
-  std::string data_path;       // pre-tokenized JSONL ({"input_ids": [...]}); empty: synthetic
+  // A dataset as the CLI read and batched it (data::make_batches): every sequence's ids and labels
+  // (the row's own, unshifted; -100 takes no loss), and the epoch's micro-batches in order, each
+  // its rows right-padded to its own T (<= config.seq_len). Steps take micro-batches in turn,
+  // starting over after the last. Empty: synthetic data.
+  std::string data_path;  // for the report
+  std::vector<DataSequence> sequences;
+  std::vector<DataBatch> batches;
   int64_t steps = 50;          // optimizer steps
   double lr = 2e-4;            // peak learning rate
   int64_t warmup_steps = 0;    // linear warmup, then cosine decay to 10% of lr
@@ -52,9 +68,10 @@ struct PhaseMeasure {
 };
 
 struct StepMeasure {
-  int64_t step = 0;  // 1-based optimizer step
-  double loss = 0;   // mean over the step's micro-batches
-  double tokens_per_s = 0;
+  int64_t step = 0;                 // 1-based optimizer step
+  double loss = 0;                  // mean over the step's micro-batches
+  int64_t tokens = 0;               // real (unpadded) tokens of the step's micro-batches
+  double tokens_per_s = 0;          // real tokens per second
   int64_t peak_bytes = 0;           // most live bytes during the step
   int64_t reserved_peak_bytes = 0;  // most reserved bytes during the step (CPU: = peak_bytes)
   double lr = 0;

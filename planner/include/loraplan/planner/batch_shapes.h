@@ -31,6 +31,10 @@ struct ShapeEstimates {
 ShapeEstimates estimate_shapes(const ModelDesc& m, const TrainConfig& c, const DeviceModel& d,
                                const std::vector<ShapeCount>& shapes);
 
+// What a run over all these shapes peaks at: each phase's peak is its highest over the shapes, and
+// the peak the highest shape's (the rest of the estimate is the worst shape's).
+Estimate combined(const ShapeEstimates& e);
+
 // Predicted time of an epoch of these shapes (every shape's micro-batches, the optimizer once per
 // grad_accum of them) and its throughput in real tokens per second.
 struct EpochCost {

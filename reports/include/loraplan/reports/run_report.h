@@ -63,6 +63,9 @@ struct RunReport {
   std::vector<RunPhase> phases;      // "measured.phases", names unique
   bool out_of_memory = false;
   int64_t diverged_step = 0;  // the step whose loss or gradient was not finite; 0: none
+  // "data.shapes_run": the micro-batch shapes (B, T) a run on a dataset ran; empty: every
+  // micro-batch was the configuration's B x T.
+  std::vector<std::pair<int64_t, int64_t>> data_shapes;
   std::string error;          // "" when the run completed
 };
 
