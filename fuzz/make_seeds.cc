@@ -128,12 +128,16 @@ void run_report_seeds(const fs::path& out) {
   write_file(out / "oom.json", report.dump() + "\n");
 }
 
-// JSONL lines of token ids below tiny-llama's vocabulary of 256.
-void token_line_seeds(const fs::path& out) {
+// Dataset rows: pre-tokenized ids below a vocabulary of 256, labels, and rows of other kinds.
+void dataset_seeds(const fs::path& out) {
   write_file(out / "data.jsonl",
              "{\"input_ids\": [1, 2, 3, 4, 5, 6, 7, 8]}\n{\"input_ids\": [255, 0]}\n\n");
   write_file(out / "one.jsonl",
              "{\"input_ids\":[10,20,30,40,50,60,70,80,90,100,110,120,130,140,150,160]}");
+  write_file(out / "labels.jsonl",
+             "{\"input_ids\": [1, 2, 3], \"labels\": [-100, 2, 3]}\n{\"text\": \"x\"}\n");
+  write_file(out / "array.json",
+             "[{\"input_ids\": [5, 6]}, {\"prompt\": \"a\", \"completion\": \"b\"}]");
 }
 
 // Small tokenizer.json files with each kind of part: byte-level BPE with a Split pattern,
@@ -182,7 +186,7 @@ int main(int argc, char** argv) {
       {"onnx", onnx_seeds},
       {"plan", plan_seeds},
       {"run_report", run_report_seeds},
-      {"token_lines", token_line_seeds},
+      {"dataset", dataset_seeds},
       {"tokenizer", tokenizer_seeds}};
   try {
     for (const auto& [harness, write] : kCorpora) {

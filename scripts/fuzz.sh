@@ -48,7 +48,7 @@ harnesses=(
   "onnx               65536  -"
   "plan               16384  fuzz/json.dict"
   "run_report         16384  fuzz/json.dict"
-  "token_lines        16384  fuzz/json.dict"
+  "dataset            16384  fuzz/json.dict"
   "tokenizer          16384  fuzz/json.dict"
 )
 

@@ -1,5 +1,6 @@
 #include "loraplan/data/dataset.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "loraplan/data/text_rows.h"
@@ -42,6 +43,12 @@ struct RowReader {
       s.labels = s.ids;
     }
     if (s.ids.empty()) throw InputError(where + ": the row has no tokens");
+    // Position t learns labels[t + 1]: a row whose labels after the first are all masked would
+    // add nothing but a loss of 0 / 0.
+    if (std::all_of(s.labels.begin() + 1, s.labels.end(), [](int32_t l) { return l == kIgnore; })) {
+      throw InputError(where +
+                       ": the row has no token to learn: after the first, every label is -100");
+    }
     return s;
   }
 

@@ -37,7 +37,17 @@ void for_each_row(const std::string& path,
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
     RowPlace place{index++, line, path + ":" + std::to_string(line)};
-    row(planner::parse_json(text, place.where, "JSON row"), place);
+    nlohmann::json parsed;
+    try {
+      parsed = planner::parse_json(text, place.where, "JSON row");
+    } catch (const InputError& e) {
+      // parse_json counts lines within the row (always 1); the file's line is in `where`.
+      std::string message = e.what();
+      const std::string inner = place.where + ":1:";
+      if (message.rfind(inner, 0) == 0) message = place.where + ":" + message.substr(inner.size());
+      throw InputError(message);
+    }
+    row(parsed, place);
   }
 }
 

@@ -9,9 +9,9 @@
 
 #include "fixtures/model_files.h"
 #include "fixtures/onnx_writer.h"
+#include "loraplan/data/dataset.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/model_loader.h"
-#include "loraplan/planner/token_lines.h"
 #include "run_cli.h"
 
 namespace loraplan::cli {
@@ -365,26 +365,34 @@ TEST(Hardening, ModelsByHuggingFaceIdInAnyCase) {
                      "--model: empty; give a profile name, a model folder or a model file");
 }
 
-TEST(Hardening, TokenLinesNameTheLineAndStayShallow) {
-  auto error_of = [](const std::string& text) {
+TEST(Hardening, DataRowsNameTheLineAndStayShallow) {
+  TempDir dir;
+  const std::string path = dir.file("data.jsonl");
+  auto error_of = [&](const std::string& text) {
+    write_text(path, text);
+    data::DatasetOptions o;
+    o.vocab = 100;
     try {
-      planner::parse_token_lines(text, "data.jsonl", 100);
+      data::for_each_sample(path, nullptr, o, [](data::Sample&&) {});
     } catch (const InputError& e) {
       return std::string(e.what());
     }
     return std::string("no error");
   };
-  EXPECT_EQ(planner::parse_token_lines("{\"input_ids\": [1, 2, 3]}\n\n{\"input_ids\": [4, 5]}\n",
-                                       "d", 100),
-            (std::vector<std::vector<int64_t>>{{1, 2, 3}, {4, 5}}));
   EXPECT_EQ(
       error_of("{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, " + std::string(150000, '[') + "]}\n"),
-      "data.jsonl:2: not a JSON object (expected {\"input_ids\": [...]})");
+      path + ":2: JSON row nests deeper than 64 levels");
   EXPECT_EQ(error_of("{\"input_ids\": [1, {\"deep\": [[[1]]]}]}"),
-            "data.jsonl:1: token an object of 1 field is not in [0, 100)");
-  EXPECT_EQ(error_of("{\"input_ids\": [1, 100]}"), "data.jsonl:1: token 100 is not in [0, 100)");
-  EXPECT_EQ(error_of("{\"input_ids\": [1]}"), "data.jsonl:1: a sequence needs at least 2 tokens");
-  EXPECT_EQ(error_of("\n  \n"), "data.jsonl: no sequences");
+            path +
+                ":1: \"input_ids\"[1] must be a token id below the vocabulary's 100, got an object "
+                "of 1 field");
+  EXPECT_EQ(error_of("{\"input_ids\": [1, 100]}"),
+            path + ":1: \"input_ids\"[1] must be a token id below the vocabulary's 100, got 100");
+  EXPECT_EQ(error_of("{\"input_ids\": [1]}"),
+            path + ":1: the row has no token to learn: after the first, every label is -100");
+  EXPECT_EQ(error_of("{\"input_ids\": [1, 2], \"labels\": [1, -100]}"),
+            path + ":1: the row has no token to learn: after the first, every label is -100");
+  EXPECT_EQ(error_of("{\"input_ids\": [1, 2, 3]}\n\n{\"input_ids\": [4, 5]}\n"), "no error");
 }
 
 TEST(Hardening, HelpNamesEveryExitCode) {
