@@ -83,7 +83,7 @@ void print_table(Io& io, const DataCommandFlags& f, const Lengths& l,
     io.out << " (" << reports::with_commas(s.truncated) << " rows truncated, "
            << reports::with_commas(s.truncated_tokens) << " tokens cut)";
   }
-  io.out << "\n";
+  io.out << (l.cache_hit ? "  (tokens from the cache: " + f.data.cache() + ")\n" : "\n");
   if (s.skipped) {
     io.out << "  skipped " << reports::with_commas(s.skipped)
            << " bad rows; the first: " << s.first_skipped << "\n";

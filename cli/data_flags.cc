@@ -5,12 +5,18 @@
 #include <map>
 
 #include "app.h"
+#include "loraplan/data/token_cache.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/reports/table.h"
 
 namespace loraplan::cli {
 
 namespace fs = std::filesystem;
+
+std::string DataFlags::cache() const {
+  if (no_cache) return "";
+  return cache_dir.empty() ? data::default_cache_dir() : cache_dir;
+}
 
 CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
   const bool required_data = command == DataFlagsFor::kDataCommand;
@@ -38,49 +44,62 @@ CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
       ->default_str("8");
   sub.add_flag("--skip-bad-rows", f.skip_bad_rows,
                "Skip rows that cannot be read (counted) instead of stopping at the first");
+  sub.add_option("--cache-dir", f.cache_dir,
+                 "Where tokenized datasets are kept (default: $LORAPLAN_CACHE, else "
+                 "$XDG_CACHE_HOME/loraplan or ~/.cache/loraplan)");
+  sub.add_flag("--no-cache", f.no_cache, "Tokenize --data again and keep nothing");
   sub.add_flag("--longest-first", f.longest_first,
                "Put the largest micro-batch first, so an out-of-memory comes at step 1");
   return data;
 }
 
-std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::string& model_spec) {
-  if (!f.tokenizer.empty()) return data::Tokenizer::load(f.tokenizer);
+std::optional<std::string> tokenizer_path(const DataFlags& f, const std::string& model_spec) {
+  if (!f.tokenizer.empty()) return f.tokenizer;
   if (model_spec.empty()) return std::nullopt;
   std::error_code ec;
   fs::path dir(model_spec);
   if (!fs::is_directory(dir, ec)) dir = dir.parent_path();
-  if (fs::exists(dir / "tokenizer.json", ec) && fs::exists(model_spec, ec)) {
-    return data::Tokenizer::load(dir.string());
-  }
+  if (fs::exists(dir / "tokenizer.json", ec) && fs::exists(model_spec, ec)) return dir.string();
   return std::nullopt;
 }
 
-data::DatasetOptions dataset_options(const DataFlags& f, const std::optional<data::Tokenizer>& tok,
-                                     int64_t vocab, int64_t seq_len) {
-  if (tok && vocab > 0 && tok->vocab_size() > vocab) {
-    throw InputError("--tokenizer: " + tok->source() + " has " +
-                     reports::with_commas(tok->vocab_size()) + " tokens, more than the model's " +
-                     reports::with_commas(vocab) + " embedding rows");
-  }
+data::DatasetSummary read_samples(const DataFlags& f, const std::string& model_spec, int64_t vocab,
+                                  int64_t seq_len,
+                                  const std::function<void(data::Sample&&)>& sample,
+                                  bool* cache_hit) {
+  const std::optional<std::string> path = tokenizer_path(f, model_spec);
+  std::optional<data::Tokenizer> tok;
+  const auto load = [&]() -> const data::Tokenizer* {
+    if (!path) return nullptr;
+    tok = data::Tokenizer::load(*path);
+    if (vocab > 0 && tok->vocab_size() > vocab) {
+      throw InputError("--tokenizer: " + tok->source() + " has " +
+                       reports::with_commas(tok->vocab_size()) + " tokens, more than the model's " +
+                       reports::with_commas(vocab) + " embedding rows");
+    }
+    return &*tok;
+  };
   data::DatasetOptions o;
   o.field = f.field;
   o.field_given = f.field_given;
   o.seq_len = seq_len;
   o.vocab = vocab;
   o.skip_bad_rows = f.skip_bad_rows;
-  return o;
+  return data::for_each_cached_sample(f.data, path ? data::tokenizer_fingerprint(*path) : "", load,
+                                      o, f.cache(), sample, cache_hit);
 }
 
 DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
                                     int64_t vocab, int64_t seq_len) {
-  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
-  const data::DatasetOptions o = dataset_options(f, tok, vocab, seq_len);
   DatasetLengths l;
-  l.summary = data::for_each_sample(f.data, tok ? &*tok : nullptr, o, [&](data::Sample&& s) {
-    l.trained.push_back(static_cast<int64_t>(s.ids.size()));
-    l.full.push_back(s.full_length);
-    l.tokens += static_cast<int64_t>(s.ids.size());
-  });
+  l.summary = read_samples(
+      f, model_spec, vocab, seq_len,
+      [&](data::Sample&& s) {
+        l.trained.push_back(static_cast<int64_t>(s.ids.size()));
+        l.full.push_back(s.full_length);
+        l.tokens += static_cast<int64_t>(s.ids.size());
+      },
+      &l.cache_hit);
   if (l.trained.empty()) throw InputError(f.data + ": no rows");
   return l;
 }

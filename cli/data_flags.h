@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,7 +29,12 @@ struct DataFlags {
   int64_t pad_multiple = 8;
   bool skip_bad_rows = false;
   bool longest_first = false;
-  uint64_t seed = 0;  // the epoch's order (estimate, plan)
+  uint64_t seed = 0;      // the epoch's order (estimate, plan)
+  std::string cache_dir;  // --cache-dir; empty: data::default_cache_dir()
+  bool no_cache = false;
+
+  // Where the token cache is, or "" for none.
+  std::string cache() const;
 };
 
 // Which command declares the flags: `data` requires --data and takes --batching and --seed
@@ -38,23 +44,28 @@ enum class DataFlagsFor { kDataCommand, kPlanning, kTraining };
 // Returns the --data option.
 CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command);
 
-// The tokenizer --tokenizer names, else the one in the --model folder (a model directory, or the
-// folder of a config.json / safetensors file), else none (pre-tokenized rows need none).
-std::optional<data::Tokenizer> load_tokenizer(const DataFlags& f, const std::string& model_spec);
+// The tokenizer --tokenizer names, else the --model folder's (a model directory, or the folder of
+// a config.json / safetensors file) when it holds tokenizer.json, else none (pre-tokenized rows
+// need none).
+std::optional<std::string> tokenizer_path(const DataFlags& f, const std::string& model_spec);
+
+// Reads --data through the token cache, loading the tokenizer only when the cache lacks the
+// dataset; pre-tokenized ids must be below `vocab`, and the tokenizer must have no more tokens.
+data::DatasetSummary read_samples(const DataFlags& f, const std::string& model_spec, int64_t vocab,
+                                  int64_t seq_len,
+                                  const std::function<void(data::Sample&&)>& sample,
+                                  bool* cache_hit);
 
 // A dataset's sequence lengths, as trained (cut to T) and as written.
 struct DatasetLengths {
+  bool cache_hit = false;  // the rows came from the token cache
   std::vector<int64_t> trained;
   std::vector<int64_t> full;
   data::DatasetSummary summary;
   int64_t tokens = 0;  // trained tokens
 };
 
-// The options of read_dataset_lengths and read_dataset.
-data::DatasetOptions dataset_options(const DataFlags& f, const std::optional<data::Tokenizer>& tok,
-                                     int64_t vocab, int64_t seq_len);
-
-// Reads --data with the tokenizer load_tokenizer finds; ids of pre-tokenized rows must be below
+// Reads --data (read_samples); ids of pre-tokenized rows must be below
 // `vocab` (0: the tokenizer's). InputError when no row is left.
 DatasetLengths read_dataset_lengths(const DataFlags& f, const std::string& model_spec,
                                     int64_t vocab, int64_t seq_len);

@@ -11,6 +11,7 @@
 #include "config_flags.h"
 #include "data_flags.h"
 #include "loraplan/data/dataset.h"
+#include "loraplan/data/token_cache.h"
 #include "loraplan/executor/backend.h"
 #include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/errors.h"
@@ -66,15 +67,15 @@ TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
         "--batching packed: train cannot yet restart positions and attention at each document "
         "of a packed row (estimate and plan model it); use longest or tokens:N");
   }
-  const std::optional<data::Tokenizer> tok = load_tokenizer(f, model_spec);
-  const data::DatasetOptions o = dataset_options(f, tok, q.model.vocab, q.config.seq_len);
-  d.lengths.summary =
-      data::for_each_sample(f.data, tok ? &*tok : nullptr, o, [&](data::Sample&& s) {
+  d.lengths.summary = read_samples(
+      f, model_spec, q.model.vocab, q.config.seq_len,
+      [&](data::Sample&& s) {
         d.lengths.trained.push_back(static_cast<int64_t>(s.ids.size()));
         d.lengths.full.push_back(s.full_length);
         d.lengths.tokens += static_cast<int64_t>(s.ids.size());
         q.sequences.push_back({std::move(s.ids), std::move(s.labels)});
-      });
+      },
+      &d.lengths.cache_hit);
   if (q.sequences.empty()) throw InputError(f.data + ": no rows");
   d.batches =
       batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch, q.seed, "longest");

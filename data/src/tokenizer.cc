@@ -1,5 +1,8 @@
 #include "loraplan/data/tokenizer.h"
 
+#include <xxhash.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <unordered_map>
 
@@ -26,6 +29,7 @@ struct Tokenizer::Impl {
   std::unique_ptr<PostProcessor> post_processor;
   std::unique_ptr<Decoder> decoder;
   SpecialToken bos, eos, pad;
+  std::string fingerprint;
 
   int32_t find(std::string_view token) const {
     if (const auto it = added_by_text.find(token); it != added_by_text.end()) return it->second;
@@ -162,19 +166,54 @@ void Tokenizer::Impl::read_config(const std::string& path) {
   }
 }
 
-Tokenizer Tokenizer::load(const std::string& path) {
+std::string tokenizer_file(const std::string& path) {
   std::error_code ec;
-  std::string file = path;
-  if (fs::is_directory(path, ec)) {
-    file = (fs::path(path) / "tokenizer.json").string();
-    if (!fs::exists(file, ec)) throw InputError(path + ": no tokenizer.json in this folder");
-  }
+  if (!fs::is_directory(path, ec)) return path;
+  const std::string file = (fs::path(path) / "tokenizer.json").string();
+  if (!fs::exists(file, ec)) throw InputError(path + ": no tokenizer.json in this folder");
+  return file;
+}
+
+namespace {
+
+// tokenizer_config.json beside a tokenizer.json, or "" when there is none.
+std::string config_beside(const std::string& file) {
+  std::error_code ec;
+  const fs::path config = fs::path(file).parent_path() / "tokenizer_config.json";
+  return fs::is_regular_file(config, ec) ? config.string() : "";
+}
+
+std::string fingerprint_of(const std::string& text, const std::string& config_text) {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_128bits_reset(state);
+  XXH3_128bits_update(state, text.data(), text.size());
+  XXH3_128bits_update(state, "", 1);  // the NUL between the files
+  XXH3_128bits_update(state, config_text.data(), config_text.size());
+  const XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  char out[33];
+  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return out;
+}
+
+}  // namespace
+
+std::string tokenizer_fingerprint(const std::string& path) {
+  const std::string file = tokenizer_file(path), config = config_beside(file);
+  return fingerprint_of(planner::read_text_file(file),
+                        config.empty() ? "" : planner::read_text_file(config));
+}
+
+Tokenizer Tokenizer::load(const std::string& path) {
+  const std::string file = tokenizer_file(path);
   auto impl = std::make_unique<Impl>();
   impl->source = file;
   const std::string text = planner::read_text_file(file);
   impl->read(planner::parse_json(text, file, "tokenizer.json"), Where{file, ""});
-  const fs::path config = fs::path(file).parent_path() / "tokenizer_config.json";
-  if (fs::is_regular_file(config, ec)) impl->read_config(config.string());
+  const std::string config = config_beside(file);
+  if (!config.empty()) impl->read_config(config);
+  impl->fingerprint = fingerprint_of(text, config.empty() ? "" : planner::read_text_file(config));
   return Tokenizer(std::move(impl));
 }
 
@@ -182,6 +221,7 @@ Tokenizer Tokenizer::parse(const std::string& json_text, const std::string& wher
   auto impl = std::make_unique<Impl>();
   impl->source = where;
   impl->read(planner::parse_json(json_text, where, "tokenizer.json"), Where{where, ""});
+  impl->fingerprint = fingerprint_of(json_text, "");
   return Tokenizer(std::move(impl));
 }
 
@@ -264,5 +304,6 @@ const SpecialToken& Tokenizer::bos() const { return impl_->bos; }
 const SpecialToken& Tokenizer::eos() const { return impl_->eos; }
 const SpecialToken& Tokenizer::pad() const { return impl_->pad; }
 const std::string& Tokenizer::source() const { return impl_->source; }
+const std::string& Tokenizer::fingerprint() const { return impl_->fingerprint; }
 
 }  // namespace loraplan::data

@@ -52,11 +52,18 @@ class Tokenizer {
   const SpecialToken& eos() const;
   const SpecialToken& pad() const;
   const std::string& source() const;  // the tokenizer.json read
+  // A content hash of tokenizer.json and tokenizer_config.json (the token cache's key).
+  const std::string& fingerprint() const;
 
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The tokenizer.json that Tokenizer::load(path) reads (path itself, or path/tokenizer.json).
+std::string tokenizer_file(const std::string& path);
+// Tokenizer::load(path).fingerprint() without parsing anything: a hash of the files' bytes.
+std::string tokenizer_fingerprint(const std::string& path);
 
 }  // namespace loraplan::data
