@@ -162,10 +162,21 @@ class Mapped {
     return h;
   }
   const char* data() const { return data_; }
+  // Lets the kernel drop the pages of [0, end) already read, so that replaying a large cache keeps
+  // a bounded resident set (the file's pages are reread if ever touched again).
+  void release_before(size_t end) const {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t cut = end / page * page;
+    if (cut > released_) {
+      ::madvise(const_cast<char*>(data_) + released_, cut - released_, MADV_DONTNEED);
+      released_ = cut;
+    }
+  }
 
  private:
   const char* data_ = nullptr;
   size_t size_ = 0;
+  mutable size_t released_ = 0;
 };
 
 // Replays a valid cache file; false (nothing called) when its entries do not hold together.
@@ -202,6 +213,10 @@ bool replay(const Mapped& m, const DatasetOptions& o, const std::function<void(S
     s.labels.assign(ids + e.length, ids + e.length + n);
     ++summary.rows;
     sample(std::move(s));
+    constexpr size_t kReleaseEvery = size_t{64} << 20;  // bytes of tokens read
+    const size_t read_to = sizeof(Header) + (e.offset + 2 * uint64_t{e.length}) * sizeof(int32_t);
+    if (read_to % kReleaseEvery < 2 * uint64_t{e.length} * sizeof(int32_t))
+      m.release_before(read_to);
   }
   return true;
 }
