@@ -191,14 +191,7 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& j, const Where& wher
     return std::make_unique<Metaspace>(char_field(j, "replacement", where), scheme != "never");
   }
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<Decoder>> parts;
-    const nlohmann::json& list = array_field(j, "decoders", where);
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (auto p = make_decoder(list[i], where.at(".decoders[" + std::to_string(i) + "]"))) {
-        parts.push_back(std::move(p));
-      }
-    }
-    return std::make_unique<Sequence>(std::move(parts));
+    return std::make_unique<Sequence>(sequence_parts<Decoder>(j, "decoders", where, make_decoder));
   }
   where.fail("unsupported decoder \"" + type +
              "\" (loraplan reads ByteLevel, ByteFallback, Fuse, Strip, Replace, Metaspace and "

@@ -187,14 +187,8 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& j, const Where
                                    bool_field(j, "strip_right", true, where));
   }
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<Normalizer>> parts;
-    const nlohmann::json& list = array_field(j, "normalizers", where);
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (auto p = make_normalizer(list[i], where.at(".normalizers[" + std::to_string(i) + "]"))) {
-        parts.push_back(std::move(p));
-      }
-    }
-    return std::make_unique<Sequence>(std::move(parts));
+    return std::make_unique<Sequence>(
+        sequence_parts<Normalizer>(j, "normalizers", where, make_normalizer));
   }
   where.fail("unsupported normalizer \"" + type +
              "\" (loraplan reads NFC, NFD, NFKC, NFKD, Lowercase, Prepend, Replace, Strip and "

@@ -71,6 +71,21 @@ const nlohmann::json& array_field(const nlohmann::json& j, const char* key, cons
 // The one-character string of a field ("replacement": "▁"), as UTF-8.
 std::string char_field(const nlohmann::json& j, const char* key, const Where& where);
 
+// The parts listed under `key` of a Sequence, each read by `make` (null entries left out).
+template <class Part>
+std::vector<std::unique_ptr<Part>> sequence_parts(
+    const nlohmann::json& j, const char* key, const Where& where,
+    std::unique_ptr<Part> (*make)(const nlohmann::json&, const Where&)) {
+  std::vector<std::unique_ptr<Part>> parts;
+  const nlohmann::json& list = array_field(j, key, where);
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (auto p = make(list[i], where.at("." + std::string(key) + "[" + std::to_string(i) + "]"))) {
+      parts.push_back(std::move(p));
+    }
+  }
+  return parts;
+}
+
 // A {"String"} or {"Regex"} pattern; `where` names the field in errors.
 struct Pattern;
 std::unique_ptr<Pattern> read_pattern(const nlohmann::json& j, const Where& where);

@@ -111,15 +111,8 @@ std::unique_ptr<PostProcessor> make_post_processor(const nlohmann::json& j, cons
   }
   if (type == "ByteLevel") return std::make_unique<Identity>();  // it only moves offsets
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<PostProcessor>> parts;
-    const nlohmann::json& list = array_field(j, "processors", where);
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (auto p =
-              make_post_processor(list[i], where.at(".processors[" + std::to_string(i) + "]"))) {
-        parts.push_back(std::move(p));
-      }
-    }
-    return std::make_unique<Sequence>(std::move(parts));
+    return std::make_unique<Sequence>(
+        sequence_parts<PostProcessor>(j, "processors", where, make_post_processor));
   }
   where.fail("unsupported post-processor \"" + type +
              "\" (loraplan reads TemplateProcessing, BertProcessing, RobertaProcessing, ByteLevel "

@@ -307,15 +307,8 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& j, const 
     return std::make_unique<CharSplit>(is_whitespace, Behavior::kRemoved);
   if (type == "Whitespace") return std::make_unique<Whitespace>();
   if (type == "Sequence") {
-    std::vector<std::unique_ptr<PreTokenizer>> parts;
-    const nlohmann::json& list = array_field(j, "pretokenizers", where);
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (auto p =
-              make_pre_tokenizer(list[i], where.at(".pretokenizers[" + std::to_string(i) + "]"))) {
-        parts.push_back(std::move(p));
-      }
-    }
-    return std::make_unique<Sequence>(std::move(parts));
+    return std::make_unique<Sequence>(
+        sequence_parts<PreTokenizer>(j, "pretokenizers", where, make_pre_tokenizer));
   }
   where.fail("unsupported pre-tokenizer \"" + type +
              "\" (loraplan reads Split, ByteLevel, Metaspace, Digits, Whitespace, "
