@@ -28,11 +28,19 @@ struct PlanFlags {
 
 // What --data adds to the plan: the data, its batching and the chosen plan's worst micro-batch.
 // train does not read it back yet; give train the same --data and --batching.
+// The batching a search tries at micro-batch B: --batching, or "tokens:B*T" for a token budget
+// of the micro-batch's own size.
+std::string batching_at(const std::string& policy, int64_t micro_batch, int64_t seq_len) {
+  return policy == "tokens:BT" ? "tokens:" + std::to_string(micro_batch * seq_len) : policy;
+}
+
 nlohmann::json data_section(const PlanFlags& f, const DatasetLengths& lengths,
-                            const planner::PlanSearch& search) {
+                            const planner::PlanSearch& search, const std::string& policy) {
   const planner::TrainConfig& c = search.chosen.config;
+  DataFlags data = f.data;
+  data.batching = batching_at(policy, c.micro_batch, c.seq_len);
   const DatasetBatches b =
-      batch_dataset(f.data, lengths, c.seq_len, c.micro_batch, f.data.seed, "longest");
+      batch_dataset(data, lengths, c.seq_len, c.micro_batch, f.data.seed, "longest");
   const DatasetShapes shapes = shapes_of(b.batches);
   const planner::ShapeCount& w = search.worst_shape;
   std::vector<int64_t> rows;
@@ -94,18 +102,37 @@ Handler define_plan(CLI::App& sub) {
     if (device.budget_bytes <= 0)
       throw InputError("--budget: plan needs a memory budget with --device cpu");
     planner::SearchSpace space = resolve_search(f->search, f->config, device.budget_bytes);
+    const planner::Rates rates = device_rates(f->config, base);
     std::shared_ptr<const DatasetLengths> lengths;
-    if (!f->data.data.empty()) {
+    std::string policy;  // the batching of the chosen plan (with --data)
+    planner::PlanSearch search;
+    if (f->data.data.empty()) {
+      search = planner::search_plan(model, base, device, rates, space);
+    } else {
       lengths = std::make_shared<const DatasetLengths>(
           read_dataset_lengths(f->data, f->config.model, model.vocab, base.seq_len));
-      space.data_shapes = [f, lengths, T = base.seq_len](int64_t micro_batch) {
-        const DatasetShapes s = shapes_of(
-            batch_dataset(f->data, *lengths, T, micro_batch, f->data.seed, "longest").batches);
-        return planner::DataShapes{s.epoch, s.frontier};
-      };
+      // Without --batching: padding to the longest and a token budget of B x T, the faster wins.
+      const std::vector<std::string> policies =
+          f->data.batching.empty() ? std::vector<std::string>{"longest", "tokens:BT"}
+                                   : std::vector<std::string>{f->data.batching};
+      for (const std::string& p : policies) {
+        space.data_shapes = [f, lengths, p, T = base.seq_len](int64_t micro_batch) {
+          DataFlags data = f->data;
+          data.batching = batching_at(p, micro_batch, T);
+          const DatasetShapes s = shapes_of(
+              batch_dataset(data, *lengths, T, micro_batch, f->data.seed, "longest").batches);
+          return planner::DataShapes{s.epoch, s.frontier};
+        };
+        planner::PlanSearch candidate = planner::search_plan(model, base, device, rates, space);
+        const bool better =
+            candidate.found &&
+            (!search.found || candidate.chosen.cost.tokens_per_s > search.chosen.cost.tokens_per_s);
+        if (better || policy.empty()) {
+          search = std::move(candidate);
+          policy = p;
+        }
+      }
     }
-    const planner::Rates rates = device_rates(f->config, base);
-    const planner::PlanSearch search = planner::search_plan(model, base, device, rates, space);
     const planner::PlanInputs view{f->config.model, model, device, rates, space, search};
     if (!search.found) {
       if (f->format == "json") {
@@ -119,7 +146,7 @@ Handler define_plan(CLI::App& sub) {
     nlohmann::json plan = planner::plan_json(view);
     std::string data_lines;
     if (lengths) {
-      const nlohmann::json d = data_section(*f, *lengths, search);
+      const nlohmann::json d = data_section(*f, *lengths, search, policy);
       plan["data"] = d;
       data_lines = data_text(d);
     }

@@ -123,7 +123,7 @@ TEST(PlanData, ShortRowsLetThePlanTakeBiggerMicroBatchesAndItsWorstBatchFits) {
   }
   loraplan::testing::write_text(dir.file("d.jsonl"), rows);
   const nlohmann::json fixed = plan_json({});
-  const nlohmann::json data = plan_json({"--data", dir.file("d.jsonl")});
+  const nlohmann::json data = plan_json({"--data", dir.file("d.jsonl"), "--batching", "longest"});
   const nlohmann::json& w = data["data"]["worst_batch"];
   EXPECT_EQ(w["seq_len"], 64);  // rows of 50-59 tokens, padded to a multiple of 8
   EXPECT_EQ(w["peak_bytes"], data["prediction"]["peak_bytes"]);
@@ -135,20 +135,58 @@ TEST(PlanData, ShortRowsLetThePlanTakeBiggerMicroBatchesAndItsWorstBatchFits) {
   // Estimating the chosen plan on the same data gives the same worst-batch peak.
   const auto& c = data["config"];
   const auto r =
-      testing::run_cli({"estimate", "--model", "qwen2.5-0.5b", "--gpu", "rtx-4060", "--seq-len",
-                        "2048", "--micro-batch", std::to_string(c["micro_batch"].get<int64_t>()),
-                        "--grad-accum", std::to_string(c["grad_accum"].get<int64_t>()),
-                        "--checkpoint", c["checkpoint_layers"].empty() ? "none" : "all", "--loss",
+      testing::run_cli({"estimate",
+                        "--model",
+                        "qwen2.5-0.5b",
+                        "--gpu",
+                        "rtx-4060",
+                        "--seq-len",
+                        "2048",
+                        "--micro-batch",
+                        std::to_string(c["micro_batch"].get<int64_t>()),
+                        "--grad-accum",
+                        std::to_string(c["grad_accum"].get<int64_t>()),
+                        "--checkpoint",
+                        c["checkpoint_layers"].empty() ? "none" : "all",
+                        "--loss",
                         c["loss"]["kind"] == "full"
                             ? "full"
                             : "chunked:" + std::to_string(c["loss"]["chunk_tokens"].get<int64_t>()),
-                        "--data", dir.file("d.jsonl"), "--format", "json"});
+                        "--data",
+                        dir.file("d.jsonl"),
+                        "--batching",
+                        "longest",
+                        "--format",
+                        "json"});
   ASSERT_TRUE(c["checkpoint_layers"].empty()) << "the short data needs no checkpointing";
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json e = nlohmann::json::parse(r.out);
   // plan's peak is capped at budget - margin by the allocator model; estimate's uses the budget.
   EXPECT_EQ(e["worst_batch"]["seq_len"], 64);
   EXPECT_EQ(e["worst_batch"]["micro_batch"], c["micro_batch"]);
+}
+
+TEST(PlanData, WithoutBatchingTheFasterOfLongestAndATokenBudgetIsChosen) {
+  loraplan::testing::TempDir dir;
+  std::string rows;
+  for (int i = 0; i < 200; ++i) {
+    nlohmann::json ids = nlohmann::json::array();
+    for (int k = 0; k < (i % 40 == 3 ? 1900 : 40 + i % 30); ++k) ids.push_back(100 + k % 50);
+    rows += nlohmann::json({{"input_ids", ids}}).dump() + "\n";
+  }
+  loraplan::testing::write_text(dir.file("d.jsonl"), rows);
+  const nlohmann::json longest =
+      plan_json({"--data", dir.file("d.jsonl"), "--batching", "longest"});
+  const nlohmann::json best = plan_json({"--data", dir.file("d.jsonl")});
+  const double longest_speed = longest["data"]["tokens_per_s"],
+               best_speed = best["data"]["tokens_per_s"];
+  EXPECT_GE(best_speed, longest_speed);
+  // Short rows with a few long ones: a budget of B x T tokens packs many short rows per step.
+  const int64_t budget = best["config"]["micro_batch"].get<int64_t>() * 2048;
+  EXPECT_EQ(best["data"]["batching"], "tokens:" + std::to_string(budget));
+  EXPECT_GT(best_speed, 1.5 * longest_speed);
+  EXPECT_LE(best["data"]["worst_batch"]["peak_bytes"].get<int64_t>(),
+            best["hardware"]["limit_bytes"].get<int64_t>());
 }
 
 }  // namespace
