@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
     tokens = 0;
     const auto start = std::chrono::steady_clock::now();
     for (const std::string& r : rows) tokens += tok.encode(r).size();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::printf("loraplan: %zu rows, %zu bytes, %zu tokens, best of %d: %.3f s, %.0f tokens/s\n",
               rows.size(), bytes, tokens, repeats, best, tokens / best);

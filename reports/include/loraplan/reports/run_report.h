@@ -66,7 +66,7 @@ struct RunReport {
   // "data.shapes_run": the micro-batch shapes (B, T) a run on a dataset ran; empty: every
   // micro-batch was the configuration's B x T.
   std::vector<std::pair<int64_t, int64_t>> data_shapes;
-  std::string error;          // "" when the run completed
+  std::string error;  // "" when the run completed
 };
 
 // Parses report.json text; `where` names it in errors: `run/report.json:12: "measured.phases[3]"
