@@ -29,8 +29,9 @@ struct DataFlags {
   int64_t pad_multiple = 8;
   bool skip_bad_rows = false;
   bool longest_first = false;
-  uint64_t seed = 0;      // the epoch's order (estimate, plan)
-  std::string cache_dir;  // --cache-dir; empty: data::default_cache_dir()
+  uint64_t seed = 0;            // the epoch's order (estimate, plan; train --plan: the plan's)
+  bool seed_from_plan = false;  // train: order by `seed`, not train's own --seed
+  std::string cache_dir;        // --cache-dir; empty: data::default_cache_dir()
   bool no_cache = false;
 
   // Where the token cache is, or "" for none.

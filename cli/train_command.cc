@@ -16,6 +16,7 @@
 #include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
+#include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
 #include "loraplan/reports/estimate_report.h"
@@ -77,8 +78,8 @@ TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
       },
       &d.lengths.cache_hit);
   if (q.sequences.empty()) throw InputError(f.data + ": no rows");
-  d.batches =
-      batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch, q.seed, "longest");
+  d.batches = batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch,
+                            f.seed_from_plan ? f.seed : q.seed, "longest");
   for (const data::MicroBatch& b : d.batches.batches) q.batches.push_back({b.rows, b.seq_len});
   d.shapes = shapes_of(d.batches.batches);
   d.estimates = planner::estimate_shapes(q.model, q.config, device, d.shapes.frontier);
@@ -119,6 +120,45 @@ nlohmann::json data_json(const TrainData& d, const std::string& path, int64_t st
             {"seq_len", w.seq_len},
             {"rows", w.rows},
             {"predicted_peak_bytes", d.estimates.estimates[d.estimates.worst].peak_bytes}}}};
+}
+
+// A plan made with --data fits that data batched that way: train takes its batching, padding and
+// order, and refuses other data or another batching rather than run what the plan did not check.
+void apply_plan_data(const std::string& plan_path, const CLI::App& sub, DataFlags& f) {
+  const std::string text = planner::read_text_file(plan_path);
+  const nlohmann::json plan = planner::parse_json(text, plan_path, "plan");
+  if (!plan.is_object() || !plan.contains("data")) return;  // a plan for B x T micro-batches
+  const nlohmann::json& d = plan["data"];
+  const auto field = [&](const char* key) -> const nlohmann::json& {
+    if (!d.is_object() || !d.contains(key)) {
+      throw InputError(located(plan_path, json_key_line(text, "data"),
+                               "\"data\" has no \"" + std::string(key) + "\""));
+    }
+    return d[key];
+  };
+  const std::string path = field("path").is_string() ? field("path").get<std::string>() : "";
+  const std::string batching =
+      field("batching").is_string() ? field("batching").get<std::string>() : "";
+  if (f.data.empty()) {
+    throw InputError("--plan: " + plan_path + " was made for the data " + path + " (batching " +
+                     batching + "); give it as --data");
+  }
+  if (!field("hash").is_string() || field("hash").get<std::string>() != data::file_hash(f.data)) {
+    throw InputError("--data: " + f.data + " is not the data " + plan_path + " was made for (" +
+                     path + "); plan again with this data");
+  }
+  if (!f.batching.empty() && f.batching != batching) {
+    throw InputError("--batching: " + plan_path + " was made for --batching " + batching +
+                     ", not " + f.batching);
+  }
+  f.batching = batching;
+  if (field("seed").is_number_unsigned()) {
+    f.seed = field("seed").get<uint64_t>();  // the order the plan's shapes came from
+    f.seed_from_plan = true;
+  }
+  if (sub.get_option("--pad-multiple")->count() == 0 && field("pad_multiple").is_number_integer()) {
+    f.pad_multiple = field("pad_multiple").get<int64_t>();
+  }
 }
 
 nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q,
@@ -217,6 +257,7 @@ Handler define_train(CLI::App& sub) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
     RunSpec run = resolve_run(sub, f->config, f->plan);
+    if (!f->plan.empty()) apply_plan_data(f->plan, sub, f->data);
     planner::WeightFiles weights = planner::safetensors_weights(run.model_spec);
     q.model = std::move(run.model);
     q.config = run.config;

@@ -111,5 +111,45 @@ TEST(TrainDataRefusal, PackedRowsAreRefusedNotRunAsSomethingElse) {
             "tokens:N\n");
 }
 
+TEST(TrainDataPlan, APlanMadeForDataRunsOnlyThatDataBatchedItsWay) {
+  TempDir dir;
+  write_text(dir.file("d.jsonl"), skewed_rows(120, 128, 3));
+  write_text(dir.file("other.jsonl"), skewed_rows(60, 128, 4));
+  const std::string plan = dir.file("plan.json");
+  const testing::Result made = run({"plan", "--model", "tiny-llama", "--device", "cpu", "--budget",
+                                    "8MiB", "--compute-dtype", "fp32", "--seq-len", "128", "--data",
+                                    dir.file("d.jsonl"), "-o", plan});
+  ASSERT_EQ(made.code, 0) << made.err;
+  const nlohmann::json p = nlohmann::json::parse(read_text(plan));
+  const std::string batching = p["data"]["batching"];
+  const testing::Result r = run({"train", "--plan", plan, "--data", dir.file("d.jsonl"), "--steps",
+                                 "2", "--out", dir.file("run")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(read_text(dir.file("run/report.json")));
+  EXPECT_EQ(report["data"]["batching"], batching);
+  EXPECT_EQ(report["data"]["worst_batch"]["predicted_peak_bytes"].get<int64_t>() > 0, true);
+  // The plan's worst micro-batch is the one train predicts for the same data and order.
+  EXPECT_EQ(report["data"]["worst_batch"]["seq_len"], p["data"]["worst_batch"]["seq_len"]);
+  EXPECT_EQ(report["data"]["worst_batch"]["micro_batch"], p["data"]["worst_batch"]["micro_batch"]);
+
+  testing::Result refused = run({"train", "--plan", plan, "--out", dir.file("run2")});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_EQ(refused.err, "loraplan: error: --plan: " + plan + " was made for the data " +
+                             dir.file("d.jsonl") + " (batching " + batching +
+                             "); give it as --data\n");
+  refused =
+      run({"train", "--plan", plan, "--data", dir.file("other.jsonl"), "--out", dir.file("run2")});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_EQ(refused.err, "loraplan: error: --data: " + dir.file("other.jsonl") +
+                             " is not the data " + plan + " was made for (" + dir.file("d.jsonl") +
+                             "); plan again with this data\n");
+  const std::string other = batching == "longest" ? "fixed" : "longest";
+  refused = run({"train", "--plan", plan, "--data", dir.file("d.jsonl"), "--batching", other,
+                 "--out", dir.file("run2")});
+  EXPECT_EQ(refused.code, 2);
+  EXPECT_EQ(refused.err, "loraplan: error: --batching: " + plan + " was made for --batching " +
+                             batching + ", not " + other + "\n");
+}
+
 }  // namespace
 }  // namespace loraplan::cli
