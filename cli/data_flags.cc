@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <map>
+#include <numeric>
 
 #include "app.h"
 #include "loraplan/data/token_cache.h"
@@ -44,6 +45,15 @@ CLI::Option* add_data_flags(CLI::App& sub, DataFlags& f, DataFlagsFor command) {
       ->default_str("8");
   sub.add_flag("--skip-bad-rows", f.skip_bad_rows,
                "Skip rows that cannot be read (counted) instead of stopping at the first");
+  if (!required_data) {
+    sub.add_option("--eval-data", f.eval_data,
+                   "Evaluation rows (the --data formats): the eval step's forward is part of the "
+                   "peak")
+        ->check(CLI::ExistingFile);
+    sub.add_option("--eval-batch", f.eval_batch,
+                   "Sequences per eval micro-batch (default: --micro-batch)")
+        ->check(positive_integer());
+  }
   sub.add_option("--cache-dir", f.cache_dir,
                  "Where tokenized datasets are kept (default: $LORAPLAN_CACHE, else "
                  "$XDG_CACHE_HOME/loraplan or ~/.cache/loraplan)");
@@ -140,6 +150,44 @@ DatasetShapes shapes_of(const std::vector<data::MicroBatch>& batches) {
     out.frontier_batch.push_back(g.batch);
   }
   return out;
+}
+
+std::vector<data::MicroBatch> apply_eval_data(const DataFlags& f, const std::string& model_spec,
+                                              int64_t vocab, planner::TrainConfig& c,
+                                              const std::function<void(data::Sample&&)>& sample) {
+  if (f.eval_data.empty()) return {};
+  DataFlags eval = f;
+  eval.data = f.eval_data;
+  std::vector<int64_t> lengths;
+  read_samples(
+      eval, model_spec, vocab, c.seq_len,
+      [&](data::Sample&& s) {
+        lengths.push_back(static_cast<int64_t>(s.ids.size()));
+        if (sample) sample(std::move(s));
+      },
+      nullptr);
+  if (lengths.empty()) throw InputError("--eval-data: " + f.eval_data + ": no rows");
+  std::vector<int64_t> order(lengths.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  const int64_t B = f.eval_batch > 0 ? f.eval_batch : c.micro_batch;
+  const int64_t K = f.pad_multiple;
+  std::vector<data::MicroBatch> batches;
+  for (size_t i = 0; i < order.size(); i += static_cast<size_t>(B)) {
+    data::MicroBatch b;
+    b.rows.assign(order.begin() + static_cast<std::ptrdiff_t>(i),
+                  order.begin() + static_cast<std::ptrdiff_t>(
+                                      std::min(order.size(), i + static_cast<size_t>(B))));
+    for (const int64_t r : b.rows) b.tokens += lengths[r];
+    b.sequences = static_cast<int64_t>(b.rows.size());
+    b.seq_len =
+        std::min((lengths[b.rows[0]] + K - 1) / K * K, std::max(c.seq_len, lengths[b.rows[0]]));
+    batches.push_back(std::move(b));
+  }
+  c.eval_micro_batch = batches[0].sequences;
+  c.eval_seq_len = batches[0].seq_len;
+  return batches;
 }
 
 std::string rows_text(const std::vector<int64_t>& rows) {

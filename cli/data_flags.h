@@ -31,6 +31,8 @@ struct DataFlags {
   bool longest_first = false;
   uint64_t seed = 0;            // the epoch's order (estimate, plan; train --plan: the plan's)
   bool seed_from_plan = false;  // train: order by `seed`, not train's own --seed
+  std::string eval_data;        // --eval-data FILE
+  int64_t eval_batch = 0;       // --eval-batch; 0: the micro-batch
   std::string cache_dir;        // --cache-dir; empty: data::default_cache_dir()
   bool no_cache = false;
 
@@ -87,6 +89,14 @@ struct DatasetShapes {
   std::vector<size_t> frontier_batch;  // of each frontier shape, its micro-batch of most tokens
 };
 DatasetShapes shapes_of(const std::vector<data::MicroBatch>& batches);
+
+// The eval set (--eval-data) as train evaluates it: its rows longest first, --eval-batch at a
+// time, each padded to its longest (a multiple of --pad-multiple), so the first micro-batch is
+// the largest in both B and T; sets c's eval step to that shape. Every sample read is passed to
+// `sample` (may be empty). Nothing when --eval-data is not given.
+std::vector<data::MicroBatch> apply_eval_data(const DataFlags& f, const std::string& model_spec,
+                                              int64_t vocab, planner::TrainConfig& c,
+                                              const std::function<void(data::Sample&&)>& sample);
 
 // "rows 81, 1,683, 1,517, 1,650" (up to four, then the count).
 std::string rows_text(const std::vector<int64_t>& rows);

@@ -93,6 +93,7 @@ Handler define_estimate(CLI::App& sub) {
   return [f](Io& io) {
     const planner::ModelDesc model = planner::load_model(f->config.model);
     planner::TrainConfig config = resolve_config(f->config, model);
+    apply_eval_data(f->data, f->config.model, model.vocab, config, {});
     const planner::DeviceModel device = resolve_device(f->config);
     std::optional<DataPart> data;
     planner::Estimate e;

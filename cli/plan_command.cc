@@ -99,7 +99,8 @@ Handler define_plan(CLI::App& sub) {
     if (sub.get_option("--out")->count() > 0 && f->out.empty())
       throw InputError("--out: empty; give a file name");
     const planner::ModelDesc model = planner::load_model(f->config.model);
-    const planner::TrainConfig base = resolve_config(f->config, model);
+    planner::TrainConfig base = resolve_config(f->config, model);
+    apply_eval_data(f->data, f->config.model, model.vocab, base, {});
     const planner::DeviceModel device = resolve_device(f->config);
     if (device.budget_bytes <= 0)
       throw InputError("--budget: plan needs a memory budget with --device cpu");

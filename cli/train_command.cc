@@ -39,6 +39,7 @@ struct TrainFlags {
   uint64_t seed = 0;
   int threads = 1;
   double max_grad_norm = 1.0;
+  int64_t eval_every = 0;
 };
 
 // What the run was, beside the request: the --model reference and the GPU it was planned for.
@@ -193,13 +194,15 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   }
   j["steps"] = nlohmann::json::array();
   for (const executor::StepMeasure& s : r.steps) {
-    j["steps"].push_back({{"step", s.step},
-                          {"loss", s.loss},
-                          {"tokens", s.tokens},
-                          {"tokens_per_s", s.tokens_per_s},
-                          {"peak_bytes", s.peak_bytes},
-                          {"reserved_peak_bytes", s.reserved_peak_bytes},
-                          {"lr", s.lr}});
+    j["steps"].push_back(
+        {{"step", s.step},
+         {"loss", s.loss},
+         {"tokens", s.tokens},
+         {"eval_loss", s.eval_loss >= 0 ? nlohmann::json(s.eval_loss) : nlohmann::json()},
+         {"tokens_per_s", s.tokens_per_s},
+         {"peak_bytes", s.peak_bytes},
+         {"reserved_peak_bytes", s.reserved_peak_bytes},
+         {"lr", s.lr}});
   }
   j["out_of_memory"] = r.out_of_memory;
   j["diverged_step"] = r.diverged_step > 0 ? nlohmann::json(r.diverged_step) : nlohmann::json();
@@ -250,6 +253,10 @@ Handler define_train(CLI::App& sub) {
           },
           "1..1024"))
       ->default_str("1");
+  sub.add_option("--eval-every", f->eval_every,
+                 "With --eval-data: evaluate after every N optimizer steps (and after the last)")
+      ->check(non_negative_integer())
+      ->default_str("0");
   sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")
       ->check(non_negative_number())
       ->default_str("1.0");
@@ -275,6 +282,29 @@ Handler define_train(CLI::App& sub) {
                      : f->plan.empty()         ? 0
                                                : run.device.budget_bytes;
     q.out_dir = f->out;
+    const planner::TrainConfig planned = q.config;  // with --plan, its eval step
+    const std::vector<data::MicroBatch> eval_batches =
+        apply_eval_data(f->data, run.model_spec, q.model.vocab, q.config, [&](data::Sample&& s) {
+          q.eval_sequences.push_back({std::move(s.ids), std::move(s.labels)});
+        });
+    for (const data::MicroBatch& b : eval_batches) q.eval_batches.push_back({b.rows, b.seq_len});
+    q.eval_every = f->eval_every;
+    if (!f->plan.empty() && planned.has_eval()) {
+      const std::string shape =
+          std::to_string(planned.eval_micro_batch) + " x " + std::to_string(planned.eval_seq_len);
+      if (eval_batches.empty()) {
+        throw InputError("--plan: " + f->plan + " includes an eval step of " + shape +
+                         "; give its --eval-data");
+      }
+      if (q.config.eval_micro_batch > planned.eval_micro_batch ||
+          q.config.eval_seq_len > planned.eval_seq_len) {
+        throw InputError("--eval-data: its largest micro-batch is " +
+                         std::to_string(q.config.eval_micro_batch) + " x " +
+                         std::to_string(q.config.eval_seq_len) + ", beyond the plan's " + shape);
+      }
+      q.config.eval_micro_batch = planned.eval_micro_batch;
+      q.config.eval_seq_len = planned.eval_seq_len;
+    }
     std::optional<TrainData> data;
     if (!f->data.data.empty()) {
       data = load_train_data(f->data, run.model_spec, q, run.device);

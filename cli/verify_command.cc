@@ -101,6 +101,19 @@ RunSpec resolve_from_run(const CLI::App& sub, const VerifyFlags& f, const report
   }
 }
 
+void take_eval_from_run(const reports::RunReport& run, planner::TrainConfig& c) {
+  const nlohmann::json& written = run.config_as_written;
+  if (!written.contains("eval") || !written["eval"].is_object()) return;
+  const nlohmann::json& e = written["eval"];
+  if (!e.contains("micro_batch") || !e["micro_batch"].is_number_integer() ||
+      !e.contains("seq_len") || !e["seq_len"].is_number_integer() ||
+      e["micro_batch"].get<int64_t>() <= 0 || e["seq_len"].get<int64_t>() <= 0) {
+    throw InputError("\"config.eval\" must be {\"micro_batch\", \"seq_len\"} of positive integers");
+  }
+  c.eval_micro_batch = e["micro_batch"].get<int64_t>();
+  c.eval_seq_len = e["seq_len"].get<int64_t>();
+}
+
 // The run must be of the model the flags (or the plan) name: the same family and dimensions.
 void require_same_model(const reports::RunReport& run, const RunSpec& spec, const VerifyFlags& f) {
   const reports::RunModel expected = reports::run_model(spec.model_spec, spec.model);
@@ -171,7 +184,9 @@ Handler define_verify(CLI::App& sub) {
     const reports::RunReport run =
         reports::parse_run_report(planner::read_text_file(f->run), f->run);
     require_complete(run, f->run);
-    const RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
+    RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
+    // The eval step (--eval-data) is the run's, as its data is.
+    if (f->plan.empty()) take_eval_from_run(run, spec.config);
     require_same_model(run, spec, *f);
     require_same_config(run, spec.config, *f);
     // A run on a dataset ran micro-batches of several shapes: each phase's prediction is its

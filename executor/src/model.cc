@@ -31,6 +31,10 @@ at::ScalarType scalar_type(planner::DType t) {
 // Frozen linear (+ LoRA). Forward: the weight is dequantized into a transient, used, dropped; the
 // LoRA term is added in place (addmm_). Keeps x (or the dropped x and its mask), u = A x and the
 // compute-dtype copies of A and B. Backward dequantizes again for grad x.
+// Set while Model::eval_loss runs: model.eval(), no dropout. (Grad mode cannot say it: a
+// checkpointed layer's training forward also runs without gradients, and must drop out.)
+thread_local bool evaluating = false;
+
 struct LinearFn : torch::autograd::Function<LinearFn> {
   // A and B are passed (when there is an adapter) so that autograd routes their gradients here;
   // nullopt otherwise, since autograd cannot take undefined tensors as inputs.
@@ -46,7 +50,7 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
     if (!L->lora) return y;
     const LoraAdapter& lora = *L->lora;
     Tensor lora_in = x, mask;
-    if (lora.dropout > 0) {
+    if (lora.dropout > 0 && !evaluating) {
       mask = at::empty_like(x, x.options().dtype(at::kBool)).bernoulli_(1.0 - lora.dropout);
       lora_in = at::mul(x, mask).mul_(1.0 / (1.0 - lora.dropout));
     }
@@ -772,6 +776,21 @@ Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
   const Tensor h = RmsNormFn::apply(x, final_norm_, gemma, m_.rms_norm_eps);
   return LossFn::apply(h.reshape({-1, m_.hidden}), lm_head_, labels.reshape(-1), c_.loss_chunk,
                        m_.final_logit_softcapping);
+}
+
+Tensor Model::eval_loss(const Tensor& ids, const Tensor& labels) const {
+  torch::NoGradGuard no_grad;
+  evaluating = true;
+  struct Reset {
+    ~Reset() { evaluating = false; }
+  } reset;
+  Tensor x = embed(ids);
+  for (const DecoderLayer& d : layers_) {
+    if (d.offloaded) d.stage();
+    x = layer_forward(d, x);
+    if (d.offloaded) d.unstage();
+  }
+  return loss(x, labels);
 }
 
 Tensor Model::logits(const Tensor& x) const {

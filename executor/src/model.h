@@ -83,6 +83,9 @@ class Model {
   void release_staged() const;
   // Final norm, output head and mean cross-entropy over labels != -100.
   torch::Tensor loss(const torch::Tensor& x, const torch::Tensor& labels) const;
+  // The mean loss of a batch in evaluation: no gradients, no dropout, nothing checkpointed (each
+  // tensor freed at its last use), offloaded layers staged in turn.
+  torch::Tensor eval_loss(const torch::Tensor& ids, const torch::Tensor& labels) const;
   // Final norm and output head: logits [B, T, V] in the compute dtype, for evaluation.
   torch::Tensor logits(const torch::Tensor& x) const;
 

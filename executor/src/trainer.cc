@@ -350,6 +350,26 @@ RunReport run_training(const TrainRequest& r) {
   report.threads = r.threads;
   report.libtorch_version = TORCH_VERSION;
 
+  std::vector<Example> eval_data;
+  for (const DataSequence& s : r.eval_sequences) eval_data.push_back(data_example(s));
+  for (const DataBatch& b : r.eval_batches) {
+    if (b.rows.empty() || static_cast<int64_t>(b.rows.size()) > c.eval_micro_batch ||
+        b.seq_len > c.eval_seq_len) {
+      throw std::invalid_argument("an eval micro-batch of " + std::to_string(b.rows.size()) +
+                                  " x " + std::to_string(b.seq_len) + " is beyond the planned " +
+                                  std::to_string(c.eval_micro_batch) + " x " +
+                                  std::to_string(c.eval_seq_len));
+    }
+    for (const int64_t row : b.rows) {
+      if (row < 0 || static_cast<size_t>(row) >= eval_data.size())
+        throw std::invalid_argument("an eval micro-batch names row " + std::to_string(row));
+      for (const int64_t id : eval_data[row].ids) {
+        if (id < 0 || id >= m.vocab)
+          throw std::invalid_argument("eval row " + std::to_string(row) + " holds token id " +
+                                      std::to_string(id) + ", beyond the model's vocabulary");
+      }
+    }
+  }
   std::vector<Example> data;
   if (r.batches.empty()) {
     data = synthetic(m.vocab, c.seq_len, r.seed);
@@ -441,6 +461,26 @@ RunReport run_training(const TrainRequest& r) {
       }
       opt.step(lr, r.weight_decay);
       opt.zero_grad();
+      double eval_loss = -1;
+      if (!r.eval_batches.empty() &&
+          ((r.eval_every > 0 && (step + 1) % r.eval_every == 0) || step + 1 == r.steps)) {
+        mem.set_phase("eval");
+        double sum = 0;
+        int64_t counted = 0;
+        for (const DataBatch& batch : r.eval_batches) {
+          const Tensor ids = data_batch_tensor(eval_data, batch, false, device);
+          const Tensor labels = data_batch_tensor(eval_data, batch, true, device);
+          int64_t n = 0;  // the tokens with a label, counted on the host (no device tensor)
+          for (const int64_t row : batch.rows) {
+            const std::vector<int64_t>& l = eval_data[row].labels;
+            n += std::count_if(l.begin(), l.begin() + std::min<int64_t>(batch.seq_len, l.size()),
+                               [](int64_t v) { return v != -100; });
+          }
+          sum += model.eval_loss(ids, labels).item<double>() * static_cast<double>(n);
+          counted += n;
+        }
+        eval_loss = counted > 0 ? sum / static_cast<double>(counted) : 0;
+      }
       if (device.is_cuda())
         torch::cuda::synchronize(device.index());  // the step's kernels are done
       const double seconds =
@@ -449,6 +489,7 @@ RunReport run_training(const TrainRequest& r) {
       s.step = step + 1;
       s.loss = loss_sum / static_cast<double>(c.grad_accum);
       s.tokens = tokens;
+      s.eval_loss = eval_loss;
       s.tokens_per_s = static_cast<double>(tokens) / seconds;
       s.peak_bytes = mem.peak_bytes();
       s.reserved_peak_bytes = mem.reserved_peak_bytes();

@@ -47,7 +47,7 @@ ojson plan_config_json(const TrainConfig& c) {
     offload.push_back(c.offloaded[l] ? "cpu" : "gpu");
   }
   for (Module m : c.lora_targets.modules) targets.push_back(module_name(m));
-  return {
+  ojson j = {
       {"seq_len", c.seq_len},
       {"micro_batch", c.micro_batch},
       {"grad_accum", c.grad_accum},
@@ -67,6 +67,8 @@ ojson plan_config_json(const TrainConfig& c) {
       {"attention", attention_name(c.attention)},
       {"loss", {{"kind", c.loss_chunk > 0 ? "chunked" : "full"}, {"chunk_tokens", c.loss_chunk}}},
       {"packing", false}};
+  if (c.has_eval()) j["eval"] = {{"micro_batch", c.eval_micro_batch}, {"seq_len", c.eval_seq_len}};
+  return j;
 }
 
 ojson plan_json(const PlanInputs& p) {
@@ -253,6 +255,11 @@ PlanFile read_plan(const std::string& path) {
   c.loss_chunk = kind == "chunked" ? loss.positive_int("chunk_tokens") : 0;
   if (cf.bool_or("packing", false))
     cf.fail("packing", "must be false (sequence packing is not supported yet)");
+  if (cf.has("eval")) {  // null or absent: no evaluation step
+    const JsonFields eval = cf.object("eval");
+    c.eval_micro_batch = eval.positive_int("micro_batch");
+    c.eval_seq_len = eval.positive_int("seq_len");
+  }
   try {
     validate(c, p.model);
   } catch (const InputError& e) {

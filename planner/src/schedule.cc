@@ -389,6 +389,48 @@ thread_local ScheduleSize last_schedule_size;
 
 }  // namespace
 
+// The evaluation after the optimizer step: the eval micro-batch's forward under no_grad (nothing
+// saved, each tensor freed at its last use, no dropout), its loss, no backward. The gradients are
+// gone by then (zero_grad sets them to None); weights, adapters and optimizer state stay.
+template <typename Stage, typename Unstage>
+void eval_step(StepBuilder& sb, const ModelDesc& m, const TrainConfig& c, Stage& stage,
+               Unstage& unstage, std::vector<int>& last_use, std::vector<int32_t>& temp_ids) {
+  TrainConfig e = c;
+  e.micro_batch = c.eval_micro_batch;
+  e.seq_len = c.eval_seq_len;
+  e.lora_dropout = 0;  // model.eval(): no dropout masks
+  const Dims d = dims_of(m, e);
+  const GraphPlan layer(decoder_layer_graph(m, e));
+  const bool split = attention_kinds(m, d.T).windowed && e.attention == Attention::kEfficient;
+  const std::optional<GraphPlan> windowed =
+      split ? std::optional<GraphPlan>(decoder_layer_graph(m, e, m.sliding_window)) : std::nullopt;
+  const GraphPlan head(head_graph(m, e));
+  sb.phase("eval");
+  const int32_t ids = sb.alloc("eval.input_ids", -1, 0, d.N * 8, Category::kBatch);  // int64 [B, T]
+  const int32_t labels = sb.alloc("eval.labels", -1, 0, d.N * 8, Category::kBatch);
+  int32_t x = sb.alloc("eval.embed.out", -1, 0, d.N * d.C * d.a, Category::kActivations);
+  if (m.family == Family::kGemma2) {
+    const int32_t scaled =
+        sb.alloc("eval.embed.scaled", -1, 0, d.N * d.C * d.a, Category::kActivations);
+    sb.drop(x);
+    x = scaled;
+  }
+  for (int l = 0; l < m.layers; ++l) {
+    const std::vector<int32_t> staged = stage(l);
+    GraphRun run(split && windowed_attention(m, l, d.T) ? *windowed : layer, l, 0);
+    forward(sb, run, x, /*save=*/false, /*input_requires_grad=*/false, last_use, temp_ids);
+    sb.drop(x);
+    unstage(staged);
+    x = run.buf[run.plan->g.output];
+  }
+  GraphRun head_run(head, -1, 0);
+  forward(sb, head_run, x, false, false, last_use, temp_ids);
+  sb.drop(x);
+  sb.drop(head_run.buf[head.g.output]);  // the loss
+  sb.drop(ids);
+  sb.drop(labels);
+}
+
 Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes) {
   Schedule s;
   StepBuilder sb(s, last_schedule_size.buffers, last_schedule_size.events);
@@ -569,6 +611,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
                              : 0;
   sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
   for (int32_t id : gs.adapter_grads) sb.drop(id);
+  if (c.has_eval()) eval_step(sb, m, c, stage, unstage, last_use, temp_ids);
   last_schedule_size = {s.buffers.size(), s.events.size()};
   // A hint from a much larger schedule would leave most of the storage unused.
   if (s.buffers.capacity() > 2 * s.buffers.size() + 1024) s.buffers.shrink_to_fit();

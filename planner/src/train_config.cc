@@ -210,6 +210,17 @@ void validate(const TrainConfig& c, const ModelDesc& m) {
   count("--micro-batch", c.micro_batch, ConfigLimits::kMicroBatch);
   count("--grad-accum", c.grad_accum, ConfigLimits::kGradAccum);
   count("--lora-rank", c.lora_rank, ConfigLimits::kLoraRank);
+  if (c.has_eval()) {
+    count("--eval-batch", c.eval_micro_batch, ConfigLimits::kMicroBatch);
+    if (c.eval_seq_len > c.tables()) {
+      bad("--eval-data", "eval sequences of " + std::to_string(c.eval_seq_len) +
+                             " tokens are longer than --seq-len " + std::to_string(c.tables()));
+    }
+    if (c.eval_micro_batch * c.eval_seq_len > ConfigLimits::kTokensPerMicroBatch) {
+      bad("--eval-batch", "beyond loraplan's limit of " +
+                              std::to_string(ConfigLimits::kTokensPerMicroBatch) + " tokens");
+    }
+  }
   if (c.tokens() > ConfigLimits::kTokensPerMicroBatch) {
     bad("--micro-batch", std::to_string(c.micro_batch) + " x --seq-len " +
                              std::to_string(c.seq_len) + " is beyond loraplan's limit of " +

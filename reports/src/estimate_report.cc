@@ -96,7 +96,7 @@ std::string verdict(const planner::Estimate& e) {
 }  // namespace
 
 nlohmann::json config_json(const planner::TrainConfig& c) {
-  return {
+  nlohmann::json j = {
       {"seq_len", c.seq_len},
       {"micro_batch", c.micro_batch},
       {"grad_accum", c.grad_accum},
@@ -115,6 +115,8 @@ nlohmann::json config_json(const planner::TrainConfig& c) {
       {"attention", planner::attention_name(c.attention)},
       {"loss", c.loss_chunk > 0 ? "chunked:" + std::to_string(c.loss_chunk) : std::string("full")},
       {"device", planner::device_name(c.device)}};
+  if (c.has_eval()) j["eval"] = {{"micro_batch", c.eval_micro_batch}, {"seq_len", c.eval_seq_len}};
+  return j;
 }
 
 std::string config_line(const planner::TrainConfig& c) {

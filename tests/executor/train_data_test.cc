@@ -151,5 +151,55 @@ TEST(TrainDataPlan, APlanMadeForDataRunsOnlyThatDataBatchedItsWay) {
                              batching + ", not " + other + "\n");
 }
 
+TEST(TrainDataEval, TheEvalStepIsPredictedMeasuredAndVerified) {
+  TempDir dir;
+  write_text(dir.file("d.jsonl"), skewed_rows(120, 128, 3));
+  write_text(dir.file("eval.jsonl"), skewed_rows(30, 128, 5));
+  const testing::Result r =
+      run({"train", "--model", "tiny-llama", "--data", dir.file("d.jsonl"), "--eval-data",
+           dir.file("eval.jsonl"), "--eval-every", "3", "--seq-len", "128", "--micro-batch", "4",
+           "--grad-accum", "2", "--steps", "7", "--out", dir.file("run")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(read_text(dir.file("run/report.json")));
+  // Rows longest first, 4 at a time: the first eval micro-batch holds the longest row.
+  EXPECT_EQ(report["config"]["eval"]["micro_batch"], 4);
+  EXPECT_GE(report["config"]["eval"]["seq_len"].get<int64_t>(), 100);
+  // Evaluated after steps 3 and 6 and after the last (7).
+  std::vector<int64_t> evaluated;
+  for (const auto& s : report["steps"]) {
+    if (!s["eval_loss"].is_null()) {
+      evaluated.push_back(s["step"]);
+      EXPECT_GT(s["eval_loss"].get<double>(), 0);
+    }
+  }
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{3, 6, 7}));
+  bool measured_eval = false;
+  for (const auto& p : report["measured"]["phases"]) measured_eval |= p["name"] == "eval";
+  EXPECT_TRUE(measured_eval);
+  const testing::Result v = run({"verify", "--run", dir.file("run/report.json")});
+  EXPECT_EQ(v.code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("  eval "), std::string::npos) << v.out;
+}
+
+TEST(TrainDataEval, AWideEvalBatchCanBeThePeak) {
+  TempDir dir;
+  write_text(dir.file("eval.jsonl"), skewed_rows(30, 128, 5));
+  const auto estimate = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"estimate", "--model",   "tiny-llama", "--gpu",
+                                     "6GB",      "--seq-len", "128",        "--micro-batch",
+                                     "1",        "--format",  "json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const testing::Result r = run(args);
+    EXPECT_EQ(r.code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const nlohmann::json plain = estimate({});
+  const nlohmann::json with_eval =
+      estimate({"--eval-data", dir.file("eval.jsonl"), "--eval-batch", "16"});
+  EXPECT_EQ(with_eval["peak_phase"], "eval");
+  EXPECT_GT(with_eval["peak_bytes"].get<int64_t>(), plain["peak_bytes"].get<int64_t>());
+  EXPECT_EQ(with_eval["config"]["eval"]["micro_batch"], 16);
+}
+
 }  // namespace
 }  // namespace loraplan::cli

@@ -46,6 +46,11 @@ struct TrainRequest {
   std::string data_path;  // for the report
   std::vector<DataSequence> sequences;
   std::vector<DataBatch> batches;
+  // Evaluation (--eval-data): its sequences and micro-batches (each <= config.eval_micro_batch x
+  // config.eval_seq_len), run after every eval_every-th optimizer step and after the last one.
+  std::vector<DataSequence> eval_sequences;
+  std::vector<DataBatch> eval_batches;
+  int64_t eval_every = 0;      // 0: after the last step only
   int64_t steps = 50;          // optimizer steps
   double lr = 2e-4;            // peak learning rate
   int64_t warmup_steps = 0;    // linear warmup, then cosine decay to 10% of lr
@@ -71,6 +76,7 @@ struct StepMeasure {
   int64_t step = 0;                 // 1-based optimizer step
   double loss = 0;                  // mean over the step's micro-batches
   int64_t tokens = 0;               // real (unpadded) tokens of the step's micro-batches
+  double eval_loss = -1;            // mean over the eval tokens when this step evaluated; -1: none
   double tokens_per_s = 0;          // real tokens per second
   int64_t peak_bytes = 0;           // most live bytes during the step
   int64_t reserved_peak_bytes = 0;  // most reserved bytes during the step (CPU: = peak_bytes)

@@ -52,9 +52,14 @@ struct TrainConfig {
   // step; 0: seq_len. A dataset's shorter micro-batches (planner::with_shape) keep the tables of
   // the run's T, as train builds them.
   int64_t table_len = 0;
+  // An evaluation after the optimizer step (--eval-data): a forward pass without gradients of
+  // eval_micro_batch sequences of eval_seq_len tokens (<= T), its loss and no backward; 0: none.
+  int64_t eval_micro_batch = 0;
+  int64_t eval_seq_len = 0;
 
   int64_t tokens() const { return micro_batch * seq_len; }  // N
   int64_t tables() const { return table_len > 0 ? table_len : seq_len; }
+  bool has_eval() const { return eval_micro_batch > 0 && eval_seq_len > 0; }
 };
 
 // The largest configuration loraplan plans. With ModelLimits they keep every byte and element
