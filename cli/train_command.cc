@@ -2,10 +2,12 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
 #include <set>
+#include <tuple>
 
 #include "app.h"
 #include "config_flags.h"
@@ -53,12 +55,34 @@ struct RunOrigin {
 struct TrainData {
   DatasetLengths lengths;
   DatasetBatches batches;
-  DatasetShapes shapes;
-  planner::ShapeEstimates estimates;  // of shapes.frontier
-  const data::MicroBatch& worst() const {
-    return batches.batches[shapes.frontier_batch[estimates.worst]];
-  }
+  // The epoch's worst micro-batch as train orders it: every (shape, first in its step or not)
+  // the epoch has, estimated (a step's first micro-batch runs before any gradient exists).
+  size_t worst_batch = 0;
+  int64_t worst_peak = 0;
+  const data::MicroBatch& worst() const { return batches.batches[worst_batch]; }
 };
+
+// Finds d's worst micro-batch over one epoch of `grad_accum` micro-batches per step.
+void find_worst(TrainData& d, const executor::TrainRequest& q, const planner::DeviceModel& device) {
+  std::map<std::tuple<int64_t, int64_t, bool>, int64_t> peaks;  // (B, T, first) -> peak
+  const auto& batches = d.batches.batches;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const bool first = static_cast<int64_t>(i) % q.config.grad_accum == 0;
+    const auto key = std::make_tuple(batches[i].sequences, batches[i].seq_len, first);
+    auto it = peaks.find(key);
+    if (it == peaks.end()) {
+      planner::TrainConfig c =
+          planner::with_shape(q.config, {batches[i].sequences, batches[i].seq_len, 1, 0});
+      if (first) c.grad_accum = 1;
+      it = peaks.emplace(key, planner::estimate(q.model, c, device).peak_bytes).first;
+    }
+    const bool more_tokens = it->second == d.worst_peak && batches[i].tokens > d.worst().tokens;
+    if (it->second > d.worst_peak || more_tokens) {
+      d.worst_peak = it->second;
+      d.worst_batch = i;
+    }
+  }
+}
 
 TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
                           executor::TrainRequest& q, const planner::DeviceModel& device) {
@@ -82,27 +106,30 @@ TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
   d.batches = batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch,
                             f.seed_from_plan ? f.seed : q.seed, "longest");
   for (const data::MicroBatch& b : d.batches.batches) q.batches.push_back({b.rows, b.seq_len});
-  d.shapes = shapes_of(d.batches.batches);
-  d.estimates = planner::estimate_shapes(q.model, q.config, device, d.shapes.frontier);
+  find_worst(d, q, device);
   return d;
 }
 
-// The shapes of the micro-batches `steps` optimizer steps ran (they take the epoch's in turn).
-std::vector<std::pair<int64_t, int64_t>> shapes_run(const TrainData& d, int64_t steps,
-                                                    int64_t grad_accum) {
-  std::set<std::pair<int64_t, int64_t>> seen;
+// The shapes of the micro-batches `steps` optimizer steps ran (they take the epoch's in turn):
+// (B, T, first), `first` for a step's first micro-batch, which runs before any gradient exists.
+std::set<std::tuple<int64_t, int64_t, bool>> shapes_run(const TrainData& d, int64_t steps,
+                                                        int64_t grad_accum) {
+  std::set<std::tuple<int64_t, int64_t, bool>> seen;
   const auto& batches = d.batches.batches;
-  const int64_t run = std::min<int64_t>(steps * grad_accum, static_cast<int64_t>(batches.size()));
-  for (int64_t i = 0; i < run; ++i) seen.insert({batches[i].sequences, batches[i].seq_len});
-  return {seen.begin(), seen.end()};
+  for (int64_t i = 0; i < steps * grad_accum; ++i) {
+    const data::MicroBatch& b = batches[static_cast<size_t>(i) % batches.size()];
+    seen.insert({b.sequences, b.seq_len, i % grad_accum == 0});
+    if (i >= 2 * static_cast<int64_t>(batches.size() * grad_accum)) break;  // every pairing seen
+  }
+  return seen;
 }
 
 nlohmann::json data_json(const TrainData& d, const std::string& path, int64_t steps_run,
                          int64_t grad_accum) {
   const data::MicroBatch& w = d.worst();
   nlohmann::json run = nlohmann::json::array();
-  for (const auto& [b, t] : shapes_run(d, steps_run, grad_accum)) {
-    run.push_back({{"micro_batch", b}, {"seq_len", t}});
+  for (const auto& [b, t, first] : shapes_run(d, steps_run, grad_accum)) {
+    run.push_back({{"micro_batch", b}, {"seq_len", t}, {"first", first}});
   }
   const int64_t n = static_cast<int64_t>(d.batches.batches.size());
   return {{"path", path},
@@ -120,7 +147,7 @@ nlohmann::json data_json(const TrainData& d, const std::string& path, int64_t st
            {{"micro_batch", w.sequences},
             {"seq_len", w.seq_len},
             {"rows", w.rows},
-            {"predicted_peak_bytes", d.estimates.estimates[d.estimates.worst].peak_bytes}}}};
+            {"predicted_peak_bytes", d.worst_peak}}}};
 }
 
 // A plan made with --data fits that data batched that way: train takes its batching, padding and
@@ -315,9 +342,7 @@ Handler define_train(CLI::App& sub) {
              << data->batches.options.batching.name() << "), an epoch is "
              << (n + q.config.grad_accum - 1) / q.config.grad_accum << " steps; worst micro-batch "
              << w.sequences << " x " << w.seq_len << " (rows " << rows_text(w.rows)
-             << "), predicted peak "
-             << planner::format_bytes(data->estimates.estimates[data->estimates.worst].peak_bytes)
-             << "\n";
+             << "), predicted peak " << planner::format_bytes(data->worst_peak) << "\n";
     }
     prepare_output_dir(f->out);
     if (q.weights.empty()) {

@@ -190,14 +190,21 @@ Handler define_verify(CLI::App& sub) {
     require_same_model(run, spec, *f);
     require_same_config(run, spec.config, *f);
     // A run on a dataset ran micro-batches of several shapes: each phase's prediction is its
-    // highest over them.
+    // highest over them, a shape seen only first in its step (before any gradient exists)
+    // simulated as a step of one micro-batch.
     planner::Estimate e;
     if (run.data_shapes.empty()) {
       e = planner::estimate(spec.model, spec.config, spec.device);
     } else {
-      std::vector<planner::ShapeCount> shapes;
-      for (const auto& [b, t] : run.data_shapes) shapes.push_back({b, t, 1, 0});
-      e = planner::combined(planner::estimate_shapes(spec.model, spec.config, spec.device, shapes));
+      planner::ShapeEstimates all;
+      for (const reports::RunReport::Shape& s : run.data_shapes) {
+        planner::TrainConfig c = planner::with_shape(spec.config, {s.micro_batch, s.seq_len, 1, 0});
+        if (s.first) c.grad_accum = 1;
+        all.estimates.push_back(planner::estimate(spec.model, c, spec.device));
+        if (all.estimates.back().peak_bytes > all.estimates[all.worst].peak_bytes)
+          all.worst = all.estimates.size() - 1;
+      }
+      e = planner::combined(all);
     }
     require_same_phases(e, run, f->run);
     std::vector<std::pair<std::string, int64_t>> phases;

@@ -133,12 +133,12 @@ class GraphBuilder {
       // recomputed in backward from the saved log-sum-exp.
       const int o = g_.tensor("attn.out", d.N * HD * d.a);         // [N, H D]
       const int lse = g_.tensor("attn.lse", d.B * d.H * d.T * 4);  // [B, H, T] fp32
-      // Per chunk: the fp32 scores [B, H, rows, keys] (and, below fp32, their compute-dtype
-      // copy) and its output [B, H, rows, D]. Backward adds the output gradient's layout, grad Q
-      // and the K/V gradient accumulators ([B, H, T, D] each); per chunk rowsum(dO O)
-      // [B, H, rows], in fp32 the probabilities, dS and under soft-capping tanh(S / cap), dS's
-      // compute-dtype copy below fp32, and one [B, H, keys, D] matmul result. The largest chunk
-      // sets each.
+      // Per chunk: the fp32 scores [B, H, rows, keys], the softmax's row max and row sum, below
+      // fp32 the scores' compute-dtype copy, and the chunk's output [B, H, rows, D]. Backward adds
+      // the output gradient's layout, grad Q and the K/V gradient accumulators ([B, H, T, D] each);
+      // per chunk rowsum(dO O) [B, H, rows], in fp32 the probabilities, dS and under soft-capping
+      // tanh(S / cap), dS's compute-dtype copy below fp32, and one [B, H, keys, D] matmul result.
+      // The largest chunk sets each.
       const bool below_fp32 = d.a != 4, softcap = m_.attn_logit_softcapping > 0;
       auto sum = [](const std::vector<int64_t>& parts) {
         return std::accumulate(parts.begin(), parts.end(), int64_t{0});
@@ -147,7 +147,9 @@ class GraphBuilder {
       for (const QueryChunk& q_chunk : query_chunks(d.T, window_)) {
         const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys,
                       s = bh * rows * keys;
-        std::vector<int64_t> fwd{s * 4, below_fp32 ? s * d.a : 0, bh * rows * d.D * d.a};
+        // The softmax's row maximum and row sum [B, H, rows] (fp32) stay until the chunk's end.
+        std::vector<int64_t> fwd{s * 4, bh * rows * 4, bh * rows * 4, below_fp32 ? s * d.a : 0,
+                                 bh * rows * d.D * d.a};
         std::vector<int64_t> bwd{
             bh * rows * 4,        s * 4, s * 4, softcap ? s * 4 : 0, below_fp32 ? s * d.a : 0,
             bh * keys * d.D * d.a};
@@ -275,6 +277,8 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
   const int h = b.norm("head.norm", "head.norm.rstd", x, N, C);
   const int loss = g.tensor("loss", 4, Category::kLogits);
   if (c.loss_chunk > 0) {
+    // Both forms first mark the labels that count (a bool [N], kept through the forward); each
+    // log-sum-exp holds its row max and row sum (fp32) beside its [rows, V] temporary.
     // Chunked: k tokens at a time, recomputed in backward; the normed hidden state and each
     // token's log-sum-exp (fp32) are kept. Forward holds a chunk's fp32 logits and the temporary
     // of its log-sum-exp; backward the fp32 softmax (and tanh(z / cap) under soft-capping), its
@@ -287,7 +291,7 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
                      {lse, loss},
                      {h, lse},
                      {h},
-                     {8 * k * V},
+                     {8 * k * V, N, 4 * k, 4 * k},
                      {(4 + a) * k * V + capped + k * C * a}});
   } else {
     // Full: fp32 logits [N, V] turned into log-probabilities in place and kept; Gemma-2's
@@ -299,7 +303,7 @@ OpGraph head_graph(const ModelDesc& m, const TrainConfig& c) {
              {logp, loss},
              {logp},
              {h},
-             {std::max<int64_t>(a, 4) * N * V},
+             {std::max<int64_t>(a, 4) * N * V, N, 4 * N, 4 * N},
              {a * N * V + N * C * a}};
     if (m.final_logit_softcapping > 0) {
       const int capped = g.tensor("logits.softcap", N * V * 4, Category::kLogits);

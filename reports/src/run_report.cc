@@ -107,9 +107,10 @@ RunReport read_report(const json& doc, const std::string& text, const std::strin
     const size_t n = data.array("shapes_run").size();
     for (size_t i = 0; i < n; ++i) {
       const JsonFields shape = data.element("shapes_run", i);
-      r.data_shapes.emplace_back(
-          shape.integer("micro_batch", 1, "must be a positive number of sequences"),
-          shape.integer("seq_len", 1, "must be a positive number of tokens"));
+      r.data_shapes.push_back(
+          {shape.integer("micro_batch", 1, "must be a positive number of sequences"),
+           shape.integer("seq_len", 1, "must be a positive number of tokens"),
+           shape.bool_or("first", false)});
     }
     if (n == 0) data.fail("shapes_run", "must list the micro-batch shapes the run ran");
   }

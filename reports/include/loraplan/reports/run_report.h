@@ -63,9 +63,14 @@ struct RunReport {
   std::vector<RunPhase> phases;      // "measured.phases", names unique
   bool out_of_memory = false;
   int64_t diverged_step = 0;  // the step whose loss or gradient was not finite; 0: none
-  // "data.shapes_run": the micro-batch shapes (B, T) a run on a dataset ran; empty: every
-  // micro-batch was the configuration's B x T.
-  std::vector<std::pair<int64_t, int64_t>> data_shapes;
+  // "data.shapes_run": the micro-batch shapes a run on a dataset ran, each as the first
+  // micro-batch of a step (no gradients yet) or a later one; empty: every micro-batch was the
+  // configuration's B x T.
+  struct Shape {
+    int64_t micro_batch = 0, seq_len = 0;
+    bool first = false;
+  };
+  std::vector<Shape> data_shapes;
   std::string error;  // "" when the run completed
 };
 
