@@ -1,6 +1,8 @@
 // loraplan estimate: simulate one training step and say whether it fits; with --data, the step of
 // the dataset's worst micro-batch.
 #include <CLI/CLI.hpp>
+#include <cmath>
+#include <cstdio>
 #include <memory>
 #include <ostream>
 
@@ -11,6 +13,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/table.h"
+#include "search_flags.h"
 
 namespace loraplan::cli {
 
@@ -28,6 +31,7 @@ struct DataPart {
   DatasetBatches batches;
   DatasetShapes shapes;
   planner::ShapeEstimates estimates;
+  planner::EpochCost epoch;  // every shape's micro-batches, timed by the cost model
   const data::MicroBatch& worst() const {
     return batches.batches[shapes.frontier_batch[estimates.worst]];
   }
@@ -54,7 +58,17 @@ nlohmann::json data_json(const DataPart& d, const std::string& path) {
             {"seed", d.batches.options.seed},
             {"micro_batches", d.batches.batches.size()},
             {"shapes", d.shapes.epoch.size()},
-            {"frontier", shapes}}}};
+            {"frontier", shapes},
+            {"epoch_seconds", d.epoch.epoch_s},
+            {"tokens_per_s", d.epoch.tokens_per_s}}}};
+}
+
+// "takes 12.3 s, 4,036 real tokens/s".
+std::string epoch_text(const planner::EpochCost& e) {
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", e.epoch_s);
+  return "takes " + std::string(seconds) + " s, " +
+         reports::with_commas(std::llround(e.tokens_per_s)) + " real tokens/s (cost model)";
 }
 
 std::string data_text(const DataPart& d, const std::string& path, bool markdown) {
@@ -63,7 +77,8 @@ std::string data_text(const DataPart& d, const std::string& path, bool markdown)
   std::string out = "\n  data: " + path + ", " + reports::with_commas(d.lengths.summary.rows) +
                     " rows, batching " + d.batches.options.batching.name() + ": " +
                     reports::with_commas(static_cast<int64_t>(d.batches.batches.size())) +
-                    " micro-batches of " + std::to_string(d.shapes.epoch.size()) + " shapes\n" +
+                    " micro-batches of " + std::to_string(d.shapes.epoch.size()) + " shapes; " +
+                    "an epoch " + epoch_text(d.epoch) + "\n" +
                     "  worst micro-batch: " + std::to_string(w.sequences) + " x " +
                     std::to_string(w.seq_len) + " (rows " + rows_text(w.rows) + "), peak " +
                     planner::format_bytes(e.peak_bytes) + "; the estimate above is its step\n\n";
@@ -104,6 +119,8 @@ Handler define_estimate(CLI::App& sub) {
                                     f->data.seed, "longest");
       data->shapes = shapes_of(data->batches.batches);
       data->estimates = planner::estimate_shapes(model, config, device, data->shapes.frontier);
+      data->epoch =
+          planner::epoch_cost(model, config, device_rates(f->config, config), data->shapes.epoch);
       config = planner::with_shape(config, data->shapes.frontier[data->estimates.worst]);
       e = data->estimates.estimates[data->estimates.worst];
     } else {

@@ -65,6 +65,25 @@ TEST(EstimateData, ThePeakIsTheWorstShapesAndThatShapeEstimatedAlonePeaksTheSame
   }
 }
 
+TEST(EstimateData, TheEpochIsTimedOverItsRealTokens) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(400, 1));
+  const nlohmann::json fixed =
+      estimate_json({"--data", dir.file("d.jsonl"), "--batching", "fixed"});
+  const nlohmann::json longest = estimate_json({"--data", dir.file("d.jsonl")});
+  for (const nlohmann::json* j : {&fixed, &longest}) {
+    EXPECT_GT((*j)["data"]["epoch_seconds"].get<double>(), 0);
+    // The same real tokens either way: the rate is tokens over the epoch's time.
+    EXPECT_NEAR(
+        (*j)["data"]["tokens_per_s"].get<double>() * (*j)["data"]["epoch_seconds"].get<double>(),
+        (*j)["data"]["tokens"].get<double>(), 1.0);
+  }
+  // Padding every short row to T costs time: padding to the longest is faster (a little, on a
+  // model this small, whose steps are mostly fixed per-operation costs).
+  EXPECT_GT(longest["data"]["tokens_per_s"].get<double>(),
+            fixed["data"]["tokens_per_s"].get<double>());
+}
+
 TEST(EstimateData, FixedBatchingIsThePlainEstimateAtT) {
   loraplan::testing::TempDir dir;
   loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(100, 2));
