@@ -45,6 +45,35 @@ Example data_example(const DataSequence& s) {
   return e;
 }
 
+// The examples of a dataset's sequences, once its micro-batches are checked: each at most
+// `max_rows` rows (0: any) of at most `max_len` tokens, naming rows that exist, of ids below the
+// vocabulary. `what` names them in errors ("an eval micro-batch").
+std::vector<Example> data_examples(const std::vector<DataSequence>& sequences,
+                                   const std::vector<DataBatch>& batches, int64_t max_rows,
+                                   int64_t max_len, int64_t vocab, const std::string& what) {
+  std::vector<Example> out;
+  for (const DataSequence& s : sequences) out.push_back(data_example(s));
+  for (const DataBatch& b : batches) {
+    const auto rows = static_cast<int64_t>(b.rows.size());
+    if (rows == 0 || (max_rows > 0 && rows > max_rows) || b.seq_len <= 0 || b.seq_len > max_len) {
+      throw std::invalid_argument(what + " of " + std::to_string(rows) + " x " +
+                                  std::to_string(b.seq_len) + " is beyond " +
+                                  (max_rows > 0 ? std::to_string(max_rows) : std::string("B")) +
+                                  " x " + std::to_string(max_len));
+    }
+    for (const int64_t row : b.rows) {
+      if (row < 0 || static_cast<size_t>(row) >= out.size())
+        throw std::invalid_argument(what + " names row " + std::to_string(row));
+      for (const int64_t id : out[row].ids) {
+        if (id < 0 || id >= vocab)
+          throw std::invalid_argument("row " + std::to_string(row) + " holds token id " +
+                                      std::to_string(id) + ", beyond the model's vocabulary");
+      }
+    }
+  }
+  return out;
+}
+
 // A micro-batch of dataset rows: [B, T] ids (0 past each row's end) or labels (-100 there).
 Tensor data_batch_tensor(const std::vector<Example>& data, const DataBatch& batch, bool labels,
                          c10::Device device) {
@@ -350,48 +379,13 @@ RunReport run_training(const TrainRequest& r) {
   report.threads = r.threads;
   report.libtorch_version = TORCH_VERSION;
 
-  std::vector<Example> eval_data;
-  for (const DataSequence& s : r.eval_sequences) eval_data.push_back(data_example(s));
-  for (const DataBatch& b : r.eval_batches) {
-    if (b.rows.empty() || static_cast<int64_t>(b.rows.size()) > c.eval_micro_batch ||
-        b.seq_len > c.eval_seq_len) {
-      throw std::invalid_argument("an eval micro-batch of " + std::to_string(b.rows.size()) +
-                                  " x " + std::to_string(b.seq_len) + " is beyond the planned " +
-                                  std::to_string(c.eval_micro_batch) + " x " +
-                                  std::to_string(c.eval_seq_len));
-    }
-    for (const int64_t row : b.rows) {
-      if (row < 0 || static_cast<size_t>(row) >= eval_data.size())
-        throw std::invalid_argument("an eval micro-batch names row " + std::to_string(row));
-      for (const int64_t id : eval_data[row].ids) {
-        if (id < 0 || id >= m.vocab)
-          throw std::invalid_argument("eval row " + std::to_string(row) + " holds token id " +
-                                      std::to_string(id) + ", beyond the model's vocabulary");
-      }
-    }
-  }
-  std::vector<Example> data;
-  if (r.batches.empty()) {
-    data = synthetic(m.vocab, c.seq_len, r.seed);
-  } else {
-    for (const DataSequence& s : r.sequences) data.push_back(data_example(s));
-    for (const DataBatch& b : r.batches) {
-      if (b.rows.empty() || b.seq_len <= 0 || b.seq_len > c.seq_len) {
-        throw std::invalid_argument("a data micro-batch of " + std::to_string(b.rows.size()) +
-                                    " x " + std::to_string(b.seq_len) + " is not within T " +
-                                    std::to_string(c.seq_len));
-      }
-      for (const int64_t row : b.rows) {
-        if (row < 0 || static_cast<size_t>(row) >= data.size())
-          throw std::invalid_argument("a data micro-batch names row " + std::to_string(row));
-        for (const int64_t id : data[row].ids) {
-          if (id < 0 || id >= m.vocab)
-            throw std::invalid_argument("row " + std::to_string(row) + " holds token id " +
-                                        std::to_string(id) + ", beyond the model's vocabulary");
-        }
-      }
-    }
-  }
+  const std::vector<Example> eval_data =
+      data_examples(r.eval_sequences, r.eval_batches, c.eval_micro_batch, c.eval_seq_len, m.vocab,
+                    "an eval micro-batch");
+  const std::vector<Example> data =
+      r.batches.empty()
+          ? synthetic(m.vocab, c.seq_len, r.seed)
+          : data_examples(r.sequences, r.batches, 0, c.seq_len, m.vocab, "a data micro-batch");
   const std::unique_ptr<WeightSource> weights =
       r.weights.empty()
           ? std::unique_ptr<WeightSource>(new RandomWeights())
