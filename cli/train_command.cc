@@ -88,11 +88,6 @@ TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
                           executor::TrainRequest& q, const planner::DeviceModel& device) {
   TrainData d;
   d.batches.options.batching = data::Batching::parse(f.batching.empty() ? "longest" : f.batching);
-  if (d.batches.options.batching.kind == data::BatchingKind::kPacked) {
-    throw InputError(
-        "--batching packed: train cannot yet restart positions and attention at each document "
-        "of a packed row (estimate and plan model it); use longest or tokens:N");
-  }
   d.lengths.summary = read_samples(
       f, model_spec, q.model.vocab, q.config.seq_len,
       [&](data::Sample&& s) {
@@ -105,7 +100,9 @@ TrainData load_train_data(const DataFlags& f, const std::string& model_spec,
   if (q.sequences.empty()) throw InputError(f.data + ": no rows");
   d.batches = batch_dataset(f, d.lengths, q.config.seq_len, q.config.micro_batch,
                             f.seed_from_plan ? f.seed : q.seed, "longest");
-  for (const data::MicroBatch& b : d.batches.batches) q.batches.push_back({b.rows, b.seq_len});
+  for (const data::MicroBatch& b : d.batches.batches) {
+    q.batches.push_back({b.rows, b.seq_len, b.documents});
+  }
   find_worst(d, q, device);
   return d;
 }
@@ -314,7 +311,9 @@ Handler define_train(CLI::App& sub) {
         apply_eval_data(f->data, run.model_spec, q.model.vocab, q.config, [&](data::Sample&& s) {
           q.eval_sequences.push_back({std::move(s.ids), std::move(s.labels)});
         });
-    for (const data::MicroBatch& b : eval_batches) q.eval_batches.push_back({b.rows, b.seq_len});
+    for (const data::MicroBatch& b : eval_batches) {
+      q.eval_batches.push_back({b.rows, b.seq_len, b.documents});
+    }
     q.eval_every = f->eval_every;
     if (!f->plan.empty() && planned.has_eval()) {
       const std::string shape =

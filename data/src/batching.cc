@@ -102,6 +102,7 @@ std::vector<MicroBatch> packed(const std::vector<int64_t>& order, std::span<cons
     const size_t end = std::min(rows.size(), i + static_cast<size_t>(o.micro_batch));
     for (size_t k = i; k < end; ++k) {
       b.rows.insert(b.rows.end(), rows[k].docs.begin(), rows[k].docs.end());
+      b.documents.push_back(static_cast<int64_t>(rows[k].docs.size()));
       b.tokens += rows[k].tokens;
     }
     b.sequences = static_cast<int64_t>(end - i);

@@ -131,28 +131,71 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
 // ---------------------------------------------------------------------------------------------
 // Rotary embedding on the first `rot` dims of each head, in place on a fresh output; backward
 // is the inverse rotation. Keeps nothing (cos and sin are the model's).
-Tensor rotate(const Tensor& q, const Tensor& cos, const Tensor& sin, double sign) {
-  // q [B, T, heads, D]; cos/sin [T, rot/2].
-  const int64_t half = cos.size(-1);
-  Tensor out = q.clone();
-  const Tensor c = cos.unsqueeze(1), s = sin.unsqueeze(1);  // [T, 1, rot/2]
+// Packed sequences restart positions at each document: every document is rotated as if it began
+// its sequence, in place on views of the output (no temporaries).
+void rotate_into(Tensor out, const Tensor& q, const Tensor& cos, const Tensor& sin, double sign) {
+  // q, out [B, T, heads, D] (or views of them); cos/sin at least [T, rot/2].
+  const int64_t half = cos.size(-1), T = q.size(1);
+  const Tensor c = cos.narrow(0, 0, T).unsqueeze(1), s = sin.narrow(0, 0, T).unsqueeze(1);
   const Tensor x1 = q.narrow(-1, 0, half), x2 = q.narrow(-1, half, half);
   Tensor o1 = out.narrow(-1, 0, half), o2 = out.narrow(-1, half, half);
   o1.mul_(c).addcmul_(x2, s, -sign);
   o2.mul_(c).addcmul_(x1, s, sign);
+}
+
+Tensor rotate(const Tensor& q, const Tensor& cos, const Tensor& sin, double sign,
+              const Documents* docs) {
+  Tensor out = q.clone();
+  if (docs == nullptr || !docs->packed()) {
+    rotate_into(out, q, cos, sin, sign);
+    return out;
+  }
+  const int64_t T = q.size(1);
+  for (size_t b = 0; b < docs->starts.size(); ++b) {
+    const std::vector<int64_t>& starts = docs->starts[b];
+    for (size_t d = 0; d < starts.size(); ++d) {
+      const int64_t t0 = starts[d], n = (d + 1 < starts.size() ? starts[d + 1] : T) - t0;
+      const auto row = static_cast<int64_t>(b);
+      rotate_into(out.select(0, row).narrow(0, t0, n).unsqueeze(0),
+                  q.select(0, row).narrow(0, t0, n).unsqueeze(0), cos, sin, sign);
+    }
+  }
   return out;
 }
 
 struct RopeFn : torch::autograd::Function<RopeFn> {
-  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor cos, Tensor sin) {
+  // `docs`: the model's Documents (a pointer), or 0.
+  static Tensor forward(AutogradContext* ctx, Tensor q, Tensor cos, Tensor sin, int64_t docs) {
     ctx->save_for_backward({cos, sin});
-    return rotate(q, cos, sin, 1.0);
+    ctx->saved_data["docs"] = docs;
+    return rotate(q, cos, sin, 1.0, reinterpret_cast<const Documents*>(docs));
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    return {rotate(grads[0], s[0], s[1], -1.0), Tensor(), Tensor()};
+    const auto* docs = reinterpret_cast<const Documents*>(ctx->saved_data["docs"].toInt());
+    return {rotate(grads[0], s[0], s[1], -1.0, docs), Tensor(), Tensor(), Tensor()};
   }
 };
+
+// Scores [B, H, rows, keys] of query rows t0.. against keys k0..: in a packed micro-batch, every
+// key of an earlier document is filled with -inf, in place (later keys are the causal mask's).
+void mask_documents(Tensor& s, int64_t t0, int64_t k0, const Documents* docs, int64_t T) {
+  if (docs == nullptr || !docs->packed()) return;
+  const int64_t rows = s.size(2), keys = s.size(3);
+  for (size_t b = 0; b < docs->starts.size(); ++b) {
+    const std::vector<int64_t>& starts = docs->starts[b];
+    for (size_t d = 1; d < starts.size(); ++d) {  // the first document has no earlier one
+      const int64_t end = d + 1 < starts.size() ? starts[d + 1] : T;
+      const int64_t q0 = std::max(starts[d], t0), q1 = std::min(end, t0 + rows);
+      const int64_t kn = std::min(starts[d], k0 + keys) - k0;
+      if (q1 <= q0 || kn <= 0) continue;
+      s.select(0, static_cast<int64_t>(b))
+          .narrow(1, q0 - t0, q1 - q0)
+          .narrow(2, 0, kn)
+          .fill_(-INFINITY);
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Attention without a B H T T tensor: queries in planner::query_chunks (the chunks the simulator
@@ -177,7 +220,8 @@ Tensor chunk_mask(int64_t t0, int64_t c, int64_t k0, int64_t n, int64_t window,
 struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
   // q [B, T, H, D], k/v [B, T, Hkv, D] -> [B, T, H, D]; window 0 = causal only.
   static Tensor forward(AutogradContext* ctx, Tensor q, Tensor k, Tensor v, double scale,
-                        double softcap, int64_t window) {
+                        double softcap, int64_t window, int64_t docs_ptr) {
+    const auto* docs = reinterpret_cast<const Documents*>(docs_ptr);
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), D = q.size(3);
     Tensor out = at::empty({B, T, H, D}, q.options());
     Tensor lse = at::empty({B, H, T}, q.options().dtype(at::kFloat));
@@ -192,6 +236,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
         s.mul_(scale);
         if (softcap > 0) s.div_(softcap).tanh_().mul_(softcap);
         s.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
+        mask_documents(s, t0, k0, docs, T);
         const Tensor m = std::get<0>(s.max(-1, true));
         s.sub_(m).exp_();
         const Tensor sum = s.sum(-1, true);
@@ -204,6 +249,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["softcap"] = softcap;
     ctx->saved_data["window"] = window;
+    ctx->saved_data["docs"] = docs_ptr;
     ctx->save_for_backward({q, k, v, out, lse});
     return out;
   }
@@ -214,6 +260,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
     const double scale = ctx->saved_data["scale"].toDouble();
     const double softcap = ctx->saved_data["softcap"].toDouble();
     const int64_t window = ctx->saved_data["window"].toInt();
+    const auto* docs = reinterpret_cast<const Documents*>(ctx->saved_data["docs"].toInt());
     const int64_t B = q.size(0), T = q.size(1), H = q.size(2), Hkv = k.size(2);
     const Tensor go = grads[0].transpose(1, 2).contiguous();  // [B, H, T, D]
     const Tensor kr = expand_kv(k, H), vr = expand_kv(v, H);
@@ -237,6 +284,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
         p.mul_(softcap);
       }
       p.masked_fill_(chunk_mask(t0, c, k0, n, window, q.options()), -INFINITY);
+      mask_documents(p, t0, k0, docs, T);
       p.sub_(lse.narrow(2, t0, c).unsqueeze(-1)).exp_();  // probabilities
       const Tensor goc = go.narrow(2, t0, c);
       gv.narrow(2, k0, n).add_(at::matmul(p.to(q.scalar_type()).transpose(2, 3), goc));
@@ -252,7 +300,7 @@ struct EfficientAttentionFn : torch::autograd::Function<EfficientAttentionFn> {
       const Tensor t = g.transpose(1, 2);
       return H == Hkv ? t.contiguous() : t.reshape({B, T, Hkv, H / Hkv, q.size(3)}).sum(3);
     };
-    return {gq, fold(gk), fold(gv), Tensor(), Tensor(), Tensor()};
+    return {gq, fold(gk), fold(gv), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -707,14 +755,15 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   // The tables cover the run's T; a shorter micro-batch (a dataset's) takes their first T rows.
   const Tensor cos = T == cos_.size(0) ? cos_ : cos_.narrow(0, 0, T);
   const Tensor sin = T == sin_.size(0) ? sin_ : sin_.narrow(0, 0, T);
-  q = RopeFn::apply(q, cos, sin);
-  k = RopeFn::apply(k, cos, sin);
+  const auto docs = reinterpret_cast<int64_t>(documents_.packed() ? &documents_ : nullptr);
+  q = RopeFn::apply(q, cos, sin, docs);
+  k = RopeFn::apply(k, cos, sin, docs);
   const double scale = m.attention_scale();
   const bool windowed = planner::windowed_attention(m, d.index, T);
   Tensor o;
   if (c_.attention == planner::Attention::kEfficient) {
     o = EfficientAttentionFn::apply(q, k, v, scale, m.attn_logit_softcapping,
-                                    windowed ? m.sliding_window : 0);
+                                    windowed ? m.sliding_window : 0, docs);
     q.reset();
     k.reset();
     v.reset();
@@ -737,6 +786,7 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
     const Tensor& full_mask = windowed || !causal_.defined() ? window_ : causal_;
     s.masked_fill_(T == full_mask.size(0) ? full_mask : full_mask.narrow(0, 0, T).narrow(1, 0, T),
                    -INFINITY);
+    mask_documents(s, 0, 0, reinterpret_cast<const Documents*>(docs), T);
     Tensor p = at::softmax(s, -1);
     s.reset();
     o = at::matmul(p, vr).transpose(1, 2).reshape(

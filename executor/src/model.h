@@ -65,6 +65,14 @@ struct DecoderLayer {
 // The MLP's activation, from config.json's hidden_act (Gemma: hidden_activation).
 enum class Activation { kSilu, kGeluTanh, kGelu, kRelu };
 
+// Where documents start in each sequence of a packed micro-batch: starts[b] holds sequence b's
+// document offsets in increasing order, the first 0 (the last document runs to T, its padding
+// after it). Empty: every sequence is one document. Host data: nothing in the tracked pool.
+struct Documents {
+  std::vector<std::vector<int64_t>> starts;
+  bool packed() const { return !starts.empty(); }
+};
+
 class Model {
  public:
   // Frozen tensors from `weights`; LoRA adapters from `seed`. Tensors are made on the CPU (the same
@@ -94,6 +102,11 @@ class Model {
   const planner::ModelDesc& desc() const { return m_; }
   int64_t host_bytes() const;  // offloaded weights, outside the tracked pool
 
+  // The document layout of the micro-batch that runs next (forward, backward and recompute):
+  // positions restart at each document and no token attends to an earlier document. Empty: one
+  // document per sequence.
+  void set_documents(Documents documents) const { documents_ = std::move(documents); }
+
   // Plain forward of one layer, no checkpoint (the checkpoint function calls it).
   torch::Tensor layer_forward(const DecoderLayer& layer, const torch::Tensor& x) const;
 
@@ -119,6 +132,7 @@ class Model {
   torch::Tensor window_;     // [T, T] bool, eager attention, layers whose window is shorter than T
   std::vector<DecoderLayer> layers_;
   mutable std::vector<at::Generator> rng_snapshots_;  // [L] CPU generators, made on first use
+  mutable Documents documents_;                       // the running micro-batch's
 };
 
 }  // namespace loraplan::executor

@@ -54,7 +54,7 @@ std::vector<Example> data_examples(const std::vector<DataSequence>& sequences,
   std::vector<Example> out;
   for (const DataSequence& s : sequences) out.push_back(data_example(s));
   for (const DataBatch& b : batches) {
-    const auto rows = static_cast<int64_t>(b.rows.size());
+    const int64_t rows = b.sequences();
     if (rows == 0 || (max_rows > 0 && rows > max_rows) || b.seq_len <= 0 || b.seq_len > max_len) {
       throw std::invalid_argument(what + " of " + std::to_string(rows) + " x " +
                                   std::to_string(b.seq_len) + " is beyond " +
@@ -70,19 +70,71 @@ std::vector<Example> data_examples(const std::vector<DataSequence>& sequences,
                                       std::to_string(id) + ", beyond the model's vocabulary");
       }
     }
+    size_t at = 0;  // a packed sequence's documents fill at most its T
+    for (const int64_t n : b.documents) {
+      int64_t used = 0;
+      for (int64_t k = 0; k < n && at < b.rows.size(); ++k) {
+        used += static_cast<int64_t>(out[b.rows[at++]].ids.size());
+      }
+      if (n <= 0 || used > b.seq_len) {
+        throw std::invalid_argument(what + " packs " + std::to_string(used) + " tokens of " +
+                                    std::to_string(n) + " documents into " +
+                                    std::to_string(b.seq_len));
+      }
+    }
+    if (!b.documents.empty() && at != b.rows.size())
+      throw std::invalid_argument(what + " packs a number of documents other than its rows");
   }
   return out;
 }
 
-// A micro-batch of dataset rows: [B, T] ids (0 past each row's end) or labels (-100 there).
+// A micro-batch's sequences as lists of its rows: one row each, or a packed sequence's documents.
+std::vector<std::vector<int64_t>> sequences_of(const DataBatch& batch) {
+  std::vector<std::vector<int64_t>> out;
+  if (batch.documents.empty()) {
+    for (const int64_t row : batch.rows) out.push_back({row});
+    return out;
+  }
+  auto at = batch.rows.begin();
+  for (const int64_t n : batch.documents) {
+    out.emplace_back(at, at + n);
+    at += n;
+  }
+  return out;
+}
+
+// Where each document of a packed micro-batch starts in its sequence; empty when not packed.
+Documents documents_of(const std::vector<Example>& data, const DataBatch& batch) {
+  Documents d;
+  if (batch.documents.empty()) return d;
+  for (const std::vector<int64_t>& docs : sequences_of(batch)) {
+    std::vector<int64_t>& starts = d.starts.emplace_back();
+    int64_t t = 0;
+    for (const int64_t row : docs) {
+      starts.push_back(t);
+      t += static_cast<int64_t>(data[row].ids.size());
+    }
+  }
+  return d;
+}
+
+// A micro-batch of dataset rows: [B, T] ids (0 past each row's end) or labels (-100 there). A
+// packed sequence lays its documents end to end, each with its own shifted labels, so the last
+// token of one document does not learn the first of the next.
 Tensor data_batch_tensor(const std::vector<Example>& data, const DataBatch& batch, bool labels,
                          c10::Device device) {
-  const auto B = static_cast<int64_t>(batch.rows.size()), T = batch.seq_len;
+  const int64_t B = batch.sequences(), T = batch.seq_len;
   Tensor t = torch::full({B, T}, labels ? -100 : 0, torch::kLong);
   int64_t* p = t.data_ptr<int64_t>();
+  const std::vector<std::vector<int64_t>> sequences = sequences_of(batch);
   for (int64_t b = 0; b < B; ++b) {
-    const std::vector<int64_t>& v = labels ? data[batch.rows[b]].labels : data[batch.rows[b]].ids;
-    std::copy_n(v.begin(), std::min<int64_t>(T, static_cast<int64_t>(v.size())), p + b * T);
+    int64_t at = 0;
+    for (const int64_t row : sequences[b]) {
+      const std::vector<int64_t>& v = labels ? data[row].labels : data[row].ids;
+      const int64_t n = std::min<int64_t>(T - at, static_cast<int64_t>(v.size()));
+      std::copy_n(v.begin(), n, p + b * T + at);
+      at += n;
+    }
   }
   return t.to(device);  // the same tensor on the CPU
 }
@@ -425,6 +477,7 @@ RunReport run_training(const TrainRequest& r) {
           const DataBatch& batch = r.batches[cursor++ % r.batches.size()];
           ids = data_batch_tensor(data, batch, false, device);
           labels = data_batch_tensor(data, batch, true, device);
+          model.set_documents(documents_of(data, batch));
           for (const int64_t row : batch.rows) {
             tokens += std::min<int64_t>(batch.seq_len, static_cast<int64_t>(data[row].ids.size()));
           }
@@ -462,6 +515,7 @@ RunReport run_training(const TrainRequest& r) {
         double sum = 0;
         int64_t counted = 0;
         for (const DataBatch& batch : r.eval_batches) {
+          model.set_documents(documents_of(eval_data, batch));
           const Tensor ids = data_batch_tensor(eval_data, batch, false, device);
           const Tensor labels = data_batch_tensor(eval_data, batch, true, device);
           int64_t n = 0;  // the tokens with a label, counted on the host (no device tensor)

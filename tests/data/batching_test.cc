@@ -114,6 +114,19 @@ TEST(Batching, PackedRowsHoldWholeDocumentsUpToT) {
     tokens += b.tokens;
   }
   EXPECT_EQ(tokens, 2100);
+  // Each sequence says how many documents it holds; together they are the micro-batch's rows.
+  o.micro_batch = 2;
+  for (const MicroBatch& b : make_batches(lengths, o)) {
+    ASSERT_EQ(static_cast<int64_t>(b.documents.size()), b.sequences);
+    size_t at = 0;
+    for (const int64_t n : b.documents) {
+      ASSERT_GE(n, 1);
+      int64_t used = 0;
+      for (int64_t k = 0; k < n; ++k) used += lengths[b.rows[at++]];
+      EXPECT_LE(used, 1024);
+    }
+    EXPECT_EQ(at, b.rows.size());
+  }
   EXPECT_GE(batches.size(), 3u);  // 2100 tokens need at least 3 rows of 1024
 }
 

@@ -36,9 +36,12 @@ struct BatchingOptions {
 // One micro-batch: B sequences of T tokens (padded), made of these rows.
 struct MicroBatch {
   std::vector<int64_t> rows;  // dataset rows in it (for packed: every document of every row)
-  int64_t sequences = 0;      // B
-  int64_t seq_len = 0;        // T, padded
-  int64_t tokens = 0;         // real (unpadded) tokens
+  // Packed: how many of `rows` each sequence holds, in order (sums to rows.size()); empty: one
+  // row per sequence.
+  std::vector<int64_t> documents;
+  int64_t sequences = 0;  // B
+  int64_t seq_len = 0;    // T, padded
+  int64_t tokens = 0;     // real (unpadded) tokens
   int64_t padded() const { return sequences * seq_len; }
 };
 

@@ -30,6 +30,13 @@ struct DataSequence {
 struct DataBatch {
   std::vector<int64_t> rows;  // indices into TrainRequest::sequences: B = rows.size()
   int64_t seq_len = 0;        // T of this micro-batch
+  // Packed: how many of `rows` each sequence holds, laid end to end (B = documents.size()); the
+  // positions restart and attention stops at each document. Empty: one row per sequence.
+  std::vector<int64_t> documents = {};
+  int64_t sequences() const {
+    return documents.empty() ? static_cast<int64_t>(rows.size())
+                             : static_cast<int64_t>(documents.size());
+  }
 };
 
 struct TrainRequest {
