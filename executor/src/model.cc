@@ -318,6 +318,8 @@ struct LossFn : torch::autograd::Function<LossFn> {
   static Tensor forward(AutogradContext* ctx, Tensor h, Tensor w, Tensor labels, int64_t chunk,
                         double softcap) {
     const int64_t N = h.size(0);
+    // The loss scalar first, as the planner allocates an op's outputs before its workspace.
+    Tensor result = at::empty({}, h.options().dtype(at::kFloat));
     const Tensor valid = labels.ne(-100);
     const double count = std::max<int64_t>(1, valid.sum().item<int64_t>());
     const int64_t k = chunk > 0 ? std::min(chunk, N) : N;
@@ -348,7 +350,7 @@ struct LossFn : torch::autograd::Function<LossFn> {
     ctx->saved_data["softcap"] = softcap;
     ctx->saved_data["count"] = count;
     ctx->save_for_backward({chunk > 0 ? h : Tensor(), w, labels, logp_full, capped_full, lse_all});
-    return at::scalar_tensor(total / count, h.options().dtype(at::kFloat));
+    return result.fill_(total / count);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

@@ -167,10 +167,20 @@ class GraphBuilder {
     }
     // Eager: S = Q K^T, P = softmax(S) kept for backward, O = P V.
     // K/V expanded to H heads (repeat_interleave; with Hkv < H it copies its input first).
+    // repeat_interleave is an index_select whose index (int64 [H]) autograd keeps for backward.
     const int64_t expand = d.H == d.Hkv ? 0 : d.N * d.Hkv * d.D * d.a;
-    const int kr =
-        elementwise("attn.k_rep", {k}, {}, d.N * HD * d.a, 0, expand);  // [B, H, T, D] copy
-    const int vr = elementwise("attn.v_rep", {v}, {}, d.N * HD * d.a, 0, expand);
+    auto repeat = [&](const char* tag, const char* index_tag, int x) {
+      const int y = elementwise(tag, {x}, {}, d.N * HD * d.a, 0, expand);  // [B, H, T, D] copy
+      if (d.H != d.Hkv) {
+        const int index = g_.tensor(index_tag, d.H * 8);
+        OpDef& op = g_.ops.back();
+        op.outputs.insert(op.outputs.begin(), index);
+        op.saved.push_back(index);
+      }
+      return y;
+    };
+    const int kr = repeat("attn.k_rep", "attn.k_rep.index", k);
+    const int vr = repeat("attn.v_rep", "attn.v_rep.index", v);
     const int qt = elementwise("attn.q_t", {q}, {}, d.N * HD * d.a);  // [B, H, T, D] copy
     int s = g_.tensor("attn.scores", scores * d.a);                   // [B, H, T, T]
     g_.ops.push_back({"attn.scores", {qt, kr}, {s}, {qt, kr}, {qt, kr}});

@@ -304,6 +304,24 @@ int32_t backward(StepBuilder& sb, GraphRun& run, int32_t grad_out, GradState& gs
   return run.requires_grad[g.input] ? run.grad[g.input] : kNone;
 }
 
+// A number an op takes with a tensor is wrapped in a CPU tensor (a double) and cast to fp32 for a
+// float op: device memory on the CPU only.
+constexpr int64_t kWrappedScalarBytes = 8, kWrappedScalarCastBytes = 4;
+
+// An fp32 scalar [] divided by a number (loss / grad_accum, or its gradient): on the CPU the
+// number's wrapped tensors live while the result is allocated.
+int32_t scalar_quotient(StepBuilder& sb, const char* tag, int mb, Category category, bool cpu) {
+  if (!cpu) return sb.alloc(tag, -1, mb, 4, category);
+  const int32_t wrapped =
+      sb.alloc("scalar.wrapped", -1, mb, kWrappedScalarBytes, Category::kWorkspace);
+  const int32_t cast =
+      sb.alloc("scalar.wrapped", -1, mb, kWrappedScalarCastBytes, Category::kWorkspace);
+  const int32_t out = sb.alloc(tag, -1, mb, 4, category);
+  sb.drop(cast);
+  sb.drop(wrapped);
+  return out;
+}
+
 // Device buffers of one frozen linear weight [out, in] in the configured format.
 void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, const QuantOptions& q,
                          Category category, std::vector<int32_t>* keep) {
@@ -567,10 +585,15 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
     head_run.restart(-1, mb);
     forward(sb, head_run, x, true, true, last_use, temp_ids);
     sb.drop(x);
+    // backward() of loss / grad_accum: the quotient and backward's seed (ones) stay until the
+    // micro-batch's backward ends, the loss until the micro-batch's end; the division's gradient
+    // is grad:loss. Each division by a number wraps it (and its fp32 cast) in CPU tensors.
     const int32_t loss = head_run.buf[head.g.output];
-    int32_t g =
-        backward(sb, head_run, sb.alloc("grad:loss", -1, mb, 4, Category::kLogits), gs, temp_ids);
-    sb.drop(loss);
+    const bool cpu = c.device == Device::kCpu;
+    const int32_t scaled = scalar_quotient(sb, "loss.scaled", mb, Category::kLogits, cpu);
+    const int32_t seed = sb.alloc("grad:loss.scaled", -1, mb, 4, Category::kLogits);
+    int32_t g = backward(sb, head_run, scalar_quotient(sb, "grad:loss", mb, Category::kLogits, cpu),
+                         gs, temp_ids);
 
     for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
       sb.phase(bwd_phase[l], [l] { return "bwd L" + std::to_string(l); });
@@ -596,6 +619,9 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       }
       unstage(staged);
     }
+    sb.drop(seed);
+    sb.drop(scaled);
+    sb.drop(loss);
     sb.drop(ids);
     sb.drop(labels);
   }
@@ -609,7 +635,18 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
                                  c.optimizer == Optimizer::kPagedAdamW8bit
                              ? 8
                              : 0;
-  sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
+  if (c.device == Device::kCpu) {
+    // An in-place multiply by a number (clipping's scale, momentum, weight decay, Adam's betas)
+    // wraps it in CPU tensors; then AdamW's sqrt(v), the wrapped bias correction and the quotient.
+    sb.workspace("optimizer.scalar", -1, -1, {kWrappedScalarBytes, kWrappedScalarCastBytes});
+    if (update > 0 && max_adapter > 0) {
+      sb.workspace(
+          "optimizer.update", -1, -1,
+          {4 * max_adapter, kWrappedScalarBytes, kWrappedScalarCastBytes, 4 * max_adapter});
+    }
+  } else {
+    sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
+  }
   for (int32_t id : gs.adapter_grads) sb.drop(id);
   if (c.has_eval()) eval_step(sb, m, c, stage, unstage, last_use, temp_ids);
   last_schedule_size = {s.buffers.size(), s.events.size()};
