@@ -168,6 +168,48 @@ void tokenizer_seeds(const fs::path& out) {
 )");
 }
 
+// Chat templates in the styles of Llama 3, Qwen3 and Gemma, each with a conversation after a NUL
+// (the harness's input format).
+void chat_template_seeds(const fs::path& out) {
+  const std::string conversation =
+      R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": " Hi "},)"
+      R"( {"role": "assistant", "content": "<think>\nhm\n</think>\n\nHello", "tool_calls":)"
+      R"( [{"function": {"name": "f", "arguments": {"a": 1, "b": [true, null]}}}]}])";
+  const auto seed = [&](const char* name, const std::string& source) {
+    write_file(out / name, source + std::string(1, '\0') + conversation);
+  };
+  seed("llama.jinja",
+       "{% set loop_messages = messages %}{% for message in loop_messages %}"
+       "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ "
+       "message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+       "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}"
+       "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+       "{% endif %}");
+  seed("qwen.jinja",
+       "{%- set ns = namespace(last=messages|length - 1) %}\n"
+       "{%- for message in messages[::-1] %}\n"
+       "    {%- if message.role == 'user' and not message.content.startswith('<tool') %}\n"
+       "        {%- set ns.last = (messages|length - 1) - loop.index0 %}{%- endif %}\n"
+       "{%- endfor %}\n"
+       "{%- for message in messages %}\n"
+       "    {%- if '</think>' in message.content %}\n"
+       "        {{- message.content.split('</think>')[-1].lstrip('\\n') }}\n"
+       "    {%- else %}{{- '<|im_start|>' + message.role + '\\n' + message.content }}{%- endif %}\n"
+       "    {%- if message.tool_calls is defined %}{%- for call in message.tool_calls %}\n"
+       "        {{- call.function.arguments | tojson }}{%- endfor %}{%- endif %}\n"
+       "{%- endfor %}\n");
+  seed("gemma.jinja",
+       "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n"
+       "{%- set prefix = messages[0]['content'] + '\n\n' -%}{%- set rest = messages[1:] -%}\n"
+       "{%- else -%}{%- set prefix = '' -%}{%- set rest = messages -%}{%- endif -%}\n"
+       "{%- for message in rest -%}\n"
+       "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+       "{{ raise_exception('Conversation roles must alternate') }}{%- endif -%}\n"
+       "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + "
+       "'\n' + (prefix if loop.first else '') }}{{ message['content'] | trim }}"
+       "{{ '<end_of_turn>\n' }}{%- endfor -%}\n");
+}
+
 }  // namespace
 }  // namespace loraplan::fuzz
 
@@ -187,7 +229,8 @@ int main(int argc, char** argv) {
       {"plan", plan_seeds},
       {"run_report", run_report_seeds},
       {"dataset", dataset_seeds},
-      {"tokenizer", tokenizer_seeds}};
+      {"tokenizer", tokenizer_seeds},
+      {"chat_template", chat_template_seeds}};
   try {
     for (const auto& [harness, write] : kCorpora) {
       fs::create_directories(out / harness);

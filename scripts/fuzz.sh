@@ -50,6 +50,7 @@ harnesses=(
   "run_report         16384  fuzz/json.dict"
   "dataset            16384  fuzz/json.dict"
   "tokenizer          16384  fuzz/json.dict"
+  "chat_template      16384  -"
 )
 
 passed=0

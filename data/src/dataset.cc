@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "loraplan/data/chat_template.h"
 #include "loraplan/data/text_rows.h"
 #include "loraplan/data/tokenizer.h"
 #include "loraplan/planner/errors.h"
@@ -17,9 +19,11 @@ constexpr int32_t kIgnore = -100;  // the label PyTorch's cross entropy skips
 struct RowReader {
   const Tokenizer* tokenizer;
   const DatasetOptions& options;
+  mutable std::optional<ChatTemplate> chat = {};  // parsed at the first messages row
 
   // The row as a sample; throws InputError "where: ..." naming what is wrong.
-  Sample read(const nlohmann::json& row, const std::string& where) const {
+  Sample read(const nlohmann::json& row, const RowPlace& place) const {
+    const std::string& where = place.where;
     if (!row.is_object()) {
       throw InputError(where + ": a row must be a JSON object, got " + planner::json_excerpt(row));
     }
@@ -31,14 +35,12 @@ struct RowReader {
       s.kind = RowKind::kPromptCompletion;
       read_prompt_completion(row, where, s);
     } else if (!options.field_given && row.contains("messages") && !row.contains(options.field)) {
-      throw InputError(where +
-                       ": a {\"messages\": [...]} row needs the model's chat template, which "
-                       "loraplan does not apply; render the conversations to {\"text\": ...} "
-                       "rows (tokenizer.apply_chat_template(messages, tokenize=False))");
+      s.kind = RowKind::kMessages;
+      read_messages(row, place, s);
     } else {
       s.kind = RowKind::kText;
       const std::string& text = text_field(row, options.field, where);
-      need_tokenizer(where);
+      need_tokenizer(where, "a text row");
       s.ids = encode(text);
       s.labels = s.ids;
     }
@@ -52,13 +54,74 @@ struct RowReader {
     return s;
   }
 
-  const Tokenizer& need_tokenizer(const std::string& where) const {
+  const Tokenizer& need_tokenizer(const std::string& where, const std::string& row) const {
     if (tokenizer == nullptr) {
-      throw InputError(where +
-                       ": a text row needs a tokenizer (--tokenizer, or a --model folder "
-                       "with tokenizer.json)");
+      throw InputError(where + ": " + row +
+                       " needs a tokenizer (--tokenizer, or a --model folder with "
+                       "tokenizer.json)");
     }
     return *tokenizer;
+  }
+
+  const ChatTemplate& chat_template(const std::string& where) const {
+    if (chat) return *chat;
+    const Tokenizer& t = need_tokenizer(where, "a {\"messages\": [...]} row");
+    if (t.chat_template().empty()) {
+      throw InputError(
+          where + ": a {\"messages\": [...]} row needs the tokenizer's chat template, and " +
+          (t.config_file().empty() ? "there is no tokenizer_config.json beside " + t.source()
+                                   : t.config_file() + " has no \"chat_template\"") +
+          " (nor is there a chat_template.jinja); render the conversations to {\"text\": ...} "
+          "rows, or use the tokenizer of a chat model");
+    }
+    try {
+      chat = ChatTemplate::parse(t.chat_template(), t.chat_template_where());
+    } catch (const InputError& e) {
+      throw InputError(where + ": " + e.what());
+    }
+    return *chat;
+  }
+
+  // TRL's SFTTrainer on conversational rows: apply_chat_template (add_generation_prompt false),
+  // tokenized as transformers does it (add_special_tokens=False: the template writes its own
+  // BOS), no EOS appended (the template ends the turns), loss on every token.
+  void read_messages(const nlohmann::json& row, const RowPlace& place, Sample& s) const {
+    const std::string& where = place.where;
+    check_messages(row["messages"], where);
+    const ChatTemplate& t = chat_template(where);
+    const ChatVariables vars{tokenizer->bos().text, tokenizer->eos().text, tokenizer->pad().text,
+                             tokenizer->unk().text, false};
+    std::string text;
+    try {
+      // A JSONL row is parsed again keeping its keys' order (tojson of a dict writes them).
+      text = place.text.empty()
+                 ? t.render(row["messages"], vars)
+                 : t.render(nlohmann::ordered_json::parse(place.text)["messages"], vars);
+    } catch (const InputError& e) {
+      throw InputError(where + ": " + e.what());
+    }
+    s.ids = tokenizer->encode(text, /*add_special_tokens=*/false);
+    s.labels = s.ids;
+  }
+
+  static void check_messages(const nlohmann::json& messages, const std::string& where) {
+    if (!messages.is_array() || messages.empty()) {
+      throw InputError(where +
+                       ": \"messages\" must be a non-empty array of {\"role\": ..., "
+                       "\"content\": ...} objects, got " +
+                       planner::json_excerpt(messages));
+    }
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const nlohmann::json& m = messages[i];
+      const std::string at = where + ": \"messages\"[" + std::to_string(i) + "]";
+      if (!m.is_object()) {
+        throw InputError(at + " must be an object, got " + planner::json_excerpt(m));
+      }
+      if (!m.contains("role") || !m["role"].is_string()) {
+        throw InputError(at + " needs a \"role\" string" +
+                         (m.contains("role") ? ", got " + planner::json_excerpt(m["role"]) : ""));
+      }
+    }
   }
 
   // The text's ids with the post-processor's special tokens, then EOS.
@@ -73,7 +136,7 @@ struct RowReader {
                               Sample& s) const {
     const std::string prompt = text_field(row, "prompt", where);
     const std::string completion = text_field(row, "completion", where);
-    need_tokenizer(where);
+    need_tokenizer(where, "a prompt/completion row");
     // TRL: the loss starts after the prompt's own tokens within prompt + completion.
     const size_t prompt_tokens = tokenizer->encode(prompt).size();
     s.ids = encode(prompt + completion);
@@ -132,7 +195,7 @@ DatasetSummary for_each_sample(const std::string& path, const Tokenizer* tokeniz
   for_each_row(path, [&](const nlohmann::json& row, const RowPlace& place) {
     Sample s;
     try {
-      s = reader.read(row, place.where);
+      s = reader.read(row, place);
     } catch (const InputError& e) {
       if (!options.skip_bad_rows) throw;
       if (summary.skipped++ == 0) summary.first_skipped = e.what();

@@ -26,7 +26,8 @@ void for_each_row(const std::string& path,
     const nlohmann::json rows = planner::parse_json(planner::read_text_file(path), path, "JSON");
     if (!rows.is_array()) throw InputError(path + ": expected a JSON array of rows");
     for (size_t i = 0; i < rows.size(); ++i) {
-      row(rows[i], RowPlace{static_cast<int64_t>(i), 0, path + ": row " + std::to_string(i + 1)});
+      row(rows[i],
+          RowPlace{static_cast<int64_t>(i), 0, path + ": row " + std::to_string(i + 1), {}});
     }
     return;
   }
@@ -36,7 +37,7 @@ void for_each_row(const std::string& path,
     ++line;
     if (!text.empty() && text.back() == '\r') text.pop_back();
     if (text.find_first_not_of(" \t") == std::string::npos) continue;
-    RowPlace place{index++, line, path + ":" + std::to_string(line)};
+    RowPlace place{index++, line, path + ":" + std::to_string(line), text};
     nlohmann::json parsed;
     try {
       parsed = planner::parse_json(text, place.where, "JSON row");

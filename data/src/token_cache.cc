@@ -56,7 +56,7 @@ std::string hex(XXH128_hash_t h) {
 
 std::string cache_key(const std::string& path, const std::string& tokenizer,
                       const DatasetOptions& o) {
-  const std::string parts = "loraplan-tokens-v1\n" + file_hash(path) + "\n" +
+  const std::string parts = "loraplan-tokens-v2\n" + file_hash(path) + "\n" +
                             (tokenizer.empty() ? std::string("no tokenizer") : tokenizer) + "\n" +
                             o.field + "\n" + (o.field_given ? "1" : "0") + "\n" +
                             std::to_string(o.vocab) + "\n" + (o.skip_bad_rows ? "1" : "0");
@@ -188,7 +188,7 @@ bool replay(const Mapped& m, const DatasetOptions& o, const std::function<void(S
   for (uint64_t i = 0; i < h.rows; ++i) {  // every entry checked before any is used
     const RowEntry& e = index[i];
     if (e.length == 0 || e.offset > h.tokens || 2 * uint64_t{e.length} > h.tokens - e.offset ||
-        e.kind > static_cast<uint32_t>(RowKind::kTokens)) {
+        e.kind > static_cast<uint32_t>(RowKind::kMessages)) {
       return false;
     }
   }

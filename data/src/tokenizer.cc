@@ -28,8 +28,9 @@ struct Tokenizer::Impl {
   std::unique_ptr<Bpe> model;
   std::unique_ptr<PostProcessor> post_processor;
   std::unique_ptr<Decoder> decoder;
-  SpecialToken bos, eos, pad;
+  SpecialToken bos, eos, pad, unk;
   std::string fingerprint;
+  std::string config_file, chat_template, chat_template_where;
 
   int32_t find(std::string_view token) const {
     if (const auto it = added_by_text.find(token); it != added_by_text.end()) return it->second;
@@ -38,6 +39,8 @@ struct Tokenizer::Impl {
   void read(const nlohmann::json& j, const Where& where);
   void read_added_tokens(const nlohmann::json& list, const Where& where);
   void read_config(const std::string& path);
+  void read_chat_template(const nlohmann::json& field, const std::string& path,
+                          const std::string& text);
 };
 
 namespace {
@@ -141,6 +144,10 @@ void Tokenizer::Impl::read_config(const std::string& path) {
   bos = special("bos_token");
   eos = special("eos_token");
   pad = special("pad_token");
+  unk.text = token_text(part(c, "unk_token"));
+  if (!unk.text.empty()) unk.id = find(unk.text);
+  config_file = path;
+  read_chat_template(part(c, "chat_template"), path, text);
   // transformers' Llama and Gemma fast tokenizers rebuild the post-processor from these flags.
   const nlohmann::json& class_field = part(c, "tokenizer_class");
   const std::string cls = class_field.is_string() ? class_field.get<std::string>() : "";
@@ -166,6 +173,39 @@ void Tokenizer::Impl::read_config(const std::string& path) {
   }
 }
 
+// "chat_template": a string, or a list of {"name", "template"} of which "default" is the one
+// apply_chat_template takes when it is given no name.
+void Tokenizer::Impl::read_chat_template(const nlohmann::json& field, const std::string& path,
+                                         const std::string& text) {
+  if (field.is_null()) return;
+  const auto fail = [&](const std::string& message) {
+    throw InputError(located(path, json_key_line(text, "chat_template"), message));
+  };
+  chat_template_where = path + ": chat_template";
+  if (field.is_string()) {
+    chat_template = field.get<std::string>();
+    return;
+  }
+  if (!field.is_array())
+    fail("\"chat_template\" must be a string or a list of {\"name\", \"template\"}");
+  std::string names;
+  for (const nlohmann::json& t : field) {
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() ||
+        !t.contains("template") || !t["template"].is_string()) {
+      fail("\"chat_template\" list entries must be {\"name\": ..., \"template\": ...} strings");
+    }
+    const std::string name = t["name"].get<std::string>();
+    if (name == "default") {
+      chat_template = t["template"].get<std::string>();
+      chat_template_where = path + ": chat_template \"default\"";
+      return;
+    }
+    names += (names.empty() ? "\"" : ", \"") + name + "\"";
+  }
+  fail("\"chat_template\" names " + (names.empty() ? std::string("no template") : names) +
+       " but none \"default\" (the one transformers applies)");
+}
+
 std::string tokenizer_file(const std::string& path) {
   std::error_code ec;
   if (!fs::is_directory(path, ec)) return path;
@@ -183,12 +223,25 @@ std::string config_beside(const std::string& file) {
   return fs::is_regular_file(config, ec) ? config.string() : "";
 }
 
-std::string fingerprint_of(const std::string& text, const std::string& config_text) {
+// chat_template.jinja beside a tokenizer.json, or "" when there is none.
+std::string jinja_beside(const std::string& file) {
+  std::error_code ec;
+  const fs::path jinja = fs::path(file).parent_path() / "chat_template.jinja";
+  return fs::is_regular_file(jinja, ec) ? jinja.string() : "";
+}
+
+std::string fingerprint_of(const std::string& text, const std::string& config_text,
+                           const std::string& jinja_file = "") {
   XXH3_state_t* state = XXH3_createState();
   XXH3_128bits_reset(state);
   XXH3_128bits_update(state, text.data(), text.size());
   XXH3_128bits_update(state, "", 1);  // the NUL between the files
   XXH3_128bits_update(state, config_text.data(), config_text.size());
+  if (!jinja_file.empty()) {
+    const std::string jinja = planner::read_text_file(jinja_file);
+    XXH3_128bits_update(state, "", 1);
+    XXH3_128bits_update(state, jinja.data(), jinja.size());
+  }
   const XXH128_hash_t h = XXH3_128bits_digest(state);
   XXH3_freeState(state);
   char out[33];
@@ -202,7 +255,7 @@ std::string fingerprint_of(const std::string& text, const std::string& config_te
 std::string tokenizer_fingerprint(const std::string& path) {
   const std::string file = tokenizer_file(path), config = config_beside(file);
   return fingerprint_of(planner::read_text_file(file),
-                        config.empty() ? "" : planner::read_text_file(config));
+                        config.empty() ? "" : planner::read_text_file(config), jinja_beside(file));
 }
 
 Tokenizer Tokenizer::load(const std::string& path) {
@@ -213,7 +266,13 @@ Tokenizer Tokenizer::load(const std::string& path) {
   impl->read(planner::parse_json(text, file, "tokenizer.json"), Where{file, ""});
   const std::string config = config_beside(file);
   if (!config.empty()) impl->read_config(config);
-  impl->fingerprint = fingerprint_of(text, config.empty() ? "" : planner::read_text_file(config));
+  const std::string jinja = jinja_beside(file);
+  if (!jinja.empty()) {
+    impl->chat_template = planner::read_text_file(jinja);
+    impl->chat_template_where = jinja;
+  }
+  impl->fingerprint =
+      fingerprint_of(text, config.empty() ? "" : planner::read_text_file(config), jinja);
   return Tokenizer(std::move(impl));
 }
 
@@ -303,7 +362,11 @@ int64_t Tokenizer::vocab_size() const {
 const SpecialToken& Tokenizer::bos() const { return impl_->bos; }
 const SpecialToken& Tokenizer::eos() const { return impl_->eos; }
 const SpecialToken& Tokenizer::pad() const { return impl_->pad; }
+const SpecialToken& Tokenizer::unk() const { return impl_->unk; }
 const std::string& Tokenizer::source() const { return impl_->source; }
+const std::string& Tokenizer::config_file() const { return impl_->config_file; }
+const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+const std::string& Tokenizer::chat_template_where() const { return impl_->chat_template_where; }
 const std::string& Tokenizer::fingerprint() const { return impl_->fingerprint; }
 
 }  // namespace loraplan::data

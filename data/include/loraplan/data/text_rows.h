@@ -13,6 +13,9 @@ struct RowPlace {
   int64_t index = 0;  // 0-based, in file order (blank lines not counted)
   int64_t line = 0;   // 1-based line of a JSONL file; 0 in a JSON array
   std::string where;  // "data.jsonl:12" or "data.json: row 12", for errors
+  // The row's JSON text in a JSONL file (valid while the callback runs); empty in a JSON array.
+  // Readers that need the order of an object's keys (chat templates) parse it again.
+  std::string_view text;
 };
 
 // Calls `row` for every row of a JSONL file (one JSON value per line, blank lines skipped,

@@ -51,8 +51,19 @@ class Tokenizer {
   const SpecialToken& bos() const;
   const SpecialToken& eos() const;
   const SpecialToken& pad() const;
-  const std::string& source() const;  // the tokenizer.json read
-  // A content hash of tokenizer.json and tokenizer_config.json (the token cache's key).
+  // tokenizer_config.json's "unk_token" (its id -1 when tokenizer.json lacks it: only the chat
+  // template uses it, as text).
+  const SpecialToken& unk() const;
+  const std::string& source() const;       // the tokenizer.json read
+  const std::string& config_file() const;  // the tokenizer_config.json read; "" when none
+  // The chat template: chat_template.jinja beside tokenizer.json when there is one (transformers
+  // prefers it), else tokenizer_config.json's "chat_template" (the one named "default" when it is a
+  // list of {"name", "template"}); "" when the files have none. chat_template_where() names it for
+  // errors ("path/tokenizer_config.json: chat_template" or "path/chat_template.jinja").
+  const std::string& chat_template() const;
+  const std::string& chat_template_where() const;
+  // A content hash of tokenizer.json, tokenizer_config.json and chat_template.jinja (the token
+  // cache's key).
   const std::string& fingerprint() const;
 
  private:
