@@ -1,5 +1,7 @@
 // loraplan train: run the configuration with the LibTorch executor and measure its memory.
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -10,6 +12,7 @@
 #include <tuple>
 
 #include "app.h"
+#include "checkpoints.h"
 #include "config_flags.h"
 #include "data_flags.h"
 #include "loraplan/data/dataset.h"
@@ -42,6 +45,9 @@ struct TrainFlags {
   int threads = 1;
   double max_grad_norm = 1.0;
   int64_t eval_every = 0;
+  int64_t save_every = 0;
+  int64_t keep = 2;
+  std::string resume;
 };
 
 // What the run was, beside the request: the --model reference and the GPU it was planned for.
@@ -186,6 +192,65 @@ void apply_plan_data(const std::string& plan_path, const CLI::App& sub, DataFlag
   }
 }
 
+// What a checkpoint of this run must match to continue it (cli/checkpoints.h).
+RunIdentity run_identity(const executor::TrainRequest& q, const RunOrigin& origin,
+                         const DataFlags& data, const std::optional<TrainData>& batched) {
+  RunIdentity id;
+  id.fields["model"] = reports::run_model_json(reports::run_model(origin.model_spec, q.model));
+  id.fields["weights"] = q.weights_source.empty() ? "random" : q.weights_source;
+  id.fields["config"] = reports::config_json(q.config);
+  id.fields["training"] = {{"steps", q.steps},
+                           {"lr", q.lr},
+                           {"warmup_steps", q.warmup_steps},
+                           {"seed", q.seed},
+                           {"max_grad_norm", q.max_grad_norm},
+                           {"weight_decay", q.weight_decay},
+                           {"eval_every", q.eval_every}};
+  const auto content = [](const std::string& path) {
+    return path.empty() ? nlohmann::json() : nlohmann::json(data::file_hash(path));
+  };
+  id.fields["data"] = {{"content_xxh3_128", content(data.data)},
+                       {"eval_content_xxh3_128", content(data.eval_data)}};
+  if (batched) {
+    const data::BatchingOptions& o = batched->batches.options;
+    id.fields["data"]["batching"] = o.batching.name();
+    id.fields["data"]["pad_multiple"] = o.pad_multiple;
+    id.fields["data"]["longest_first"] = o.longest_first;
+    id.fields["data"]["micro_batches"] = batched->batches.batches.size();
+  }
+  return id;
+}
+
+// SIGINT and SIGTERM while training: the first asks the executor to stop after a checkpoint,
+// a second exits at once (the checkpoints already written are complete: each is renamed into
+// place whole).
+std::atomic<int> stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  if (stop_signal.exchange(sig) != 0) std::_Exit(128 + sig);
+}
+
+class StopSignals {
+ public:
+  StopSignals() {
+    stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
 nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q,
                            const RunOrigin& origin) {
   const std::string& plan = origin.plan;
@@ -228,6 +293,15 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
          {"reserved_peak_bytes", s.reserved_peak_bytes},
          {"lr", s.lr}});
   }
+  j["interrupted"] = r.interrupted != 0;
+  j["interrupt_signal"] = r.interrupted != 0
+                              ? nlohmann::json("SIG" + std::string(sigabbrev_np(r.interrupted)))
+                              : nlohmann::json();
+  j["checkpoint"] = r.checkpoint.empty() ? nlohmann::json() : nlohmann::json(r.checkpoint);
+  j["resumed_from"] =
+      q.resume_from.empty()
+          ? nlohmann::json()
+          : nlohmann::json({{"checkpoint", q.resume_from}, {"step", r.resumed_step}});
   j["out_of_memory"] = r.out_of_memory;
   j["diverged_step"] = r.diverged_step > 0 ? nlohmann::json(r.diverged_step) : nlohmann::json();
   j["error"] = r.error.empty() ? nlohmann::json() : nlohmann::json(r.error);
@@ -284,6 +358,17 @@ Handler define_train(CLI::App& sub) {
   sub.add_option("--max-grad-norm", f->max_grad_norm, "Gradient clipping (0 = off)")
       ->check(non_negative_number())
       ->default_str("1.0");
+  sub.add_option("--save-every", f->save_every,
+                 "Write a checkpoint under --out/checkpoints after every N optimizer steps "
+                 "(0 = only when interrupted)")
+      ->check(non_negative_integer())
+      ->default_str("0");
+  sub.add_option("--keep", f->keep, "Checkpoints kept (the newest)")
+      ->check(positive_integer())
+      ->default_str("2");
+  sub.add_option("--resume", f->resume,
+                 "Continue from the newest complete checkpoint in DIR (a run's --out, its "
+                 "checkpoints folder or one step-N folder); the run's flags must match it");
   return [f, &sub](Io& io) {
     executor::Backend& backend = executor::require_backend("train");
     executor::TrainRequest q;
@@ -344,6 +429,20 @@ Handler define_train(CLI::App& sub) {
              << "), predicted peak " << planner::format_bytes(data->worst_peak) << "\n";
     }
     prepare_output_dir(f->out);
+    const RunOrigin origin{
+        run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
+    q.save_every = f->save_every;
+    q.keep = f->keep;
+    q.checkpoint_dir = (std::filesystem::path(f->out) / "checkpoints").string();
+    const RunIdentity identity = run_identity(q, origin, f->data, data);
+    q.identity = identity.text();
+    if (!f->resume.empty()) {
+      q.resume_from = find_checkpoint(f->resume, identity, io.err);
+      const int64_t step = checkpoint_step(q.resume_from);
+      io.out << "resuming from " << q.resume_from << ": step " << step << " of " << q.steps
+             << " done\n";
+    }
+    q.stop = &stop_signal;
     if (q.weights.empty()) {
       io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
              << " names no weight files, so the frozen weights are drawn at random\n";
@@ -357,6 +456,7 @@ Handler define_train(CLI::App& sub) {
     };
     executor::RunReport r;
     try {
+      const StopSignals signals;
       r = backend.train(q);
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
@@ -364,8 +464,6 @@ Handler define_train(CLI::App& sub) {
     if (!r.steps.empty() && r.steps.back().step != printed)
       print_step(io.out, r.steps.back());  // where it stopped
     const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
-    const RunOrigin origin{
-        run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
     nlohmann::json report = report_json(r, q, origin);
     if (data) {
       report["data"] =
@@ -374,6 +472,19 @@ Handler define_train(CLI::App& sub) {
     write_file_atomic(report_path, report.dump(2) + "\n");
     io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " ("
            << reports::with_commas(r.peak_bytes) << " bytes); report: " << report_path << "\n";
+    if (r.interrupted != 0) {
+      const int64_t done = r.steps.empty() ? 0 : r.steps.back().step;
+      io.out << "INTERRUPTED (SIG" << sigabbrev_np(r.interrupted) << ") after step " << done
+             << " of " << q.steps;
+      const std::string& checkpoint = !r.checkpoint.empty() ? r.checkpoint : q.resume_from;
+      if (checkpoint.empty()) {
+        io.out << ": no step had finished, so there is no checkpoint to resume from\n";
+      } else {
+        io.out << ": checkpoint " << checkpoint << "; continue with the same command and --resume "
+               << f->out << "\n";
+      }
+      return 128 + r.interrupted;
+    }
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
       return kExitCheckFailed;

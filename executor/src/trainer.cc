@@ -15,9 +15,10 @@
 #include <random>
 #include <stdexcept>
 
-#include "adam8bit.h"
+#include "checkpoint.h"
 #include "memory_meter.h"
 #include "model.h"
+#include "optimizer.h"
 
 namespace loraplan::executor {
 namespace {
@@ -145,6 +146,10 @@ struct Diverged {
   std::string what;  // "the loss is nan"
 };
 
+// Thrown when a signal (request.stop) asks the run to stop, at the start of a step or after a
+// micro-batch; the step in progress is abandoned.
+struct Interrupted {};
+
 std::string non_finite_text(double v) { return std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
 
 // A small fixed set of random sequences, repeated: a model can learn it, so the loss falls.
@@ -181,210 +186,6 @@ double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
   const double span = std::max<int64_t>(1, r.steps - r.warmup_steps);
   const double progress = static_cast<double>(step - r.warmup_steps) / span;
   return r.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine to 10%
-}
-
-// AdamW (fp32 or bitsandbytes' blockwise 8-bit state) and SGD, with their state allocated up
-// front (the planner's steady state). Paged 8-bit state lives in host memory outside the
-// device's allocator (bitsandbytes: CUDA unified memory; here: memory the tracking allocator does
-// not count), as the planner's host figure has it.
-class Optimizer {
- public:
-  Optimizer(planner::Optimizer kind, std::vector<Tensor> params)
-      : kind_(kind),
-        paged_(kind == planner::Optimizer::kPagedAdamW8bit),
-        params_(std::move(params)) {
-    for (const Tensor& p : params_) {
-      State s;
-      const int64_t n = p.numel();
-      if (planner::optimizer_state_8bit(kind_, n)) {
-        const int64_t blocks = (n + planner::k8bitStateBlock - 1) / planner::k8bitStateBlock;
-        s.m_codes = state_tensor({n}, torch::kUInt8, p);
-        s.v_codes = state_tensor({n}, torch::kUInt8, p);
-        s.m_absmax = state_tensor({blocks}, torch::kFloat, p);
-        s.v_absmax = state_tensor({blocks}, torch::kFloat, p);
-      } else if (kind_ != planner::Optimizer::kSgd) {
-        s.m = state_tensor(p.sizes(), torch::kFloat, p);
-        if (kind_ != planner::Optimizer::kSgdMomentum)
-          s.v = state_tensor(p.sizes(), torch::kFloat, p);
-      }
-      states_.push_back(std::move(s));
-    }
-  }
-
-  int64_t host_bytes() const { return host_bytes_; }  // paged state
-
-  // Scales the gradients to a total norm of at most max_norm; returns the norm before (0 when
-  // clipping is off: the norm is not computed).
-  double clip(double max_norm) {
-    if (max_norm <= 0) return 0;
-    double total = 0;
-    for (const Tensor& p : params_) {
-      if (p.grad().defined()) total += std::pow(p.grad().norm().item<double>(), 2);
-    }
-    total = std::sqrt(total);
-    if (total > max_norm && std::isfinite(total)) {
-      for (const Tensor& p : params_) {
-        if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (total + 1e-6));
-      }
-    }
-    return total;
-  }
-
-  void step(double lr, double weight_decay) {
-    torch::NoGradGuard no_grad;
-    ++t_;
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    const double bc1 = 1 - std::pow(b1, t_), bc2 = 1 - std::pow(b2, t_);
-    for (size_t i = 0; i < params_.size(); ++i) {
-      Tensor p = params_[i];
-      const Tensor g = p.grad();
-      State& s = states_[i];
-      if (!g.defined()) continue;
-      if (s.m_codes.defined()) {
-        const Tensor gc = g.contiguous();  // a view already: LoRA gradients are contiguous
-        adam8bit::adamw_step(p.data_ptr<float>(), gc.data_ptr<float>(), p.numel(),
-                             s.m_codes.data_ptr<uint8_t>(), s.m_absmax.data_ptr<float>(),
-                             s.v_codes.data_ptr<uint8_t>(), s.v_absmax.data_ptr<float>(),
-                             {.lr = lr,
-                              .beta1 = b1,
-                              .beta2 = b2,
-                              .eps = eps,
-                              .weight_decay = weight_decay,
-                              .step = t_});
-        continue;
-      }
-      switch (kind_) {
-        case planner::Optimizer::kSgd:
-          p.add_(g, -lr);
-          break;
-        case planner::Optimizer::kSgdMomentum:
-          s.m.mul_(0.9).add_(g);
-          p.add_(s.m, -lr);
-          break;
-        default: {
-          if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
-          s.m.mul_(b1).add_(g, 1 - b1);
-          s.v.mul_(b2).addcmul_(g, g, 1 - b2);
-          const Tensor denom = (s.v.sqrt() / std::sqrt(bc2)).add_(eps);
-          p.addcdiv_(s.m, denom, -lr / bc1);
-        }
-      }
-    }
-  }
-
-  void zero_grad() {
-    for (Tensor& p : params_) p.mutable_grad().reset();  // set_to_none
-  }
-
- private:
-  // One tensor's state: fp32 exp_avg (m) and exp_avg_sq (v; AdamW only), or 8-bit codes with
-  // an absmax per block.
-  struct State {
-    Tensor m, v;                // fp32, p's shape
-    Tensor m_codes, v_codes;    // uint8 [n]
-    Tensor m_absmax, v_absmax;  // fp32 [ceil(n / 256)]
-  };
-
-  Tensor state_tensor(at::IntArrayRef shape, at::ScalarType type, const Tensor& like) {
-    if (!paged_) return torch::zeros(shape, like.options().dtype(type));
-    int64_t bytes = static_cast<int64_t>(c10::elementSize(type));
-    for (int64_t d : shape) bytes *= d;
-    host_.emplace_back(static_cast<size_t>(bytes), uint8_t{0});  // a moved vector keeps its buffer
-    host_bytes_ += bytes;
-    return torch::from_blob(host_.back().data(), shape, torch::TensorOptions().dtype(type));
-  }
-
-  planner::Optimizer kind_;
-  bool paged_;
-  std::vector<Tensor> params_;
-  std::vector<State> states_;
-  std::vector<std::vector<uint8_t>> host_;  // paged state's storage
-  int64_t host_bytes_ = 0;
-  int64_t t_ = 0;
-};
-
-// PEFT's on-disk format: adapter_model.safetensors (fp32, names without the adapter name) and
-// adapter_config.json. Each file is written to a temporary name and renamed.
-std::vector<std::string> save_adapter(const Model& model, const TrainRequest& r) {
-  namespace fs = std::filesystem;
-  fs::create_directories(r.out_dir);
-  nlohmann::ordered_json header;
-  header["__metadata__"] = {{"format", "pt"}};
-  std::vector<Tensor> data;
-  int64_t offset = 0;
-  std::vector<std::string> modules;
-  for (const DecoderLayer& d : model.layers()) {
-    for (const auto* group : {&d.attn, &d.mlp}) {
-      for (const FrozenLinear& l : *group) {
-        if (!l.lora) continue;
-        const std::string module = l.name.substr(l.name.rfind('.') + 1);
-        if (std::find(modules.begin(), modules.end(), module) == modules.end())
-          modules.push_back(module);
-        for (const auto& [suffix, t] :
-             {std::pair{"lora_A", l.lora->A}, std::pair{"lora_B", l.lora->B}}) {
-          const Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
-          const int64_t bytes = c.numel() * 4;
-          header["base_model.model." + l.name + "." + suffix + ".weight"] = {
-              {"dtype", "F32"},
-              {"shape", c.sizes().vec()},
-              {"data_offsets", {offset, offset + bytes}}};
-          offset += bytes;
-          data.push_back(c);
-        }
-      }
-    }
-  }
-  const std::string text = header.dump();
-  const fs::path st = fs::path(r.out_dir) / "adapter_model.safetensors";
-  {
-    std::ofstream out(st.string() + ".tmp", std::ios::binary);
-    const uint64_t n = text.size();
-    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
-    out << text;
-    for (const Tensor& c : data) out.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
-    if (!out) {
-      fs::remove(st.string() + ".tmp");
-      throw std::runtime_error("writing " + st.string() + ": failed");
-    }
-  }
-  fs::rename(st.string() + ".tmp", st);
-  const planner::TrainConfig& c = r.config;
-  nlohmann::ordered_json cfg = {
-      {"alpha_pattern", nlohmann::json::object()},
-      // Random frozen weights are no base model: the adapter claims none.
-      {"base_model_name_or_path",
-       r.weights.empty()
-           ? nlohmann::json()
-           : nlohmann::json(r.model.hf_id.empty() ? r.weights_source : r.model.hf_id)},
-      {"bias", "none"},
-      {"fan_in_fan_out", false},
-      {"inference_mode", true},
-      {"init_lora_weights", true},
-      {"layers_pattern", nullptr},
-      {"layers_to_transform", nullptr},
-      {"lora_alpha", c.lora_alpha},
-      {"lora_dropout", c.lora_dropout},
-      {"modules_to_save", nullptr},
-      {"peft_type", "LORA"},
-      {"r", c.lora_rank},
-      {"rank_pattern", nlohmann::json::object()},
-      {"revision", nullptr},
-      {"target_modules", modules},
-      {"task_type", "CAUSAL_LM"},
-      {"use_dora", false},
-      {"use_rslora", false},
-  };
-  const fs::path cj = fs::path(r.out_dir) / "adapter_config.json";
-  {
-    std::ofstream out(cj.string() + ".tmp");
-    out << cfg.dump(2) << "\n";
-    if (!out) {
-      fs::remove(cj.string() + ".tmp");
-      throw std::runtime_error("writing " + cj.string() + ": failed");
-    }
-  }
-  fs::rename(cj.string() + ".tmp", cj);
-  return {st.string(), cj.string()};
 }
 
 // Ids or labels [B, T] of the next micro-batch, on `device` (built on the CPU, then copied).
@@ -453,13 +254,37 @@ RunReport run_training(const TrainRequest& r) {
   std::mt19937_64 rng(r.seed);
   std::shuffle(order.begin(), order.end(), rng);
   size_t cursor = 0;
+  int64_t first_step = 0;
+  if (!r.resume_from.empty()) {
+    const TrainerState resumed = read_checkpoint(model, opt, r, device);
+    first_step = resumed.step;
+    cursor = resumed.cursor;
+    report.steps = resumed.steps;
+    report.resumed_step = resumed.step;
+    for (const StepMeasure& s : report.steps) {
+      report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
+      report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, s.reserved_peak_bytes);
+    }
+  }
+  int64_t checkpointed = first_step;  // the step of the newest checkpoint (a resumed one's)
+  const auto save = [&](int64_t steps_done) {
+    if (r.checkpoint_dir.empty() || steps_done == 0 || steps_done == checkpointed) return;
+    report.checkpoint = write_checkpoint(model, opt, {steps_done, cursor, report.steps}, r, device);
+    checkpointed = steps_done;
+  };
+  const auto stopping = [&] { return r.stop != nullptr && r.stop->load() != 0; };
 
   mem.clear_phases();
   mem.reset_peak();
   mem.set_budget(r.budget_bytes);
   const int64_t B = c.micro_batch, T = c.seq_len;
   try {
-    for (int64_t step = 0; step < r.steps; ++step) {
+    for (int64_t step = first_step; step < r.steps; ++step) {
+      // Where the step starts, to come back to when a signal abandons it.
+      const size_t step_cursor = cursor;
+      const std::vector<uint8_t> step_rng =
+          r.stop ? generator_state(device) : std::vector<uint8_t>();
+      if (stopping()) throw Interrupted{};
       mem.reset_peak();
       const auto start = std::chrono::steady_clock::now();
       const double lr = learning_rate(r, step);
@@ -501,6 +326,14 @@ RunReport run_training(const TrainRequest& r) {
         loss_sum += value;
         (loss / static_cast<double>(c.grad_accum)).backward();
         model.release_staged();  // an offloaded first layer keeps its weights staged until here
+        if (stopping()) {
+          // Back to the step's start: no gradient, the data and the generators where they were.
+          loss = Tensor();
+          opt.zero_grad();
+          cursor = step_cursor;
+          set_generator_state(step_rng, device);
+          throw Interrupted{};
+        }
       }
       mem.set_phase("optim");
       if (const double norm = opt.clip(r.max_grad_norm); !std::isfinite(norm)) {
@@ -546,7 +379,11 @@ RunReport run_training(const TrainRequest& r) {
       report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
       report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, s.reserved_peak_bytes);
       if (r.on_step) r.on_step(s);
+      if (r.save_every > 0 && (step + 1) % r.save_every == 0 && step + 1 < r.steps) save(step + 1);
     }
+  } catch (const Interrupted&) {
+    report.interrupted = r.stop->load();
+    save(report.steps.empty() ? 0 : report.steps.back().step);
   } catch (const Diverged& d) {
     report.diverged_step = d.step;
     report.peak_bytes = std::max(report.peak_bytes, mem.peak_bytes());
@@ -566,8 +403,9 @@ RunReport run_training(const TrainRequest& r) {
   mem.set_budget(0);
   report.phases = mem.phases();
   report.resident_bytes = mem.live_bytes();
-  if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0)
-    report.files = save_adapter(model, r);
+  if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0 &&
+      report.interrupted == 0)
+    report.files = save_adapter(model, r, r.out_dir);
   return report;
 }
 

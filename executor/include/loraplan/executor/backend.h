@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -67,6 +68,21 @@ struct TrainRequest {
   int64_t budget_bytes = 0;  // device memory limit (CPU: allocated, CUDA: reserved); 0 = none
   int threads = 1;           // intra-op threads
   std::string out_dir;       // where the adapter is written; empty: not written
+  // Checkpoints (docs/training.md): after every save_every-th optimizer step but the last, a
+  // folder checkpoint_dir/step-NNNNNN written whole and renamed into place; the newest `keep`
+  // stay. `identity` (a JSON object the CLI makes of the model, configuration and data) is stored
+  // in each, for resume to compare.
+  int64_t save_every = 0;  // 0: none
+  int64_t keep = 2;
+  std::string checkpoint_dir;
+  std::string identity;
+  // A checkpoint folder to continue from (the CLI has checked its files and identity): its
+  // steps are not run again and the report holds their measures.
+  std::string resume_from;
+  // Set (to the signal's number) by a SIGINT or SIGTERM handler: the run abandons the step in
+  // progress, writes a checkpoint of the last finished one (when checkpoint_dir is set) and
+  // stops. May be null.
+  const std::atomic<int>* stop = nullptr;
   std::function<void(const StepMeasure&)>
       on_step;  // called after each optimizer step; may be empty
 };
@@ -106,6 +122,9 @@ struct RunReport {
   bool out_of_memory = false;      // the budget was exceeded (the run stopped there)
   int64_t diverged_step = 0;       // the 1-based step whose loss or gradient norm was not finite
                                    // (the run stopped there, no adapter written); 0 = none
+  int interrupted = 0;             // the signal that stopped the run (request.stop); 0 = none
+  std::string checkpoint;          // the newest checkpoint written; empty: none
+  int64_t resumed_step = 0;        // the checkpoint's step the run continued from; 0 = none
   std::string error;               // what ran out of memory or diverged, when it did
   std::vector<std::string> files;  // files written (adapter, config)
 };

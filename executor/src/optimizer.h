@@ -1,0 +1,158 @@
+#pragma once
+// The optimizers train runs, on the adapters' tensors: AdamW with fp32 state or bitsandbytes'
+// blockwise 8-bit state, and SGD with or without momentum.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "adam8bit.h"
+#include "loraplan/planner/train_config.h"
+
+namespace loraplan::executor {
+
+using torch::Tensor;
+
+// AdamW (fp32 or bitsandbytes' blockwise 8-bit state) and SGD, with their state allocated up
+// front (the planner's steady state). Paged 8-bit state lives in host memory outside the
+// device's allocator (bitsandbytes: CUDA unified memory; here: memory the tracking allocator does
+// not count), as the planner's host figure has it.
+class Optimizer {
+ public:
+  Optimizer(planner::Optimizer kind, std::vector<Tensor> params)
+      : kind_(kind),
+        paged_(kind == planner::Optimizer::kPagedAdamW8bit),
+        params_(std::move(params)) {
+    for (const Tensor& p : params_) {
+      State s;
+      const int64_t n = p.numel();
+      if (planner::optimizer_state_8bit(kind_, n)) {
+        const int64_t blocks = (n + planner::k8bitStateBlock - 1) / planner::k8bitStateBlock;
+        s.m_codes = state_tensor({n}, torch::kUInt8, p);
+        s.v_codes = state_tensor({n}, torch::kUInt8, p);
+        s.m_absmax = state_tensor({blocks}, torch::kFloat, p);
+        s.v_absmax = state_tensor({blocks}, torch::kFloat, p);
+      } else if (kind_ != planner::Optimizer::kSgd) {
+        s.m = state_tensor(p.sizes(), torch::kFloat, p);
+        if (kind_ != planner::Optimizer::kSgdMomentum)
+          s.v = state_tensor(p.sizes(), torch::kFloat, p);
+      }
+      states_.push_back(std::move(s));
+    }
+  }
+
+  int64_t host_bytes() const { return host_bytes_; }  // paged state
+
+  // Every state tensor under a stable name ("3.exp_avg", "3.exp_avg_sq", "3.exp_avg_codes",
+  // "3.exp_avg_absmax", ...: the index is the parameter's), for checkpoints; in place.
+  std::vector<std::pair<std::string, Tensor>> state_tensors() const {
+    std::vector<std::pair<std::string, Tensor>> out;
+    for (size_t i = 0; i < states_.size(); ++i) {
+      const State& s = states_[i];
+      const std::string k = std::to_string(i) + ".";
+      for (const auto& [name, t] :
+           {std::pair{"exp_avg", s.m}, std::pair{"exp_avg_sq", s.v},
+            std::pair{"exp_avg_codes", s.m_codes}, std::pair{"exp_avg_sq_codes", s.v_codes},
+            std::pair{"exp_avg_absmax", s.m_absmax}, std::pair{"exp_avg_sq_absmax", s.v_absmax}}) {
+        if (t.defined()) out.emplace_back(k + name, t);
+      }
+    }
+    return out;
+  }
+  int64_t step_count() const { return t_; }  // AdamW's t: updates done
+  void set_step_count(int64_t t) { t_ = t; }
+
+  // Scales the gradients to a total norm of at most max_norm; returns the norm before (0 when
+  // clipping is off: the norm is not computed).
+  double clip(double max_norm) {
+    if (max_norm <= 0) return 0;
+    double total = 0;
+    for (const Tensor& p : params_) {
+      if (p.grad().defined()) total += std::pow(p.grad().norm().item<double>(), 2);
+    }
+    total = std::sqrt(total);
+    if (total > max_norm && std::isfinite(total)) {
+      for (const Tensor& p : params_) {
+        if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (total + 1e-6));
+      }
+    }
+    return total;
+  }
+
+  void step(double lr, double weight_decay) {
+    torch::NoGradGuard no_grad;
+    ++t_;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    const double bc1 = 1 - std::pow(b1, t_), bc2 = 1 - std::pow(b2, t_);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      Tensor p = params_[i];
+      const Tensor g = p.grad();
+      State& s = states_[i];
+      if (!g.defined()) continue;
+      if (s.m_codes.defined()) {
+        const Tensor gc = g.contiguous();  // a view already: LoRA gradients are contiguous
+        adam8bit::adamw_step(p.data_ptr<float>(), gc.data_ptr<float>(), p.numel(),
+                             s.m_codes.data_ptr<uint8_t>(), s.m_absmax.data_ptr<float>(),
+                             s.v_codes.data_ptr<uint8_t>(), s.v_absmax.data_ptr<float>(),
+                             {.lr = lr,
+                              .beta1 = b1,
+                              .beta2 = b2,
+                              .eps = eps,
+                              .weight_decay = weight_decay,
+                              .step = t_});
+        continue;
+      }
+      switch (kind_) {
+        case planner::Optimizer::kSgd:
+          p.add_(g, -lr);
+          break;
+        case planner::Optimizer::kSgdMomentum:
+          s.m.mul_(0.9).add_(g);
+          p.add_(s.m, -lr);
+          break;
+        default: {
+          if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
+          s.m.mul_(b1).add_(g, 1 - b1);
+          s.v.mul_(b2).addcmul_(g, g, 1 - b2);
+          const Tensor denom = (s.v.sqrt() / std::sqrt(bc2)).add_(eps);
+          p.addcdiv_(s.m, denom, -lr / bc1);
+        }
+      }
+    }
+  }
+
+  void zero_grad() {
+    for (Tensor& p : params_) p.mutable_grad().reset();  // set_to_none
+  }
+
+ private:
+  // One tensor's state: fp32 exp_avg (m) and exp_avg_sq (v; AdamW only), or 8-bit codes with
+  // an absmax per block.
+  struct State {
+    Tensor m, v;                // fp32, p's shape
+    Tensor m_codes, v_codes;    // uint8 [n]
+    Tensor m_absmax, v_absmax;  // fp32 [ceil(n / 256)]
+  };
+
+  Tensor state_tensor(at::IntArrayRef shape, at::ScalarType type, const Tensor& like) {
+    if (!paged_) return torch::zeros(shape, like.options().dtype(type));
+    int64_t bytes = static_cast<int64_t>(c10::elementSize(type));
+    for (int64_t d : shape) bytes *= d;
+    host_.emplace_back(static_cast<size_t>(bytes), uint8_t{0});  // a moved vector keeps its buffer
+    host_bytes_ += bytes;
+    return torch::from_blob(host_.back().data(), shape, torch::TensorOptions().dtype(type));
+  }
+
+  planner::Optimizer kind_;
+  bool paged_;
+  std::vector<Tensor> params_;
+  std::vector<State> states_;
+  std::vector<std::vector<uint8_t>> host_;  // paged state's storage
+  int64_t host_bytes_ = 0;
+  int64_t t_ = 0;
+};
+
+}  // namespace loraplan::executor
