@@ -48,6 +48,7 @@ struct TrainFlags {
   int64_t save_every = 0;
   int64_t keep = 2;
   std::string resume;
+  std::string on_oom = "split";
 };
 
 // What the run was, beside the request: the --model reference and the GPU it was planned for.
@@ -293,6 +294,11 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
          {"reserved_peak_bytes", s.reserved_peak_bytes},
          {"lr", s.lr}});
   }
+  j["oom_splits"] = nlohmann::json::array();
+  for (const executor::OomSplit& s : r.oom_splits) {
+    j["oom_splits"].push_back(
+        {{"step", s.step}, {"micro_batch", s.micro_batch}, {"from", s.from}, {"to", s.to}});
+  }
   j["interrupted"] = r.interrupted != 0;
   j["interrupt_signal"] = r.interrupted != 0
                               ? nlohmann::json("SIG" + std::string(sigabbrev_np(r.interrupted)))
@@ -307,6 +313,42 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   j["error"] = r.error.empty() ? nlohmann::json() : nlohmann::json(r.error);
   j["files"] = r.files;
   return j;
+}
+
+// After an out-of-memory the run could not split its way out of (the last micro-batch it tried
+// had `tried` sequences): whether the planner predicted it, and else the largest micro-batch it
+// predicts to fit the budget at this T.
+std::string what_would_fit(const executor::TrainRequest& q, const planner::DeviceModel& device,
+                           int64_t tried) {
+  const int64_t budget = q.budget_bytes > 0 ? q.budget_bytes : device.budget_bytes;
+  if (budget <= 0) return "no budget to plan against";
+  const auto peak_at = [&](int64_t b) {
+    planner::TrainConfig c = planner::with_shape(q.config, {b, q.config.seq_len, 1, 0});
+    c.grad_accum = q.config.grad_accum;
+    return planner::estimate(q.model, c, device).peak_bytes;
+  };
+  const std::string T = std::to_string(q.config.seq_len);
+  if (const int64_t p = peak_at(tried); p <= budget) {
+    return "the planner predicted " + planner::format_bytes(p) + " for micro-batch " +
+           std::to_string(tried) + " x " + T + ", within the budget of " +
+           planner::format_bytes(budget) +
+           ": an out-of-memory it did not predict; loraplan verify --run on the report holds each "
+           "measured phase against the prediction";
+  }
+  for (int64_t b = tried - 1; b >= 1; --b) {
+    if (const int64_t p = peak_at(b); p <= budget) {
+      const int64_t effective = q.config.micro_batch * q.config.grad_accum;
+      return "the planner predicts micro-batch " + std::to_string(b) + " x " + T + " fits (peak " +
+             planner::format_bytes(p) + " of " + planner::format_bytes(budget) +
+             "): --micro-batch " + std::to_string(b) + " --grad-accum " +
+             std::to_string((effective + b - 1) / b) +
+             " keeps the batch; loraplan plan finds the fastest plan that fits";
+    }
+  }
+  return "the planner predicts even micro-batch 1 x " + T + " needs " +
+         planner::format_bytes(peak_at(1)) + ", over the budget of " +
+         planner::format_bytes(budget) +
+         "; loraplan plan searches checkpointing, offload and loss chunking for a plan that fits";
 }
 
 void print_step(std::ostream& out, const executor::StepMeasure& s) {
@@ -366,6 +408,11 @@ Handler define_train(CLI::App& sub) {
   sub.add_option("--keep", f->keep, "Checkpoints kept (the newest)")
       ->check(positive_integer())
       ->default_str("2");
+  sub.add_option("--on-oom", f->on_oom,
+                 "Out of memory inside a micro-batch: split it in halves and go on with the same "
+                 "gradient (split), or stop (stop)")
+      ->check(CLI::IsMember({"split", "stop"}))
+      ->default_str("split");
   sub.add_option("--resume", f->resume,
                  "Continue from the newest complete checkpoint in DIR (a run's --out, its "
                  "checkpoints folder or one step-N folder); the run's flags must match it");
@@ -443,6 +490,7 @@ Handler define_train(CLI::App& sub) {
              << " done\n";
     }
     q.stop = &stop_signal;
+    q.split_on_oom = f->on_oom == "split";
     if (q.weights.empty()) {
       io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
              << " names no weight files, so the frozen weights are drawn at random\n";
@@ -485,8 +533,16 @@ Handler define_train(CLI::App& sub) {
       }
       return 128 + r.interrupted;
     }
+    for (const executor::OomSplit& s : r.oom_splits) {
+      io.out << "out of memory in step " << s.step << ", micro-batch " << s.micro_batch << " ("
+             << s.from << " sequences): split into pieces of " << s.to
+             << " with the same gradient, and so on from there\n";
+    }
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
+      io.out << what_would_fit(q, run.device,
+                               r.oom_splits.empty() ? q.config.micro_batch : r.oom_splits.back().to)
+             << "\n";
       return kExitCheckFailed;
     }
     if (r.diverged_step > 0) {

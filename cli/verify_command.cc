@@ -44,6 +44,12 @@ double parse_tolerance(const std::string& text) {
 
 // A run that stopped early measured no complete step: there is nothing to hold the prediction to.
 void require_complete(const reports::RunReport& run, const std::string& where) {
+  if (run.oom_splits > 0 && !run.out_of_memory) {
+    throw InputError(where + ": the run split its micro-batches after an out-of-memory (" +
+                     run.first_split +
+                     "): its phases mix the failed attempt and the smaller size, no measurement "
+                     "of one configuration to verify");
+  }
   if (!run.out_of_memory && run.diverged_step == 0 && run.error.empty()) return;
   std::string why = run.error.size() > 160 ? run.error.substr(0, 160) + "..." : run.error;
   why = (run.out_of_memory       ? std::string("out of memory")

@@ -306,6 +306,7 @@ std::string write_checkpoint(const Model& model, const Optimizer& optimizer,
   j["step"] = state.step;
   j["cursor"] = state.cursor;
   j["optimizer_steps"] = optimizer.step_count();
+  j["split_to"] = state.split_to;
   j["identity"] = r.identity.empty() ? nlohmann::json::object()
                                      : nlohmann::json::parse(r.identity, nullptr, false);
   j["steps"] = nlohmann::json::array();
@@ -342,6 +343,7 @@ TrainerState read_checkpoint(const Model& model, Optimizer& optimizer, const Tra
   TrainerState s;
   s.step = j.at("step").get<int64_t>();
   s.cursor = j.at("cursor").get<uint64_t>();
+  s.split_to = j.value("split_to", int64_t{0});
   for (const nlohmann::json& step : j.at("steps")) s.steps.push_back(step_of(step));
   optimizer.set_step_count(j.at("optimizer_steps").get<int64_t>());
   torch::NoGradGuard no_grad;

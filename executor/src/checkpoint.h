@@ -34,6 +34,7 @@ struct TrainerState {
   int64_t step = 0;                // optimizer steps done
   uint64_t cursor = 0;             // micro-batches (a dataset's) or sequences (synthetic) consumed
   std::vector<StepMeasure> steps;  // measured so far, by this process and the ones before
+  int64_t split_to = 0;            // micro-batches split after an out-of-memory (0: whole)
 };
 
 // Writes checkpoint `state.step` into r.checkpoint_dir and removes the oldest beyond r.keep.

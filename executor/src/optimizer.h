@@ -62,6 +62,7 @@ class Optimizer {
     }
     return out;
   }
+  const std::vector<Tensor>& params() const { return params_; }
   int64_t step_count() const { return t_; }  // AdamW's t: updates done
   void set_step_count(int64_t t) { t_ = t; }
 

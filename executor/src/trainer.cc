@@ -119,6 +119,67 @@ Documents documents_of(const std::vector<Example>& data, const DataBatch& batch)
   return d;
 }
 
+// The tokens of a micro-batch that take loss (a label other than -100 within its T).
+int64_t label_count(const std::vector<Example>& data, const DataBatch& batch) {
+  int64_t n = 0;
+  for (const int64_t row : batch.rows) {
+    const std::vector<int64_t>& l = data[row].labels;
+    n += std::count_if(l.begin(), l.begin() + std::min<int64_t>(batch.seq_len, l.size()),
+                       [](int64_t v) { return v != -100; });
+  }
+  return n;
+}
+
+// A micro-batch cut into pieces of at most `most` sequences, in order, each at the batch's T (a
+// packed sequence keeps its documents).
+std::vector<DataBatch> split(const DataBatch& batch, int64_t most) {
+  const std::vector<std::vector<int64_t>> sequences = sequences_of(batch);
+  std::vector<DataBatch> out;
+  for (size_t i = 0; i < sequences.size(); i += static_cast<size_t>(most)) {
+    DataBatch piece;
+    piece.seq_len = batch.seq_len;
+    for (size_t k = i; k < std::min(sequences.size(), i + static_cast<size_t>(most)); ++k) {
+      piece.rows.insert(piece.rows.end(), sequences[k].begin(), sequences[k].end());
+      if (!batch.documents.empty())
+        piece.documents.push_back(static_cast<int64_t>(sequences[k].size()));
+    }
+    out.push_back(std::move(piece));
+  }
+  return out;
+}
+
+// The adapters' gradients copied into host memory outside the tracked pool, to put back when a
+// micro-batch runs out of memory part-way through its backward.
+class GradSnapshot {
+ public:
+  void save(const std::vector<Tensor>& params) {
+    saved_.resize(params.size());
+    defined_.assign(params.size(), false);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Tensor& g = params[i].grad();
+      if (!g.defined()) continue;
+      saved_[i].resize(static_cast<size_t>(g.numel()));
+      torch::from_blob(saved_[i].data(), g.sizes(), torch::kFloat).copy_(g);
+      defined_[i] = true;
+    }
+  }
+  void restore(const std::vector<Tensor>& params) const {
+    for (size_t i = 0; i < params.size(); ++i) {
+      Tensor p = params[i];
+      if (!defined_[i]) {
+        p.mutable_grad().reset();
+      } else {
+        p.mutable_grad().copy_(
+            torch::from_blob(const_cast<float*>(saved_[i].data()), p.sizes(), torch::kFloat));
+      }
+    }
+  }
+
+ private:
+  std::vector<std::vector<float>> saved_;
+  std::vector<bool> defined_;
+};
+
 // A micro-batch of dataset rows: [B, T] ids (0 past each row's end) or labels (-100 there). A
 // packed sequence lays its documents end to end, each with its own shifted labels, so the last
 // token of one document does not learn the first of the next.
@@ -254,11 +315,15 @@ RunReport run_training(const TrainRequest& r) {
   std::mt19937_64 rng(r.seed);
   std::shuffle(order.begin(), order.end(), rng);
   size_t cursor = 0;
+  // 0: micro-batches run whole; else, since an out-of-memory, as pieces of at most this many
+  // sequences (later steps too: no oscillation).
+  int64_t split_to = 0;
   int64_t first_step = 0;
   if (!r.resume_from.empty()) {
     const TrainerState resumed = read_checkpoint(model, opt, r, device);
     first_step = resumed.step;
     cursor = resumed.cursor;
+    split_to = resumed.split_to;
     report.steps = resumed.steps;
     report.resumed_step = resumed.step;
     for (const StepMeasure& s : report.steps) {
@@ -269,7 +334,8 @@ RunReport run_training(const TrainRequest& r) {
   int64_t checkpointed = first_step;  // the step of the newest checkpoint (a resumed one's)
   const auto save = [&](int64_t steps_done) {
     if (r.checkpoint_dir.empty() || steps_done == 0 || steps_done == checkpointed) return;
-    report.checkpoint = write_checkpoint(model, opt, {steps_done, cursor, report.steps}, r, device);
+    report.checkpoint =
+        write_checkpoint(model, opt, {steps_done, cursor, report.steps, split_to}, r, device);
     checkpointed = steps_done;
   };
   const auto stopping = [&] { return r.stop != nullptr && r.stop->load() != 0; };
@@ -278,6 +344,41 @@ RunReport run_training(const TrainRequest& r) {
   mem.reset_peak();
   mem.set_budget(r.budget_bytes);
   const int64_t B = c.micro_batch, T = c.seq_len;
+  // Out of memory inside a micro-batch: split it and go on (only where memory can run out: CUDA,
+  // or a CPU budget).
+  const bool recover = r.split_on_oom && (device.is_cuda() || r.budget_bytes > 0);
+  GradSnapshot grads;
+  // One micro-batch's forward and backward, its gradients accumulating into the adapters'. weight
+  // 0: loss / grad_accum; else loss * weight / grad_accum (a piece of a split micro-batch).
+  // Returns the loss (not finite: nothing was run backward).
+  const auto run_micro_batch = [&](const DataBatch& batch, double weight) {
+    mem.set_phase("batch");
+    Tensor ids = data_batch_tensor(data, batch, false, device);
+    Tensor labels = data_batch_tensor(data, batch, true, device);
+    model.set_documents(documents_of(data, batch));
+    mem.set_phase("embed");
+    Tensor x = model.embed(ids);
+    for (int l = 0; l < m.layers; ++l) {
+      mem.set_phase("fwd L" + std::to_string(l));
+      x = model.layer(l, x);
+      if (x.requires_grad()) {
+        x.register_hook([&mem, l](const Tensor&) { mem.set_phase("bwd L" + std::to_string(l)); });
+      }
+    }
+    mem.set_phase("loss");
+    Tensor loss = model.loss(x, labels);
+    x = Tensor();
+    const double value = loss.item<double>();
+    if (!std::isfinite(value)) return value;
+    const auto G = static_cast<double>(c.grad_accum);
+    if (weight == 0) {
+      (loss / G).backward();
+    } else {
+      (loss * (weight / G)).backward();
+    }
+    model.release_staged();  // an offloaded first layer keeps its weights staged until here
+    return value;
+  };
   try {
     for (int64_t step = first_step; step < r.steps; ++step) {
       // Where the step starts, to come back to when a signal abandons it.
@@ -291,44 +392,54 @@ RunReport run_training(const TrainRequest& r) {
       double loss_sum = 0;
       int64_t tokens = 0;
       for (int64_t mb = 0; mb < c.grad_accum; ++mb) {
-        mem.set_phase("batch");
-        Tensor ids, labels;
-        if (r.batches.empty()) {
-          ids = batch_tensor(data, order, cursor, B, T, false, device);
-          labels = batch_tensor(data, order, cursor, B, T, true, device);
+        DataBatch batch;
+        if (r.batches.empty()) {  // synthetic: the next B sequences of the fixed set
+          for (int64_t b = 0; b < B; ++b) {
+            batch.rows.push_back(static_cast<int64_t>(order[(cursor + b) % order.size()]));
+          }
+          batch.seq_len = T;
           cursor += static_cast<size_t>(B);
-          tokens += B * T;
         } else {
-          const DataBatch& batch = r.batches[cursor++ % r.batches.size()];
-          ids = data_batch_tensor(data, batch, false, device);
-          labels = data_batch_tensor(data, batch, true, device);
-          model.set_documents(documents_of(data, batch));
-          for (const int64_t row : batch.rows) {
-            tokens += std::min<int64_t>(batch.seq_len, static_cast<int64_t>(data[row].ids.size()));
+          batch = r.batches[cursor++ % r.batches.size()];
+        }
+        for (const int64_t row : batch.rows) {
+          tokens += std::min<int64_t>(batch.seq_len, static_cast<int64_t>(data[row].ids.size()));
+        }
+        // The micro-batch as pieces of at most `split_to` sequences, each weighted by its share
+        // of the micro-batch's labelled tokens: the step's gradient stays the same weighted mean.
+        const double labelled = static_cast<double>(std::max<int64_t>(1, label_count(data, batch)));
+        std::vector<DataBatch> pieces = split_to > 0 ? split(batch, split_to) : std::vector{batch};
+        double mb_loss = 0;
+        for (size_t k = 0; k < pieces.size(); ++k) {
+          const DataBatch& piece = pieces[k];
+          const bool whole = pieces.size() == 1 && split_to == 0;
+          const double share =
+              whole ? 1.0 : static_cast<double>(label_count(data, piece)) / labelled;
+          if (recover) grads.save(opt.params());
+          try {
+            const double value = run_micro_batch(piece, whole ? 0.0 : share);
+            if (!std::isfinite(value))
+              throw Diverged{step + 1, "the loss is " + non_finite_text(value)};
+            mb_loss += value * share;
+          } catch (const c10::OutOfMemoryError&) {
+            const int64_t n = piece.sequences();
+            if (!recover || n <= 1) throw;
+            // Back to before this piece: its activations are gone with the exception; the
+            // gradients of the step's earlier pieces are restored as they were.
+            model.release_staged();
+            grads.restore(opt.params());
+            split_to = (n + 1) / 2;
+            report.oom_splits.push_back({step + 1, mb + 1, n, split_to});
+            const std::vector<DataBatch> smaller = split(piece, split_to);
+            pieces.erase(pieces.begin() + static_cast<std::ptrdiff_t>(k));
+            pieces.insert(pieces.begin() + static_cast<std::ptrdiff_t>(k), smaller.begin(),
+                          smaller.end());
+            --k;
           }
         }
-        mem.set_phase("embed");
-        Tensor x = model.embed(ids);
-        for (int l = 0; l < m.layers; ++l) {
-          mem.set_phase("fwd L" + std::to_string(l));
-          x = model.layer(l, x);
-          if (x.requires_grad()) {
-            x.register_hook(
-                [&mem, l](const Tensor&) { mem.set_phase("bwd L" + std::to_string(l)); });
-          }
-        }
-        mem.set_phase("loss");
-        Tensor loss = model.loss(x, labels);
-        x = Tensor();
-        const double value = loss.item<double>();
-        if (!std::isfinite(value))
-          throw Diverged{step + 1, "the loss is " + non_finite_text(value)};
-        loss_sum += value;
-        (loss / static_cast<double>(c.grad_accum)).backward();
-        model.release_staged();  // an offloaded first layer keeps its weights staged until here
+        loss_sum += mb_loss;
         if (stopping()) {
           // Back to the step's start: no gradient, the data and the generators where they were.
-          loss = Tensor();
           opt.zero_grad();
           cursor = step_cursor;
           set_generator_state(step_rng, device);

@@ -99,6 +99,18 @@ RunReport read_report(const json& doc, const std::string& text, const std::strin
   r.peak_bytes = measured.integer("peak_bytes", 1, kMeasuredBytes);
   r.phases = read_phases(measured);
   r.out_of_memory = top.bool_or("out_of_memory", false);
+  if (top.has("oom_splits")) {
+    r.oom_splits = static_cast<int64_t>(top.array("oom_splits").size());
+    if (r.oom_splits > 0) {
+      const JsonFields s = top.element("oom_splits", 0);
+      r.first_split = "step " + std::to_string(s.integer("step", 1, "must be a step number")) +
+                      ", micro-batch " +
+                      std::to_string(s.integer("micro_batch", 1, "must be a micro-batch number")) +
+                      ": " + std::to_string(s.integer("from", 1, "must be a number of sequences")) +
+                      " -> " + std::to_string(s.integer("to", 1, "must be a number of sequences")) +
+                      " sequences";
+    }
+  }
   r.error = top.string_or("error", "");
   if (top.has("diverged_step"))
     r.diverged_step = top.integer("diverged_step", 1, "must be a step number (1 or more)");

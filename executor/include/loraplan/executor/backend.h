@@ -83,8 +83,18 @@ struct TrainRequest {
   // progress, writes a checkpoint of the last finished one (when checkpoint_dir is set) and
   // stops. May be null.
   const std::atomic<int>* stop = nullptr;
+  // Out of memory inside a micro-batch (CUDA, or over budget_bytes on the CPU): split it into
+  // halves run in turn, weighted so the step's gradient is the same, and keep that size for the
+  // rest of the run; down to one sequence. false: stop at the first out-of-memory.
+  bool split_on_oom = true;
   std::function<void(const StepMeasure&)>
       on_step;  // called after each optimizer step; may be empty
+};
+
+// An out-of-memory the run recovered from: micro-batch `micro_batch` (1-based, within the step)
+// of step `step` ran out with `from` sequences and was split into pieces of `to`.
+struct OomSplit {
+  int64_t step = 0, micro_batch = 0, from = 0, to = 0;
 };
 
 struct PhaseMeasure {
@@ -119,9 +129,10 @@ struct RunReport {
   std::vector<StepMeasure> steps;
   std::string libtorch_version;
   int threads = 1;
-  bool out_of_memory = false;      // the budget was exceeded (the run stopped there)
-  int64_t diverged_step = 0;       // the 1-based step whose loss or gradient norm was not finite
-                                   // (the run stopped there, no adapter written); 0 = none
+  bool out_of_memory = false;  // the budget was exceeded (the run stopped there)
+  int64_t diverged_step = 0;   // the 1-based step whose loss or gradient norm was not finite
+                               // (the run stopped there, no adapter written); 0 = none
+  std::vector<OomSplit> oom_splits;
   int interrupted = 0;             // the signal that stopped the run (request.stop); 0 = none
   std::string checkpoint;          // the newest checkpoint written; empty: none
   int64_t resumed_step = 0;        // the checkpoint's step the run continued from; 0 = none

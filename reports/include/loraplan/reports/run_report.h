@@ -62,6 +62,10 @@ struct RunReport {
   int64_t peak_bytes = 0;            // "measured.peak_bytes", > 0
   std::vector<RunPhase> phases;      // "measured.phases", names unique
   bool out_of_memory = false;
+  // Out-of-memory splits the run recovered from (report.json "oom_splits"), and the first one as
+  // "step 1, micro-batch 1: 4 -> 2 sequences".
+  int64_t oom_splits = 0;
+  std::string first_split;
   int64_t diverged_step = 0;  // the step whose loss or gradient was not finite; 0: none
   // "data.shapes_run": the micro-batch shapes a run on a dataset ran, each as the first
   // micro-batch of a step (no gradients yet) or a later one; empty: every micro-batch was the
