@@ -1,7 +1,11 @@
 // loraplan train: run the configuration with the LibTorch executor and measure its memory.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -24,6 +28,7 @@
 #include "loraplan/planner/json_fields.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
+#include "loraplan/planner/simulator.h"
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/run_report.h"
 #include "loraplan/reports/table.h"
@@ -252,6 +257,13 @@ class StopSignals {
   }, old_term_{};
 };
 
+// {"fwd L0": bytes, ...}: each phase's peak within one step.
+nlohmann::ordered_json phase_peaks(const std::vector<executor::PhaseMeasure>& phases) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  for (const executor::PhaseMeasure& p : phases) j[p.name] = p.peak_bytes;
+  return j;
+}
+
 nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRequest& q,
                            const RunOrigin& origin) {
   const std::string& plan = origin.plan;
@@ -292,6 +304,9 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
          {"tokens_per_s", s.tokens_per_s},
          {"peak_bytes", s.peak_bytes},
          {"reserved_peak_bytes", s.reserved_peak_bytes},
+         {"live_bytes", s.live_bytes},
+         {"host_rss_bytes", s.host_rss_bytes},
+         {"phases", phase_peaks(s.phases)},
          {"lr", s.lr}});
   }
   j["oom_splits"] = nlohmann::json::array();
@@ -351,13 +366,80 @@ std::string what_would_fit(const executor::TrainRequest& q, const planner::Devic
          "; loraplan plan searches checkpointing, offload and loss chunking for a plan that fits";
 }
 
-void print_step(std::ostream& out, const executor::StepMeasure& s) {
-  char line[160];
-  std::snprintf(line, sizeof line, "step %4lld  loss %.4f  %8.0f tokens/s  peak %s\n",
-                static_cast<long long>(s.step), s.loss, s.tokens_per_s,
-                planner::format_bytes(s.peak_bytes).c_str());
-  out << line << std::flush;
-}
+// One line per step: step, loss, learning rate, tokens/s, memory (CPU: live and peak; CUDA:
+// allocated, reserved and peak) beside the planner's predicted peak, and the process's resident
+// memory. On a terminal the line is redrawn in place each step with a bar and the time left;
+// otherwise it is printed at step 1, every 10th and the last (and where the run stopped).
+class Progress {
+ public:
+  Progress(std::ostream& out, bool terminal, bool cuda, int64_t steps, int64_t predicted_peak)
+      : out_(out),
+        terminal_(terminal),
+        cuda_(cuda),
+        steps_(steps),
+        predicted_(predicted_peak),
+        start_(std::chrono::steady_clock::now()) {}
+
+  void step(const executor::StepMeasure& s) {
+    if (first_ == 0) first_ = s.step;
+    if (terminal_) {
+      out_ << "\r" << line(s) << "  " << bar(s) << "\x1b[K" << std::flush;
+      open_ = true;
+    } else if (s.step == 1 || s.step % 10 == 0 || s.step == steps_) {
+      out_ << line(s) << "\n" << std::flush;
+    }
+    last_ = s;
+    shown_ = terminal_ || s.step == 1 || s.step % 10 == 0 || s.step == steps_;
+  }
+
+  // Ends the redrawn line, and shows the last step if it was not shown.
+  void finish() {
+    if (open_) {
+      out_ << "\n";
+    } else if (last_.step > 0 && !shown_) {
+      out_ << line(last_) << "\n";
+    }
+    out_ << std::flush;
+  }
+
+ private:
+  std::string line(const executor::StepMeasure& s) const {
+    const auto bytes = [](int64_t b) { return planner::format_bytes(b); };
+    std::string memory =
+        cuda_ ? "allocated " + bytes(s.live_bytes) + "  reserved " + bytes(s.reserved_peak_bytes)
+              : "live " + bytes(s.live_bytes);
+    memory += "  peak " + bytes(s.peak_bytes);
+    if (predicted_ > 0) memory += " (predicted " + bytes(predicted_) + ")";
+    char head[96];
+    std::snprintf(head, sizeof head, "step %4lld/%lld  loss %.4f  lr %.1e  %8.0f tokens/s  ",
+                  static_cast<long long>(s.step), static_cast<long long>(steps_), s.loss, s.lr,
+                  s.tokens_per_s);
+    return head + memory + "  rss " + bytes(s.host_rss_bytes);
+  }
+
+  std::string bar(const executor::StepMeasure& s) const {
+    constexpr int kWidth = 20;
+    const double done = static_cast<double>(s.step) / static_cast<double>(steps_);
+    const int filled = static_cast<int>(done * kWidth);
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double per_step = elapsed / static_cast<double>(s.step - first_ + 1);
+    const auto left = static_cast<int64_t>(per_step * static_cast<double>(steps_ - s.step) + 0.5);
+    char eta[32];
+    std::snprintf(eta, sizeof eta, "%lld:%02lld", static_cast<long long>(left / 60),
+                  static_cast<long long>(left % 60));
+    return "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " + eta +
+           " left";
+  }
+
+  std::ostream& out_;
+  bool terminal_, cuda_;
+  int64_t steps_, predicted_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t first_ = 0;
+  executor::StepMeasure last_;
+  bool open_ = false, shown_ = false;
+};
 
 }  // namespace
 
@@ -495,13 +577,11 @@ Handler define_train(CLI::App& sub) {
       io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
              << " names no weight files, so the frozen weights are drawn at random\n";
     }
-    int64_t printed = 0;
-    q.on_step = [&](const executor::StepMeasure& s) {
-      if (s.step == 1 || s.step % 10 == 0 || s.step == q.steps) {
-        print_step(io.out, s);
-        printed = s.step;
-      }
-    };
+    const int64_t predicted =
+        data ? data->worst_peak : planner::estimate(q.model, q.config, run.device).peak_bytes;
+    Progress progress(io.out, &io.out == &std::cout && isatty(STDOUT_FILENO) != 0,
+                      q.config.device == planner::Device::kCuda, q.steps, predicted);
+    q.on_step = [&](const executor::StepMeasure& s) { progress.step(s); };
     executor::RunReport r;
     try {
       const StopSignals signals;
@@ -509,8 +589,7 @@ Handler define_train(CLI::App& sub) {
     } catch (const std::invalid_argument& e) {
       throw InputError(e.what());
     }
-    if (!r.steps.empty() && r.steps.back().step != printed)
-      print_step(io.out, r.steps.back());  // where it stopped
+    progress.finish();
     const std::string report_path = (std::filesystem::path(f->out) / "report.json").string();
     nlohmann::json report = report_json(r, q, origin);
     if (data) {

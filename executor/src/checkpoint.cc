@@ -174,14 +174,21 @@ std::string file_xxh3(const fs::path& path) {
 }
 
 nlohmann::ordered_json step_json(const StepMeasure& s) {
-  return {{"step", s.step},
+  nlohmann::ordered_json phases = nlohmann::ordered_json::array();
+  for (const PhaseMeasure& p : s.phases) {
+    phases.push_back({p.name, p.peak_bytes, p.reserved_peak_bytes});
+  }
+  return {{"phases", phases},
+          {"step", s.step},
           {"loss", s.loss},
           {"tokens", s.tokens},
           {"eval_loss", s.eval_loss},
           {"tokens_per_s", s.tokens_per_s},
           {"peak_bytes", s.peak_bytes},
           {"reserved_peak_bytes", s.reserved_peak_bytes},
-          {"lr", s.lr}};
+          {"lr", s.lr},
+          {"live_bytes", s.live_bytes},
+          {"host_rss_bytes", s.host_rss_bytes}};
 }
 
 StepMeasure step_of(const nlohmann::json& j) {
@@ -194,6 +201,12 @@ StepMeasure step_of(const nlohmann::json& j) {
   s.peak_bytes = j.at("peak_bytes").get<int64_t>();
   s.reserved_peak_bytes = j.at("reserved_peak_bytes").get<int64_t>();
   s.lr = j.at("lr").get<double>();
+  s.live_bytes = j.value("live_bytes", int64_t{0});
+  s.host_rss_bytes = j.value("host_rss_bytes", int64_t{0});
+  for (const nlohmann::json& p : j.value("phases", nlohmann::json::array())) {
+    s.phases.push_back(
+        {p.at(0).get<std::string>(), p.at(1).get<int64_t>(), p.at(2).get<int64_t>()});
+  }
   return s;
 }
 

@@ -4,6 +4,7 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -207,6 +208,30 @@ struct Diverged {
   std::string what;  // "the loss is nan"
 };
 
+// The process's resident memory (Linux: /proc/self/statm), 0 where it cannot be read.
+int64_t host_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long long pages = 0, resident = 0;
+  const int n = std::fscanf(f, "%lld %lld", &pages, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// Each phase at its highest over `more` and `into`, in order of first occurrence.
+void merge_phases(std::vector<PhaseMeasure>& into, const std::vector<PhaseMeasure>& more) {
+  for (const PhaseMeasure& p : more) {
+    auto it = std::find_if(into.begin(), into.end(),
+                           [&](const PhaseMeasure& q) { return q.name == p.name; });
+    if (it == into.end()) {
+      into.push_back(p);
+    } else {
+      it->peak_bytes = std::max(it->peak_bytes, p.peak_bytes);
+      it->reserved_peak_bytes = std::max(it->reserved_peak_bytes, p.reserved_peak_bytes);
+    }
+  }
+}
+
 // Thrown when a signal (request.stop) asks the run to stop, at the start of a step or after a
 // micro-batch; the step in progress is abandoned.
 struct Interrupted {};
@@ -343,6 +368,7 @@ RunReport run_training(const TrainRequest& r) {
   mem.clear_phases();
   mem.reset_peak();
   mem.set_budget(r.budget_bytes);
+  std::vector<PhaseMeasure> run_phases;  // every step's, at their highest
   const int64_t B = c.micro_batch, T = c.seq_len;
   // Out of memory inside a micro-batch: split it and go on (only where memory can run out: CUDA,
   // or a CPU budget).
@@ -386,6 +412,8 @@ RunReport run_training(const TrainRequest& r) {
       const std::vector<uint8_t> step_rng =
           r.stop ? generator_state(device) : std::vector<uint8_t>();
       if (stopping()) throw Interrupted{};
+      merge_phases(run_phases, mem.phases());  // the step before (empty at the first)
+      mem.clear_phases();                      // each step's phases on their own
       mem.reset_peak();
       const auto start = std::chrono::steady_clock::now();
       const double lr = learning_rate(r, step);
@@ -486,6 +514,9 @@ RunReport run_training(const TrainRequest& r) {
       s.peak_bytes = mem.peak_bytes();
       s.reserved_peak_bytes = mem.reserved_peak_bytes();
       s.lr = lr;
+      s.live_bytes = mem.live_bytes();
+      s.host_rss_bytes = host_rss_bytes();
+      s.phases = mem.phases();
       report.steps.push_back(s);
       report.peak_bytes = std::max(report.peak_bytes, s.peak_bytes);
       report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, s.reserved_peak_bytes);
@@ -512,7 +543,8 @@ RunReport run_training(const TrainRequest& r) {
     report.reserved_peak_bytes = std::max(report.reserved_peak_bytes, mem.reserved_peak_bytes());
   }
   mem.set_budget(0);
-  report.phases = mem.phases();
+  merge_phases(run_phases, mem.phases());  // the last step's, or the one that stopped
+  report.phases = run_phases;
   report.resident_bytes = mem.live_bytes();
   if (!r.out_dir.empty() && !report.out_of_memory && report.diverged_step == 0 &&
       report.interrupted == 0)

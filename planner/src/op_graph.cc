@@ -148,8 +148,12 @@ class GraphBuilder {
         const int64_t bh = d.B * d.H, rows = q_chunk.rows, keys = q_chunk.keys,
                       s = bh * rows * keys;
         // The softmax's row maximum and row sum [B, H, rows] (fp32) stay until the chunk's end.
+        // Before them the chunk's causal mask [rows, keys] (bool; with a window, a second one
+        // for its lower edge) lives beside the scores only, and is the larger at long keys.
         std::vector<int64_t> fwd{s * 4, bh * rows * 4, bh * rows * 4, below_fp32 ? s * d.a : 0,
                                  bh * rows * d.D * d.a};
+        const std::vector<int64_t> masking{s * 4, rows * keys, window_ > 0 ? rows * keys : 0};
+        if (sum(masking) > sum(fwd)) fwd = masking;
         std::vector<int64_t> bwd{
             bh * rows * 4,        s * 4, s * 4, softcap ? s * 4 : 0, below_fp32 ? s * d.a : 0,
             bh * keys * d.D * d.a};

@@ -522,6 +522,17 @@ INSTANTIATE_TEST_SUITE_P(
                        c.lora_rank = 64;
                        c.optimizer = planner::Optimizer::kPagedAdamW8bit;
                      }},
+        // Long keys, few heads: a query chunk's causal mask [rows, keys] beside its scores
+        // outweighs the softmax's row statistics and output that come after it.
+        AccuracyCase{"llama_efficient_1024_keys_checkpointed", "tiny-llama",
+                     [](planner::TrainConfig& c, const planner::ModelDesc& m) {
+                       c.checkpointed.assign(m.layers, true);
+                       c.seq_len = 1024;
+                       c.micro_batch = 1;
+                       c.compute = planner::DType::kF32;
+                       c.attention = planner::Attention::kEfficient;
+                       c.grad_accum = 2;
+                     }},
         // Three query chunks; layers 0 and 2 see a 32-token window, 1 and 3 every earlier token:
         // each chunk's buffers are sized by the keys it sees.
         AccuracyCase{"gemma2_efficient_windowed_3_chunks", "tiny-gemma2",

@@ -114,6 +114,9 @@ struct StepMeasure {
   int64_t peak_bytes = 0;           // most live bytes during the step
   int64_t reserved_peak_bytes = 0;  // most reserved bytes during the step (CPU: = peak_bytes)
   double lr = 0;
+  int64_t live_bytes = 0;            // allocated at the step's end (weights, adapters, state)
+  int64_t host_rss_bytes = 0;        // the process's resident memory at the step's end
+  std::vector<PhaseMeasure> phases;  // each phase's peak within this step
 };
 
 // What a run measured. Bytes are the tracking allocator's (CPU) or the caching allocator's (CUDA):
