@@ -1,10 +1,11 @@
 #pragma once
 // The Jinja subset chat templates are written in: the lexer (jinja_lexer.cc), the parser
 // (jinja_parser.cc), the values and the text functions the templates apply to them
-// (jinja_values.cc) and the renderer (jinja_render.cc). data::ChatTemplate (chat_template.h) is
-// the public face. The reference is what Hugging Face renders: @huggingface/jinja (transformers.js)
-// and jinja2 (transformers, which TRL's SFTTrainer calls); where the two are known to disagree the
-// construct is refused, never rendered one way silently.
+// (jinja_values.cc), the renderer (jinja_render.cc) and its filters, methods and tests
+// (jinja_filters.cc). data::ChatTemplate (chat_template.h) is the public face. The reference is
+// what Hugging Face renders: @huggingface/jinja (transformers.js) and jinja2 (transformers, which
+// TRL's SFTTrainer calls); where the two are known to disagree the construct is refused, never
+// rendered one way silently.
 
 #include <cstdint>
 #include <memory>
@@ -132,6 +133,8 @@ struct Function {
 
 // The kind's name in errors ("string", "list", ...).
 const char* kind_name(Kind k);
+// Whether v counts as true: in {% if %}, `not`, `and`, `or` and | default(x, true).
+bool truthy(const Value& v);
 
 // ---- Text functions, as both renderers compute them (jinja_values.cc) ---------------------------
 

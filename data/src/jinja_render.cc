@@ -1,13 +1,14 @@
 // Renders a chat template's syntax tree as @huggingface/jinja's interpreter (src/runtime.ts) does:
 // the same scopes (a for loop has one scope for all its iterations; if has none), the same
-// truthiness, loop variables, string methods, filters and tests. Where jinja2 (transformers)
-// would give something else for the same input, the construct is refused with the template's
-// line and the reason. Every node, loop iteration and byte built is counted against Limits.
+// truthiness, loop variables and operators; the filters, methods and tests it applies are in
+// jinja_filters.cc. Where jinja2 (transformers) would give something else for the same input, the
+// construct is refused with the template's line and the reason. Every node, loop iteration and
+// byte built is counted against Limits (the Context it shares with the filters).
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 
 #include "jinja.h"
+#include "jinja_filters.h"
 #include "loraplan/planner/errors.h"
 
 namespace loraplan::data::jinja {
@@ -38,28 +39,6 @@ double number_of(const Value& v) {
   return v.is(Kind::kInt) ? static_cast<double>(v.integer) : v.real;
 }
 
-bool truthy(const Value& v) {
-  switch (v.kind) {
-    case Kind::kUndefined:
-    case Kind::kNone:
-      return false;
-    case Kind::kBool:
-      return v.boolean;
-    case Kind::kInt:
-      return v.integer != 0;
-    case Kind::kFloat:
-      return v.real != 0 && !std::isnan(v.real);
-    case Kind::kString:
-      return !v.str().empty();
-    case Kind::kList:
-      return !v.list->empty();
-    case Kind::kDict:
-      return !v.dict->entries.empty();
-    default:
-      return true;
-  }
-}
-
 // Whether JavaScript's Number(s) could be a number (then "1" == 1 holds there, not in Python).
 bool could_be_number(const std::string& s) {
   const size_t i = s.find_first_not_of(" \t\n\r\v\f");
@@ -75,21 +54,9 @@ Value function(std::string name, Value self = {}) {
   return v;
 }
 
-constexpr std::string_view kStringMethods[] = {"strip",      "lstrip",   "rstrip",    "split",
-                                               "startswith", "endswith", "upper",     "lower",
-                                               "replace",    "title",    "capitalize"};
-// Python's dict methods: `d.items` is the method in jinja2 even when the dict has an "items" key.
-constexpr std::string_view kDictMethods[] = {"get",        "items",   "keys",     "values",
-                                             "pop",        "popitem", "update",   "copy",
-                                             "setdefault", "clear",   "fromkeys", "dictsort"};
-template <class Names>
-bool among(const Names& names, const std::string& name) {
-  return std::find(std::begin(names), std::end(names), name) != std::end(names);
-}
-
-class Renderer {
+class Renderer : public Context {
  public:
-  Renderer(const Limits& limits, const std::string& where) : limits_(limits), where_(where) {}
+  using Context::Context;
 
   std::string run(const Body& program, const std::vector<std::pair<std::string, Value>>& globals) {
     Scope root;
@@ -104,48 +71,13 @@ class Renderer {
   }
 
  private:
-  [[noreturn]] void error(const Node& n, const std::string& message) const {
-    fail(where_, n.line, message);
-  }
-  template <class F>
-  auto guarded(const Node& n, F f) {
-    try {
-      return f();
-    } catch (const std::invalid_argument& e) {
-      error(n, e.what());
-    }
-  }
-  void charge(const Node& n, int64_t steps) {
-    steps_ += steps;
-    if (steps_ > limits_.max_steps) {
-      error(n, "rendering stopped after " + std::to_string(limits_.max_steps) +
-                   " steps (the template or the conversation is too large to render)");
-    }
-  }
-  void charge_bytes(const Node& n, size_t bytes) { charge(n, static_cast<int64_t>(bytes / 64)); }
-  Value text(const Node& n, std::string s) {
-    if (static_cast<int64_t>(s.size()) > limits_.max_output_bytes) {
-      error(n, "a string of " + std::to_string(s.size()) + " bytes is past the limit of " +
-                   std::to_string(limits_.max_output_bytes));
-    }
-    charge_bytes(n, s.size());
-    return Value::of(std::move(s));
-  }
   void write(const Node& n, std::string& out, const std::string& s) {
-    if (static_cast<int64_t>(out.size() + s.size()) > limits_.max_output_bytes) {
+    if (static_cast<int64_t>(out.size() + s.size()) > limits().max_output_bytes) {
       error(n, "the rendered text is past the limit of " +
-                   std::to_string(limits_.max_output_bytes) + " bytes");
+                   std::to_string(limits().max_output_bytes) + " bytes");
     }
     charge_bytes(n, s.size());
     out += s;
-  }
-  const std::string& need_string(const Node& n, const Value& v, const std::string& what) {
-    if (!v.is(Kind::kString)) error(n, what + " needs a string, got " + kind_name(v.kind));
-    return v.str();
-  }
-  int64_t need_int(const Node& n, const Value& v, const std::string& what) {
-    if (!v.is(Kind::kInt)) error(n, what + " needs an integer, got " + kind_name(v.kind));
-    return v.integer;
   }
 
   // ---- Statements ----
@@ -268,14 +200,6 @@ class Renderer {
     if (items->empty()) exec(n.orelse, loop_scope, out);
   }
 
-  void need_order(const Node& n, const Dict& d, const std::string& what) {
-    if (d.order_lost && d.entries.size() > 1) {
-      error(n, what +
-                   " whose key order is not known (rows of a JSON array file are read with "
-                   "sorted keys, and JavaScript moves keys like \"2\" first)");
-    }
-  }
-
   // ---- Expressions ----
 
   Value eval(const Node& n, Scope& scope) {
@@ -312,10 +236,12 @@ class Renderer {
         return slice(n, scope);
       case NodeKind::kCall:
         return call(n, scope);
-      case NodeKind::kFilter:
-        return filter(n, scope);
+      case NodeKind::kFilter: {
+        const Value v = eval(*n.kids[0], scope);
+        return filter(*this, n, v, arguments(n, 1, scope));
+      }
       case NodeKind::kTest:
-        return Value::of(test(n, eval(*n.kids[0], scope)) != n.negate);
+        return Value::of(test(*this, n, eval(*n.kids[0], scope)) != n.negate);
       case NodeKind::kUnary:
         return unary(n, eval(*n.kids[0], scope));
       case NodeKind::kBinary:
@@ -331,14 +257,14 @@ class Renderer {
   Value attribute(const Node& n, const Value& object, const std::string& name) {
     switch (object.kind) {
       case Kind::kDict: {
-        if (among(kDictMethods, name)) {
+        if (is_dict_method(name)) {
           if (object.dict->find(name)) {
             error(n, "'." + name + "' of a dict that has the key '" + name +
                          "' (jinja2 gives the dict method, @huggingface/jinja the value); write "
                          "['" +
                          name + "']");
           }
-          if (name == "get" || name == "items" || name == "keys" || name == "values") {
+          if (supported_dict_method(name)) {
             return function(name, object);
           }
           error(n, "the dict method '" + name + "' is not supported");
@@ -353,7 +279,7 @@ class Renderer {
       case Kind::kLoop:
         return loop_attribute(n, *object.loop, name);
       case Kind::kString:
-        if (among(kStringMethods, name)) return function(name, object);
+        if (is_string_method(name)) return function(name, object);
         error(n, "the string method or attribute '" + name + "' is not supported");
       case Kind::kNone:
         return Value{};
@@ -383,7 +309,7 @@ class Renderer {
   Value index(const Node& n, const Value& object, const Value& key) {
     if (object.is(Kind::kDict) && key.is(Kind::kString)) {
       if (const Value* v = object.dict->find(key.str())) return *v;
-      if (among(kDictMethods, key.str())) return attribute(n, object, key.str());
+      if (is_dict_method(key.str())) return attribute(n, object, key.str());
       return Value{};
     }
     if (object.is(Kind::kList) && key.is(Kind::kInt)) {
@@ -449,30 +375,11 @@ class Renderer {
     return object.is(Kind::kList) ? Value::of(std::move(items)) : text(n, std::move(s));
   }
 
-  struct Args {
-    List positional;
-    std::vector<std::pair<std::string, Value>> keywords;
-    const Value* keyword(const std::string& k) const {
-      for (const auto& [key, v] : keywords) {
-        if (key == k) return &v;
-      }
-      return nullptr;
-    }
-  };
   Args arguments(const Node& n, size_t first, Scope& scope) {
     Args a;
     for (size_t i = first; i < n.kids.size(); ++i) a.positional.push_back(eval(*n.kids[i], scope));
     for (const auto& [k, v] : n.kwargs) a.keywords.emplace_back(k, eval(*v, scope));
     return a;
-  }
-  void arity(const Node& n, const Args& a, const std::string& what, size_t lo, size_t hi,
-             bool keywords = false) {
-    if (a.positional.size() < lo || a.positional.size() > hi) {
-      error(n, what + " takes " + std::to_string(lo) +
-                   (hi > lo ? " to " + std::to_string(hi) : "") + " arguments, got " +
-                   std::to_string(a.positional.size()));
-    }
-    if (!keywords && !a.keywords.empty()) error(n, what + " takes no keyword arguments");
   }
 
   Value call(const Node& n, Scope& scope) {
@@ -485,8 +392,8 @@ class Renderer {
                    "a " + kind_name(callee.kind) + ", not a function");
     }
     const Function& f = *callee.fn;
-    if (f.self.is(Kind::kString)) return string_method(n, f.name, f.self.str(), a);
-    if (f.self.is(Kind::kDict)) return dict_method(n, f.name, *f.self.dict, a);
+    if (f.self.is(Kind::kString)) return string_method(*this, n, f.name, f.self.str(), a);
+    if (f.self.is(Kind::kDict)) return dict_method(*this, n, f.name, *f.self.dict, a);
     return global(n, f.name, a);
   }
 
@@ -526,208 +433,6 @@ class Renderer {
     error(n, name +
                  "() renders today's date, so the tokens would change from day to day; it is "
                  "not supported");
-  }
-
-  Value string_method(const Node& n, const std::string& name, const std::string& s, const Args& a) {
-    charge_bytes(n, s.size());
-    const auto optional_string = [&](size_t i) -> const std::string* {
-      if (a.positional.size() <= i || a.positional[i].is(Kind::kNone)) return nullptr;
-      return &need_string(n, a.positional[i], name + "()");
-    };
-    if (name == "strip" || name == "lstrip" || name == "rstrip") {
-      arity(n, a, name + "()", 0, 1);
-      return text(n, guarded(n, [&] {
-                    return strip(s, optional_string(0), name != "rstrip", name != "lstrip");
-                  }));
-    }
-    if (name == "split") {
-      arity(n, a, "split()", 0, 2);
-      const int64_t maxsplit =
-          a.positional.size() > 1 ? need_int(n, a.positional[1], "split()") : -1;
-      List parts;
-      for (std::string& p : guarded(n, [&] { return split(s, optional_string(0), maxsplit); })) {
-        parts.push_back(text(n, std::move(p)));
-      }
-      return Value::of(std::move(parts));
-    }
-    if (name == "startswith" || name == "endswith") {
-      arity(n, a, name + "()", 1, 1);
-      const auto matches = [&](const Value& v) {
-        const std::string& p = need_string(n, v, name + "()");
-        return p.size() <= s.size() &&
-               s.compare(name == "startswith" ? 0 : s.size() - p.size(), p.size(), p) == 0;
-      };
-      if (a.positional[0].is(Kind::kList)) {
-        for (const Value& v : *a.positional[0].list) {
-          if (matches(v)) return Value::of(true);
-        }
-        return Value::of(false);
-      }
-      return Value::of(matches(a.positional[0]));
-    }
-    if (name == "replace") {
-      arity(n, a, "replace()", 2, 3);
-      const int64_t count =
-          a.positional.size() > 2 ? need_int(n, a.positional[2], "replace()") : -1;
-      return text(n, replace(s, need_string(n, a.positional[0], "replace()"),
-                             need_string(n, a.positional[1], "replace()"), count));
-    }
-    arity(n, a, name + "()", 0, 0);
-    return text(n, case_change(n, name, s));
-  }
-
-  std::string case_change(const Node& n, const std::string& name, const std::string& s) {
-    return guarded(n, [&] {
-      if (name == "upper") return upper(s);
-      if (name == "lower") return lower(s);
-      if (name == "title") return title(s);
-      return capitalize(s);
-    });
-  }
-
-  Value dict_method(const Node& n, const std::string& name, const Dict& d, const Args& a) {
-    if (name == "get") {
-      arity(n, a, "get()", 1, 2);
-      if (const Value* v = d.find(need_string(n, a.positional[0], "get()"))) return *v;
-      return a.positional.size() > 1 ? a.positional[1] : Value::none();
-    }
-    arity(n, a, name + "()", 0, 0);
-    return dict_items(n, d, name);
-  }
-
-  Value dict_items(const Node& n, const Dict& d, const std::string& name) {
-    need_order(n, d, name + "() of a dict");
-    List out;
-    for (const auto& [k, v] : d.entries) {
-      charge(n, 1);
-      if (name == "keys")
-        out.push_back(Value::of(k));
-      else if (name == "values")
-        out.push_back(v);
-      else
-        out.push_back(Value::of(List{Value::of(k), v}));
-    }
-    return Value::of(std::move(out));
-  }
-
-  Value filter(const Node& n, Scope& scope) {
-    const Value v = eval(*n.kids[0], scope);
-    const Args a = arguments(n, 1, scope);
-    const std::string& f = n.text;
-    const std::string what = "| " + f;
-    if (f == "default") {
-      arity(n, a, what, 0, 2, true);
-      const Value* flag = a.positional.size() > 1 ? &a.positional[1] : a.keyword("boolean");
-      const bool boolean = flag && truthy(*flag);
-      if (v.is(Kind::kUndefined) || (boolean && !truthy(v))) {
-        return a.positional.empty() ? Value::of(std::string()) : a.positional[0];
-      }
-      return v;
-    }
-    if (f == "tojson") {
-      int indent = 0;
-      for (const auto& [k, value] : a.keywords) {
-        if (k != "indent") error(n, "| tojson(" + k + "=...) is not supported (only indent)");
-        if (!value.is(Kind::kNone)) indent = static_cast<int>(need_int(n, value, "indent"));
-        if (indent < 1 && !value.is(Kind::kNone)) error(n, "| tojson(indent=...) below 1");
-      }
-      arity(n, a, what, 0, 0, true);
-      return text(n, guarded(n, [&] { return to_json(v, indent); }));
-    }
-    if (f == "join") {
-      arity(n, a, what, 0, 1);
-      const std::string sep = a.positional.empty() ? "" : need_string(n, a.positional[0], what);
-      if (v.is(Kind::kString) && a.positional.empty()) return v;
-      std::vector<std::string> parts;
-      if (v.is(Kind::kString))
-        parts = code_points(v.str());
-      else if (v.is(Kind::kList)) {
-        for (const Value& item : *v.list) {
-          if (!item.is(Kind::kString) && !item.is(Kind::kInt)) {
-            error(n, "| join of a " + std::string(kind_name(item.kind)) + " item");
-          }
-          parts.push_back(guarded(n, [&] { return to_text(item); }));
-        }
-      } else
-        error(n, "| join of a " + std::string(kind_name(v.kind)));
-      std::string out;
-      for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-      return text(n, std::move(out));
-    }
-    if (f == "replace") {
-      arity(n, a, what, 2, 3);
-      return string_method(n, "replace", need_string(n, v, what), a);
-    }
-    arity(n, a, what, 0, 0);
-    return bare_filter(n, f, v);
-  }
-
-  Value bare_filter(const Node& n, const std::string& f, const Value& v) {
-    const std::string what = "| " + f;
-    if (f == "length") {
-      if (v.is(Kind::kString)) return Value::of(guarded(n, [&] { return length(v.str()); }));
-      if (v.is(Kind::kList)) return Value::of(static_cast<int64_t>(v.list->size()));
-      if (v.is(Kind::kDict)) return Value::of(static_cast<int64_t>(v.dict->entries.size()));
-      error(n, "| length of a " + std::string(kind_name(v.kind)));
-    }
-    if (f == "trim") {
-      return text(n,
-                  guarded(n, [&] { return strip(need_string(n, v, what), nullptr, true, true); }));
-    }
-    if (f == "upper" || f == "lower" || f == "title" || f == "capitalize") {
-      return text(n, case_change(n, f, need_string(n, v, what)));
-    }
-    if (f == "string") {
-      if (v.is(Kind::kString)) return v;
-      if (!v.is(Kind::kInt) && !v.is(Kind::kFloat)) {
-        error(n, "| string of a " + std::string(kind_name(v.kind)) +
-                     " (jinja2 writes Python's repr, @huggingface/jinja JSON or true/false)");
-      }
-      return text(n, guarded(n, [&] { return to_text(v); }));
-    }
-    if (f == "items") {
-      if (!v.is(Kind::kDict)) error(n, "| items of a " + std::string(kind_name(v.kind)));
-      return dict_items(n, *v.dict, "items");
-    }
-    if (!v.is(Kind::kList)) error(n, what + " of a " + std::string(kind_name(v.kind)));
-    if (f == "list") return v;
-    if (f == "reverse") return Value::of(List(v.list->rbegin(), v.list->rend()));
-    if (v.list->empty()) error(n, what + " of an empty list");
-    return f == "first" ? v.list->front() : v.list->back();
-  }
-
-  bool test(const Node& n, const Value& v) {
-    const std::string& t = n.text;
-    const auto refuse = [&](const char* why) -> bool {
-      error(n, "'is " + t + "' of a " + kind_name(v.kind) + " (" + why + ")");
-    };
-    if (t == "defined") return !v.is(Kind::kUndefined);
-    if (t == "undefined") return v.is(Kind::kUndefined);
-    if (t == "none") return v.is(Kind::kNone);
-    if (t == "string") return v.is(Kind::kString);
-    if (t == "boolean") return v.is(Kind::kBool);
-    if (t == "true" || t == "false") return v.is(Kind::kBool) && v.boolean == (t == "true");
-    if (t == "number") {
-      if (v.is(Kind::kBool)) return refuse("jinja2 counts booleans as numbers");
-      return v.is(Kind::kInt) || v.is(Kind::kFloat);
-    }
-    if (t == "integer") {
-      if (v.ambiguous) return refuse("JavaScript reads 2.0 as an integer, Python as a float");
-      return v.is(Kind::kInt);
-    }
-    if (t == "odd" || t == "even") {
-      const int64_t i = need_int(n, v, "'is " + t + "'");
-      return (i % 2 != 0) == (t == "odd");
-    }
-    if (v.is(Kind::kLoop) || (v.is(Kind::kUndefined) && t != "mapping")) {
-      return refuse("jinja2 and @huggingface/jinja disagree");
-    }
-    if (t == "iterable") {
-      if (v.is(Kind::kDict)) return refuse("jinja2 iterates a dict's keys, @huggingface/jinja not");
-      return v.is(Kind::kList) || v.is(Kind::kString);
-    }
-    if (t == "mapping") return v.is(Kind::kDict);
-    return v.is(Kind::kList) || v.is(Kind::kString) || v.is(Kind::kDict);  // sequence
   }
 
   Value unary(const Node& n, const Value& v) {
@@ -867,9 +572,6 @@ class Renderer {
                  kind_name(container.kind) + " is not supported");
   }
 
-  const Limits& limits_;
-  const std::string& where_;
-  int64_t steps_ = 0;
   int loops_ = 0;
 };
 

@@ -91,6 +91,28 @@ const char* kind_name(Kind k) {
   return "value";
 }
 
+bool truthy(const Value& v) {
+  switch (v.kind) {
+    case Kind::kUndefined:
+    case Kind::kNone:
+      return false;
+    case Kind::kBool:
+      return v.boolean;
+    case Kind::kInt:
+      return v.integer != 0;
+    case Kind::kFloat:
+      return v.real != 0 && !std::isnan(v.real);
+    case Kind::kString:
+      return !v.str().empty();
+    case Kind::kList:
+      return !v.list->empty();
+    case Kind::kDict:
+      return !v.dict->entries.empty();
+    default:
+      return true;
+  }
+}
+
 bool js_space(char32_t c) {
   if (c <= 32) return c == 32 || (c >= 9 && c <= 13);
   return c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
