@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -366,6 +367,63 @@ std::string what_would_fit(const executor::TrainRequest& q, const planner::Devic
          "; loraplan plan searches checkpointing, offload and loss chunking for a plan that fits";
 }
 
+// Host memory the system can give this process now: MemAvailable (/proc/meminfo), lowered to
+// what the cgroup (a container's limit, cgroup v2) has left; LORAPLAN_HOST_MEMORY_AVAILABLE
+// (bytes, or a size such as 8GiB) overrides both. 0: unknown.
+int64_t host_memory_available() {
+  if (const char* v = std::getenv("LORAPLAN_HOST_MEMORY_AVAILABLE"); v != nullptr && *v != 0)
+    return planner::parse_size(v, "LORAPLAN_HOST_MEMORY_AVAILABLE");
+  int64_t available = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    int64_t kb = 0;
+    meminfo >> kb;
+    if (key == "MemAvailable:") available = kb * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  std::ifstream max("/sys/fs/cgroup/memory.max"), current("/sys/fs/cgroup/memory.current");
+  int64_t limit = 0, used = 0;
+  if (max >> limit && current >> used && limit > used) {
+    available = available > 0 ? std::min(available, limit - used) : limit - used;
+  }
+  return available;
+}
+
+// Refuses a run whose host memory need (offloaded weights, paged optimizer state, the dataset's
+// tokens held for training) exceeds what the system has; warns above 80% of it.
+void check_host_memory(const executor::TrainRequest& q, const planner::Estimate& e,
+                       std::ostream& err) {
+  int64_t tokens = 0;
+  for (const auto* set : {&q.sequences, &q.eval_sequences}) {
+    for (const executor::DataSequence& d : *set) tokens += static_cast<int64_t>(d.ids.size());
+  }
+  // The executor's copy of each sequence: int64 ids and labels.
+  const int64_t dataset = tokens * 16;
+  const int64_t need = e.host_bytes + dataset;
+  const int64_t available = host_memory_available();
+  if (need == 0 || available <= 0) return;
+  std::string parts;
+  if (e.host_bytes > 0) {
+    parts = "offloaded weights and paged optimizer state " + planner::format_bytes(e.host_bytes);
+  }
+  if (dataset > 0) {
+    parts += (parts.empty() ? "" : ", ") + std::string("the dataset's tokens ") +
+             planner::format_bytes(dataset);
+  }
+  if (need > available) {
+    throw InputError("host memory: the run needs " + planner::format_bytes(need) + " (" + parts +
+                     ") beside LibTorch itself, more than the " + planner::format_bytes(available) +
+                     " this system has available" +
+                     (e.host_bytes > 0 ? "; offload fewer layers (--offload) or keep the "
+                                         "optimizer state on the device (adamw-8bit)"
+                                       : std::string()));
+  }
+  if (need * 5 > available * 4) {
+    err << "loraplan: warning: host memory: the run needs " << planner::format_bytes(need) << " ("
+        << parts << ") of the " << planner::format_bytes(available) << " available\n";
+  }
+}
+
 // One line per step: step, loss, learning rate, tokens/s, memory (CPU: live and peak; CUDA:
 // allocated, reserved and peak) beside the planner's predicted peak, and the process's resident
 // memory. On a terminal the line is redrawn in place each step with a bar and the time left;
@@ -557,6 +615,8 @@ Handler define_train(CLI::App& sub) {
              << w.sequences << " x " << w.seq_len << " (rows " << rows_text(w.rows)
              << "), predicted peak " << planner::format_bytes(data->worst_peak) << "\n";
     }
+    const planner::Estimate planned_step = planner::estimate(q.model, q.config, run.device);
+    check_host_memory(q, planned_step, io.err);
     prepare_output_dir(f->out);
     const RunOrigin origin{
         run.model_spec, q.config.device == planner::Device::kCuda ? run.device.name : "", f->plan};
@@ -577,8 +637,7 @@ Handler define_train(CLI::App& sub) {
       io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
              << " names no weight files, so the frozen weights are drawn at random\n";
     }
-    const int64_t predicted =
-        data ? data->worst_peak : planner::estimate(q.model, q.config, run.device).peak_bytes;
+    const int64_t predicted = data ? data->worst_peak : planned_step.peak_bytes;
     Progress progress(io.out, &io.out == &std::cout && isatty(STDOUT_FILENO) != 0,
                       q.config.device == planner::Device::kCuda, q.steps, predicted);
     q.on_step = [&](const executor::StepMeasure& s) { progress.step(s); };

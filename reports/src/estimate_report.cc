@@ -140,9 +140,11 @@ std::string estimate_text(const EstimateView& v) {
   std::string out =
       v.model.name + " on " + device_line(v) + "\n  " + config_line(v.config) + "\n\n";
   out += bill(v).text() + "\n  live tensors by phase: " + phase_summary(e) + "\n";
-  if (e.host_bytes > 0)
-    out +=
-        "  host memory: " + format_bytes(e.host_bytes) + " (offloaded weights, paged optimizer)\n";
+  out += e.host_bytes > 0 ? "  host memory: " + format_bytes(e.host_bytes) +
+                                " (offloaded weights, paged optimizer)\n"
+                          : std::string(
+                                "  host memory: none beyond the process itself (no "
+                                "offloaded weights or paged optimizer state)\n");
   for (const std::string& note : planner::config_notes(v.model, v.config))
     out += "  note: " + note + "\n";
   out += "\n  " + verdict(e) + "\n";

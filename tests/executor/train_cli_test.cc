@@ -224,5 +224,28 @@ TEST(TrainCli, APlanBringsItsBudget) {
   EXPECT_EQ(report_in(dir.file("run"))["training"]["budget_bytes"], 3 * 1024 * 1024);
 }
 
+// Offloaded weights live in host memory: a run that needs more than the system has is refused
+// before anything is written, one close to it is warned about (the figure is tiny-llama's 2
+// offloaded layers, 62,864 B in nf4).
+TEST(TrainCli, HostMemoryBeyondWhatIsAvailableIsRefusedBeforeTraining) {
+  TempDir dir;
+  setenv("LORAPLAN_HOST_MEMORY_AVAILABLE", "50KiB", 1);
+  Result r = train({"--model", "tiny-llama", "--offload", "2", "--out", dir.file("run")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err,
+            "loraplan: error: host memory: the run needs 61.4 KiB (offloaded weights and paged "
+            "optimizer state 61.4 KiB) beside LibTorch itself, more than the 50.0 KiB this system "
+            "has available; offload fewer layers (--offload) or keep the optimizer state on the "
+            "device (adamw-8bit)\n");
+  EXPECT_FALSE(fs::exists(dir.file("run")));
+  setenv("LORAPLAN_HOST_MEMORY_AVAILABLE", "70KiB", 1);
+  r = train({"--model", "tiny-llama", "--offload", "2", "--out", dir.file("run")});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err,
+            "loraplan: warning: host memory: the run needs 61.4 KiB (offloaded weights and paged "
+            "optimizer state 61.4 KiB) of the 70.0 KiB available\n");
+  unsetenv("LORAPLAN_HOST_MEMORY_AVAILABLE");
+}
+
 }  // namespace
 }  // namespace loraplan::cli
