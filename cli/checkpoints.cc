@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "loraplan/data/token_cache.h"
+#include "loraplan/planner/content_hash.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/reports/table.h"
 
@@ -46,7 +47,7 @@ std::string damage(const fs::path& folder) {
              " bytes, trainer_state.json says " +
              reports::with_commas(want["bytes"].get<int64_t>());
     }
-    if (!want.contains("xxh3_128") || want["xxh3_128"] != data::file_hash(f.string()))
+    if (!want.contains("xxh3_128") || want["xxh3_128"] != planner::file_hash(f.string()))
       return name + " has changed since it was written (its content hash differs)";
   }
   return "";

@@ -8,6 +8,7 @@
 #include "config_flags.h"
 #include "data_flags.h"
 #include "loraplan/data/token_cache.h"
+#include "loraplan/planner/content_hash.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
@@ -50,7 +51,7 @@ nlohmann::json data_section(const PlanFlags& f, const DatasetLengths& lengths,
       rows = b.batches[shapes.frontier_batch[i]].rows;
   }
   return {{"path", f.data.data},
-          {"hash", data::file_hash(f.data.data)},
+          {"hash", planner::file_hash(f.data.data)},
           {"rows", lengths.summary.rows},
           {"tokens", lengths.tokens},
           {"truncated", lengths.summary.truncated},

@@ -24,6 +24,7 @@
 #include "loraplan/data/token_cache.h"
 #include "loraplan/executor/backend.h"
 #include "loraplan/planner/batch_shapes.h"
+#include "loraplan/planner/content_hash.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/json_fields.h"
@@ -181,7 +182,8 @@ void apply_plan_data(const std::string& plan_path, const CLI::App& sub, DataFlag
     throw InputError("--plan: " + plan_path + " was made for the data " + path + " (batching " +
                      batching + "); give it as --data");
   }
-  if (!field("hash").is_string() || field("hash").get<std::string>() != data::file_hash(f.data)) {
+  if (!field("hash").is_string() ||
+      field("hash").get<std::string>() != planner::file_hash(f.data)) {
     throw InputError("--data: " + f.data + " is not the data " + plan_path + " was made for (" +
                      path + "); plan again with this data");
   }
@@ -214,7 +216,7 @@ RunIdentity run_identity(const executor::TrainRequest& q, const RunOrigin& origi
                            {"weight_decay", q.weight_decay},
                            {"eval_every", q.eval_every}};
   const auto content = [](const std::string& path) {
-    return path.empty() ? nlohmann::json() : nlohmann::json(data::file_hash(path));
+    return path.empty() ? nlohmann::json() : nlohmann::json(planner::file_hash(path));
   };
   id.fields["data"] = {{"content_xxh3_128", content(data.data)},
                        {"eval_content_xxh3_128", content(data.eval_data)}};

@@ -4,7 +4,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "loraplan/data/tokenizer.h"
+#include "loraplan/planner/content_hash.h"
 #include "loraplan/planner/errors.h"
 
 namespace loraplan::data {
@@ -47,20 +47,13 @@ struct RowEntry {
 };
 static_assert(sizeof(RowEntry) == 32);
 
-std::string hex(XXH128_hash_t h) {
-  char out[33];
-  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return out;
-}
-
 std::string cache_key(const std::string& path, const std::string& tokenizer,
                       const DatasetOptions& o) {
-  const std::string parts = "loraplan-tokens-v2\n" + file_hash(path) + "\n" +
+  const std::string parts = "loraplan-tokens-v2\n" + planner::file_hash(path) + "\n" +
                             (tokenizer.empty() ? std::string("no tokenizer") : tokenizer) + "\n" +
                             o.field + "\n" + (o.field_given ? "1" : "0") + "\n" +
                             std::to_string(o.vocab) + "\n" + (o.skip_bad_rows ? "1" : "0");
-  return hex(XXH3_128bits(parts.data(), parts.size()));
+  return planner::content_hash(parts);
 }
 
 // Writes all of `bytes` at the file's current position; false on an error.
@@ -231,21 +224,6 @@ std::string default_cache_dir() {
     return (fs::path(home) / ".cache" / "loraplan").string();
   }
   return "";
-}
-
-std::string file_hash(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open");
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  std::vector<char> block(1 << 20);
-  while (in) {
-    in.read(block.data(), static_cast<std::streamsize>(block.size()));
-    XXH3_128bits_update(state, block.data(), static_cast<size_t>(in.gcount()));
-  }
-  const XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  return hex(h);
 }
 
 DatasetSummary for_each_cached_sample(const std::string& path,

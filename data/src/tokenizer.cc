@@ -1,7 +1,5 @@
 #include "loraplan/data/tokenizer.h"
 
-#include <xxhash.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <unordered_map>
@@ -9,6 +7,7 @@
 #include "added_vocabulary.h"
 #include "bpe.h"
 #include "loraplan/data/utf8.h"
+#include "loraplan/planner/content_hash.h"
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/json_fields.h"
 #include "parts.h"
@@ -232,22 +231,12 @@ std::string jinja_beside(const std::string& file) {
 
 std::string fingerprint_of(const std::string& text, const std::string& config_text,
                            const std::string& jinja_file = "") {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  XXH3_128bits_update(state, text.data(), text.size());
-  XXH3_128bits_update(state, "", 1);  // the NUL between the files
-  XXH3_128bits_update(state, config_text.data(), config_text.size());
+  planner::ContentHash hash;
+  hash.add(text).add(std::string_view("", 1)).add(config_text);  // a NUL between the files
   if (!jinja_file.empty()) {
-    const std::string jinja = planner::read_text_file(jinja_file);
-    XXH3_128bits_update(state, "", 1);
-    XXH3_128bits_update(state, jinja.data(), jinja.size());
+    hash.add(std::string_view("", 1)).add(planner::read_text_file(jinja_file));
   }
-  const XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  char out[33];
-  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return out;
+  return hash.hex();
 }
 
 }  // namespace

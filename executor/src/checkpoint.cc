@@ -1,7 +1,6 @@
 #include "checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -11,6 +10,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+
+#include "loraplan/planner/content_hash.h"
 
 namespace loraplan::executor {
 namespace {
@@ -155,23 +156,6 @@ class SafetensorsReader {
   nlohmann::json header_;
   std::streamoff base_ = 0;
 };
-
-std::string file_xxh3(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  std::vector<char> block(1 << 20);
-  while (in) {
-    in.read(block.data(), static_cast<std::streamsize>(block.size()));
-    XXH3_128bits_update(state, block.data(), static_cast<size_t>(in.gcount()));
-  }
-  const XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  char out[33];
-  std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return out;
-}
 
 nlohmann::ordered_json step_json(const StepMeasure& s) {
   nlohmann::ordered_json phases = nlohmann::ordered_json::array();
@@ -327,7 +311,8 @@ std::string write_checkpoint(const Model& model, const Optimizer& optimizer,
   j["files"] = nlohmann::json::object();
   for (const char* f :
        {"adapter_model.safetensors", "adapter_config.json", "training_state.safetensors"}) {
-    j["files"][f] = {{"bytes", fs::file_size(tmp / f)}, {"xxh3_128", file_xxh3(tmp / f)}};
+    j["files"][f] = {{"bytes", fs::file_size(tmp / f)},
+                     {"xxh3_128", planner::file_hash((tmp / f).string())}};
   }
   write_atomic(tmp / "trainer_state.json", [&](std::ofstream& out) { out << j.dump(2) << "\n"; });
   const fs::path final_dir = root / name;

@@ -14,9 +14,6 @@ class Tokenizer;
 // ~/.cache/loraplan; each dataset under tokens/.
 std::string default_cache_dir();
 
-// A 128-bit content hash (XXH3) of a file, as 32 hex digits; streamed in 1 MiB blocks.
-std::string file_hash(const std::string& path);
-
 // for_each_sample through a token cache in `cache_dir` ("" reads the file directly, with no cache):
 // the dataset is tokenized once into a binary file (tokens/<key>.bin, memory-mapped on reuse) keyed
 // by the dataset's and the tokenizer's contents and the reading options. Tokenizing streams the
