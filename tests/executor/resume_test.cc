@@ -17,8 +17,8 @@
 #include <random>
 #include <thread>
 
-#include "../cli/run_cli.h"
 #include "fixtures/model_files.h"
+#include "run_train_cli.h"
 
 extern char** environ;
 
@@ -31,13 +31,8 @@ using loraplan::testing::TempDir;
 
 const char* const kBinary = LORAPLAN_BINARY_DIR "/cli/loraplan";
 
-void use_module() {
-  setenv("LORAPLAN_EXECUTOR_MODULE", LORAPLAN_BINARY_DIR "/cli/libloraplan_torch.so", 1);
-}
-
-testing::Result run(std::vector<std::string> args) {
-  use_module();
-  return testing::run_cli(args);
+testing::Result run(const std::vector<std::string>& args) {
+  return testing::run_with_executor(args);
 }
 
 // 60 optimizer steps of tiny-llama in fp32 with LoRA dropout: about a second and a half of
@@ -54,7 +49,7 @@ std::vector<std::string> train_args(const std::string& out, std::vector<std::str
 
 // The binary as a child process (output discarded).
 pid_t spawn(const std::vector<std::string>& args) {
-  use_module();
+  testing::use_executor_module();
   std::vector<std::string> all = {kBinary};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;

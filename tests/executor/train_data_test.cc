@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "../cli/run_cli.h"
 #include "fixtures/model_files.h"
+#include "run_train_cli.h"
 
 namespace loraplan::cli {
 namespace {
@@ -16,9 +16,8 @@ using loraplan::testing::read_text;
 using loraplan::testing::TempDir;
 using loraplan::testing::write_text;
 
-testing::Result run(std::vector<std::string> args) {
-  setenv("LORAPLAN_EXECUTOR_MODULE", LORAPLAN_BINARY_DIR "/cli/libloraplan_torch.so", 1);
-  return testing::run_cli(args);
+testing::Result run(const std::vector<std::string>& args) {
+  return testing::run_with_executor(args);
 }
 
 // Many short rows and a few near T (tiny-llama's vocabulary of 256).
