@@ -66,13 +66,14 @@ pid_t spawn(const std::vector<std::string>& args) {
   return pid;
 }
 
-// Waits until a complete checkpoint exists under `out` (or the child has exited); false when it
-// exited first.
-bool wait_for_checkpoint(pid_t pid, const std::string& out) {
-  for (int i = 0; i < 3000; ++i) {
+// Waits until a complete checkpoint of step `step` or later exists under `out` (or the child has
+// exited); false when it exited first.
+bool wait_for_checkpoint(pid_t pid, const std::string& out, int64_t step = 1) {
+  for (int i = 0; i < 10000; ++i) {
     std::error_code ec;
     for (const fs::directory_entry& e : fs::directory_iterator(fs::path(out) / "checkpoints", ec)) {
-      if (e.path().filename().string().rfind("step-", 0) == 0) return true;
+      const std::string name = e.path().filename().string();
+      if (name.rfind("step-", 0) == 0 && std::stoll(name.substr(5)) >= step) return true;
     }
     int status = 0;
     if (waitpid(pid, &status, WNOHANG) == pid) return false;
@@ -95,20 +96,23 @@ TEST(Resume, ARunKilledAtARandomPointAndResumedEqualsOneNeverStopped) {
   TempDir dir;
   const std::string whole = dir.file("whole"), killed = dir.file("killed");
   ASSERT_EQ(run(train_args(whole)).code, 0);
+  // A random point: after a random one of the first 10 checkpoints (every 4 steps), a random
+  // fraction of a step later; 20 steps are left whatever the machine's speed.
   std::mt19937 rng(std::random_device{}());
-  const int delay_ms = std::uniform_int_distribution<int>(0, 400)(rng);
+  const int64_t after = 4 * std::uniform_int_distribution<int64_t>(1, 10)(rng);
+  const int delay_us = std::uniform_int_distribution<int>(0, 3000)(rng);
   const pid_t pid = spawn(train_args(killed, {"--save-every", "4"}));
-  ASSERT_TRUE(wait_for_checkpoint(pid, killed)) << "the run ended before its first checkpoint";
-  std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  ASSERT_TRUE(wait_for_checkpoint(pid, killed, after)) << "the run ended before step " << after;
+  std::this_thread::sleep_for(std::chrono::microseconds(delay_us));
   kill(pid, SIGKILL);
-  ASSERT_EQ(exit_status(pid), 128 + SIGKILL)
-      << "the run ended before the kill, " << delay_ms << " ms after its first checkpoint";
+  const std::string at = std::to_string(delay_us) + " us after checkpoint " + std::to_string(after);
+  ASSERT_EQ(exit_status(pid), 128 + SIGKILL) << "the run ended before the kill, " << at;
   ASSERT_FALSE(fs::exists(killed + "/adapter_model.safetensors"));
   const testing::Result r = run(train_args(killed, {"--save-every", "4", "--resume", killed}));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("resuming from " + killed + "/checkpoints/step-"), std::string::npos)
       << r.out;
-  EXPECT_EQ(adapter(killed), adapter(whole)) << "killed " << delay_ms << " ms in";
+  EXPECT_EQ(adapter(killed), adapter(whole)) << "killed " << at;
   const nlohmann::json a = nlohmann::json::parse(read_text(whole + "/report.json"));
   const nlohmann::json b = nlohmann::json::parse(read_text(killed + "/report.json"));
   ASSERT_EQ(b["steps"].size(), 60u);
