@@ -274,18 +274,6 @@ double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
   return r.lr * (0.1 + 0.9 * 0.5 * (1.0 + std::cos(M_PI * progress)));  // cosine to 10%
 }
 
-// Ids or labels [B, T] of the next micro-batch, on `device` (built on the CPU, then copied).
-Tensor batch_tensor(const std::vector<Example>& data, const std::vector<size_t>& order,
-                    size_t& cursor, int64_t B, int64_t T, bool labels, c10::Device device) {
-  Tensor t = torch::empty({B, T}, torch::kLong);
-  int64_t* p = t.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const Example& e = data[order[(cursor + b) % order.size()]];
-    std::copy_n((labels ? e.labels : e.ids).begin(), T, p + b * T);
-  }
-  return t.to(device);  // the same tensor on the CPU
-}
-
 }  // namespace
 
 RunReport run_training(const TrainRequest& r) {
