@@ -113,8 +113,11 @@ Handler define_estimate(CLI::App& sub) {
     std::optional<DataPart> data;
     planner::Estimate e;
     if (!f->data.data.empty()) {
-      data = DataPart{
-          read_dataset_lengths(f->data, f->config.model, model.vocab, config.seq_len), {}, {}, {}};
+      data = DataPart{read_dataset_lengths(f->data, f->config.model, model.vocab, config.seq_len),
+                      {},
+                      {},
+                      {},
+                      {}};
       data->batches = batch_dataset(f->data, data->lengths, config.seq_len, config.micro_batch,
                                     f->data.seed, "longest");
       data->shapes = shapes_of(data->batches.batches);
