@@ -4,8 +4,11 @@
 #include <c10/util/Optional.h>
 
 #include <cmath>
+#include <set>
 
 #include "loraplan/planner/attention.h"
+#include "loraplan/planner/inventory.h"
+#include "loraplan/planner/layer_table.h"
 #include "loraplan/planner/rope.h"
 #include "offload.h"
 
@@ -97,20 +100,20 @@ struct LinearFn : torch::autograd::Function<LinearFn> {
 
 // ---------------------------------------------------------------------------------------------
 // RMSNorm over the last dimension, computed in fp32. Keeps x and 1/rms [rows] (fp32).
-// `gemma`: the weight is applied as (1 + w), before the cast back.
+// `adds_one`: the weight is applied as (1 + w), before the cast back.
 struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
-  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool gemma, double eps) {
+  static Tensor forward(AutogradContext* ctx, Tensor x, Tensor weight, bool adds_one, double eps) {
     const Tensor x32 = x.to(at::kFloat);                           // x itself when x is fp32
     Tensor rstd = x32.square().mean(-1, true).add_(eps).rsqrt_();  // [..., 1]
     Tensor y32 = x32.is_same(x) ? at::mul(x32, rstd) : x32.mul_(rstd);
     Tensor y;
-    if (gemma) {
+    if (adds_one) {
       y32.mul_(weight.to(at::kFloat) + 1.0);  // Gemma: scale by (1 + w) before the cast
       y = y32.to(x.scalar_type());
     } else {
       y = y32.to(x.scalar_type()).mul_(weight);
     }
-    ctx->saved_data["gemma"] = gemma;
+    ctx->saved_data["adds_one"] = adds_one;
     ctx->save_for_backward({x, rstd, weight});
     return y;
   }
@@ -118,8 +121,8 @@ struct RmsNormFn : torch::autograd::Function<RmsNormFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const Tensor &x = s[0], &rstd = s[1], &weight = s[2];
-    const bool gemma = ctx->saved_data["gemma"].toBool();
-    const Tensor w32 = gemma ? weight.to(at::kFloat) + 1.0 : weight.to(at::kFloat);
+    const bool adds_one = ctx->saved_data["adds_one"].toBool();
+    const Tensor w32 = adds_one ? weight.to(at::kFloat) + 1.0 : weight.to(at::kFloat);
     Tensor gw = at::mul(grads[0].to(at::kFloat), w32);    // g * w
     Tensor xhat = at::mul(x.to(at::kFloat), rstd);        // x / rms
     const Tensor dot = at::mul(gw, xhat).mean(-1, true);  // mean(g w xhat)
@@ -521,6 +524,35 @@ Tensor FrozenLinear::forward(const Tensor& x) const {
                          reinterpret_cast<int64_t>(this));
 }
 
+std::vector<Tensor> FrozenLinear::slices(const Tensor& y) const {
+  std::vector<Tensor> out;
+  int64_t start = 0;
+  for (const planner::FusedPart& p : parts) {
+    out.push_back(y.narrow(-1, start, p.out));
+    start += p.out;
+  }
+  return out;
+}
+
+Tensor& DecoderLayer::norm(planner::LayerNormKind kind) {
+  using K = planner::LayerNormKind;
+  switch (kind) {
+    case K::kInput:
+      return input_norm;
+    case K::kPostAttention:
+      return post_attn_norm;
+    case K::kPreFeedforward:
+      return pre_ff_norm;
+    case K::kPostFeedforward:
+      return post_ff_norm;
+    case K::kQ:
+      return q_norm;
+    case K::kK:
+      return k_norm;
+  }
+  throw std::logic_error("unknown layer norm");
+}
+
 std::vector<Tensor> DecoderLayer::trainable() const {
   std::vector<Tensor> out;
   for (const auto* group : {&attn, &mlp}) {
@@ -568,6 +600,21 @@ Tensor activate(Activation a, const Tensor& x) {
 
 }  // namespace
 
+namespace {
+
+// The refusal of a tensor the planner counts and the executor does not apply: training without
+// it would run another model than the one planned.
+std::string not_applied(const std::string& name) {
+  if (name == planner::kLmHeadBias) {
+    return name +
+           ": the executor does not apply an lm_head bias yet (estimate and plan count it); "
+           "train runs models without one";
+  }
+  return name + ": the executor does not apply this tensor (estimate and plan count it)";
+}
+
+}  // namespace
+
 at::Generator Model::rng_snapshot(int64_t layer, c10::Device device) const {
   if (!device.is_cpu()) return at::globalContext().defaultGenerator(device).clone();
   if (rng_snapshots_.empty()) {
@@ -590,43 +637,44 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
       device_(torch_device(c.device)),
       compute_(scalar_type(c.compute)),
       act_(activation_of(m)) {
-  if (m.lm_head_bias && !m.tied_embeddings) {
-    // The planner counts lm_head.bias; training without it would run another model.
-    throw std::invalid_argument(
-        "lm_head.bias: the executor does not apply an lm_head bias yet (estimate and plan count "
-        "it); train runs models without one");
-  }
   torch::manual_seed(seed);
-  const bool gemma = m.family == planner::Family::kGemma2;
+  // Every tensor the planner counts is one the model applies, or the model is refused.
+  std::set<std::string> loaded;
+  auto get = [&](const std::string& name, at::IntArrayRef shape, Init init) {
+    loaded.insert(name);
+    return weights.get(name, shape, init);
+  };
+  const bool adds_one = m.norm_adds_one();  // Gemma-2's norms start at zeros
   // A frozen tensor in the compute dtype on the device (a no-op on the CPU when already so).
   auto place = [&](const Tensor& t) { return t.to(device_, compute_); };
-  embed_ = place(weights.get("model.embed_tokens.weight", {m.vocab, m.hidden}, Init::kNormal));
-  lm_head_ = m.tied_embeddings
-                 ? embed_
-                 : place(weights.get("lm_head.weight", {m.vocab, m.hidden}, Init::kNormal));
-  final_norm_ =
-      place(weights.get("model.norm.weight", {m.hidden}, gemma ? Init::kZeros : Init::kOnes));
+  embed_ = place(get(std::string(planner::kEmbedWeight), {m.vocab, m.hidden}, Init::kNormal));
+  lm_head_ =
+      m.tied_embeddings
+          ? embed_
+          : place(get(std::string(planner::kLmHeadWeight), {m.vocab, m.hidden}, Init::kNormal));
+  final_norm_ = place(get(std::string(planner::kFinalNormWeight), {m.hidden},
+                          adds_one ? Init::kZeros : Init::kOnes));
 
-  auto linear = [&](int l, const char* path, planner::Module module, int64_t out, int64_t in,
-                    bool bias) {
+  auto linear = [&](int l, const planner::LayerLinear& p) {
     FrozenLinear f;
-    f.name = "model.layers." + std::to_string(l) + "." + path;
+    f.name = p.name(l);
     f.compute = compute_;
+    f.parts = p.parts;
     // Quantized on the CPU, then kept where the layer says: host memory or the device.
     const QuantizedWeight q =
-        quantize(weights.get(f.name + ".weight", {out, in}, Init::kNormal), c.weights);
+        quantize(get(f.name + ".weight", {p.out, p.in}, Init::kNormal), c.weights);
     if (l < static_cast<int>(c.offloaded.size()) && c.offloaded[l]) {
       f.host = to_host(q, device_);
     } else {
       f.weight = q.to(device_);
     }
-    if (bias) f.bias = place(weights.get(f.name + ".bias", {out}, Init::kNormal));
-    if (c.lora_targets.contains(module)) {
+    if (p.bias) f.bias = place(get(f.name + ".bias", {p.out}, Init::kNormal));
+    if (c.lora_targets.contains(p.module)) {
       LoraAdapter a;
       // PEFT's default: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0.
-      const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-      a.A = (torch::rand({c.lora_rank, in}) * 2 - 1).mul_(bound).to(device_).requires_grad_(true);
-      a.B = torch::zeros({out, c.lora_rank}, torch::TensorOptions().device(device_))
+      const double bound = 1.0 / std::sqrt(static_cast<double>(p.in));
+      a.A = (torch::rand({c.lora_rank, p.in}) * 2 - 1).mul_(bound).to(device_).requires_grad_(true);
+      a.B = torch::zeros({p.out, c.lora_rank}, torch::TensorOptions().device(device_))
                 .requires_grad_(true);
       a.scale = c.lora_alpha / static_cast<double>(c.lora_rank);
       a.dropout = c.lora_dropout;
@@ -634,43 +682,26 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
     }
     return f;
   };
-  const int64_t C = m.hidden, I = m.intermediate, HD = m.q_out(), KD = m.kv_out();
-  auto norm = [&](int l, const char* path, int64_t width) {
-    const std::string name = "model.layers." + std::to_string(l) + "." + path + ".weight";
-    return place(weights.get(name, {width}, gemma ? Init::kZeros : Init::kOnes));
+  auto norm = [&](int l, const planner::LayerNorm& n) {
+    return place(get(n.name(l) + ".weight", {n.width}, adds_one ? Init::kZeros : Init::kOnes));
   };
-  using planner::Module;
+  // Frozen tensors are asked for in this order (the order seeded random weights are drawn in):
+  // the layer norms, the per-head norms, then the projections with each one's adapter.
+  const planner::LayerTable table = planner::layer_table(m);
   for (int l = 0; l < m.layers; ++l) {
     DecoderLayer d;
     d.index = l;
     d.offloaded = l < static_cast<int>(c.offloaded.size()) && c.offloaded[l];
     d.device = device_;
-    d.input_norm = norm(l, "input_layernorm", C);
-    d.post_attn_norm = norm(l, "post_attention_layernorm", C);
-    if (m.norms_per_layer == 4) {
-      d.pre_ff_norm = norm(l, "pre_feedforward_layernorm", C);
-      d.post_ff_norm = norm(l, "post_feedforward_layernorm", C);
+    for (const std::vector<planner::LayerNorm>* set : {&table.norms, &table.head_norms}) {
+      for (const planner::LayerNorm& n : *set) d.norm(n.kind) = norm(l, n);
     }
-    if (m.qk_norm) {
-      d.q_norm = norm(l, "self_attn.q_norm", m.head_dim);
-      d.k_norm = norm(l, "self_attn.k_norm", m.head_dim);
-    }
-    if (m.fused_qkv) {
-      d.attn.push_back(linear(l, "self_attn.qkv_proj", Module::kQkv, HD + 2 * KD, C, m.qkv_bias));
-    } else {
-      d.attn.push_back(linear(l, "self_attn.q_proj", Module::kQ, HD, C, m.qkv_bias));
-      d.attn.push_back(linear(l, "self_attn.k_proj", Module::kK, KD, C, m.qkv_bias));
-      d.attn.push_back(linear(l, "self_attn.v_proj", Module::kV, KD, C, m.qkv_bias));
-    }
-    d.attn.push_back(linear(l, "self_attn.o_proj", Module::kO, C, HD, m.o_bias));
-    if (m.fused_gate_up) {
-      d.mlp.push_back(linear(l, "mlp.gate_up_proj", Module::kGateUp, 2 * I, C, m.mlp_bias));
-    } else {
-      d.mlp.push_back(linear(l, "mlp.gate_proj", Module::kGate, I, C, m.mlp_bias));
-      d.mlp.push_back(linear(l, "mlp.up_proj", Module::kUp, I, C, m.mlp_bias));
-    }
-    d.mlp.push_back(linear(l, "mlp.down_proj", Module::kDown, C, I, m.mlp_bias));
+    for (const planner::LayerLinear& p : table.attention) d.attn.push_back(linear(l, p));
+    for (const planner::LayerLinear& p : table.mlp) d.mlp.push_back(linear(l, p));
     layers_.push_back(std::move(d));
+  }
+  for (const planner::TensorSpec& t : planner::inventory(m)) {
+    if (!loaded.contains(t.name)) throw std::invalid_argument(not_applied(t.name));
   }
 
   // Rotary tables for positions 0..T-1 (rope_scaling applied), and the masks for eager attention.
@@ -690,7 +721,7 @@ Model::Model(const planner::ModelDesc& m, const planner::TrainConfig& c, uint64_
 
 Tensor Model::embed(const Tensor& ids) const {
   Tensor x = embed_.index_select(0, ids.reshape(-1)).view({ids.size(0), ids.size(1), m_.hidden});
-  if (m_.family == planner::Family::kGemma2) {
+  if (m_.scales_embedding()) {
     // Gemma scales by sqrt(C) rounded to the activation dtype.
     const double normalizer =
         torch::scalar_tensor(std::sqrt(static_cast<double>(m_.hidden)), compute_).item<double>();
@@ -730,27 +761,29 @@ Tensor Model::layer_run(int l, const Tensor& x) const {
 // no_grad (a checkpointed layer's forward) nothing else keeps them.
 Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   const planner::ModelDesc& m = m_;
-  const bool gemma = m.family == planner::Family::kGemma2;
+  const bool sandwich = m.sandwich_norms(), adds_one = m.norm_adds_one();
   const int64_t B = x.size(0), T = x.size(1), H = m.heads, Hkv = m.kv_heads, D = m.head_dim;
-  const int64_t HD = H * D, KD = Hkv * D;
+  const int64_t HD = H * D;
 
   // Attention half.
   const double eps = m.rms_norm_eps;
-  Tensor h1 = RmsNormFn::apply(x, d.input_norm, gemma, eps);
+  Tensor h1 = RmsNormFn::apply(x, d.input_norm, adds_one, eps);
   Tensor q, k, v;
   size_t next = 0;
-  if (m.fused_qkv) {
-    Tensor qkv = d.attn[next++].forward(h1);          // [B, T, (H + 2 Hkv) D]
-    q = qkv.narrow(-1, 0, HD).reshape({B, T, H, D});  // copies of the slices
-    k = qkv.narrow(-1, HD, KD).reshape({B, T, Hkv, D});
-    v = qkv.narrow(-1, HD + KD, KD).reshape({B, T, Hkv, D});
+  if (!d.attn[0].parts.empty()) {
+    const FrozenLinear& qkv_proj = d.attn[next++];
+    std::vector<Tensor> qkv =
+        qkv_proj.slices(qkv_proj.forward(h1));  // views of [B, T, (H + 2 Hkv) D]
+    q = qkv[0].reshape({B, T, H, D});           // copies of the slices
+    k = qkv[1].reshape({B, T, Hkv, D});
+    v = qkv[2].reshape({B, T, Hkv, D});
   } else {
     q = d.attn[next++].forward(h1).view({B, T, H, D});
     k = d.attn[next++].forward(h1).view({B, T, Hkv, D});
     v = d.attn[next++].forward(h1).view({B, T, Hkv, D});
   }
   h1.reset();
-  if (m.qk_norm) {
+  if (d.q_norm.defined()) {
     q = RmsNormFn::apply(q, d.q_norm, false, eps);
     k = RmsNormFn::apply(k, d.k_norm, false, eps);
   }
@@ -796,17 +829,17 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   }
   Tensor attn = d.attn[next].forward(o.reshape({B, T, HD}));
   o.reset();
-  if (gemma) attn = RmsNormFn::apply(attn, d.post_attn_norm, true, eps);
+  if (sandwich) attn = RmsNormFn::apply(attn, d.post_attn_norm, adds_one, eps);
   Tensor x2 = x + attn;
   attn.reset();
 
   // MLP half.
-  Tensor h2 = RmsNormFn::apply(x2, gemma ? d.pre_ff_norm : d.post_attn_norm, gemma, eps);
+  Tensor h2 = RmsNormFn::apply(x2, sandwich ? d.pre_ff_norm : d.post_attn_norm, adds_one, eps);
   Tensor gate, up;
-  if (m.fused_gate_up) {
-    Tensor gu = d.mlp[0].forward(h2);
-    gate = gu.narrow(-1, 0, m.intermediate);
-    up = gu.narrow(-1, m.intermediate, m.intermediate);
+  if (!d.mlp[0].parts.empty()) {
+    std::vector<Tensor> gate_up = d.mlp[0].slices(d.mlp[0].forward(h2));  // views
+    gate = std::move(gate_up[0]);
+    up = std::move(gate_up[1]);
   } else {
     gate = d.mlp[0].forward(h2);
     up = d.mlp[1].forward(h2);
@@ -819,13 +852,12 @@ Tensor Model::layer_forward(const DecoderLayer& d, const Tensor& x) const {
   up.reset();
   Tensor down = d.mlp.back().forward(prod);
   prod.reset();
-  if (gemma) down = RmsNormFn::apply(down, d.post_ff_norm, true, eps);
+  if (sandwich) down = RmsNormFn::apply(down, d.post_ff_norm, adds_one, eps);
   return x2 + down;
 }
 
 Tensor Model::loss(const Tensor& x, const Tensor& labels) const {
-  const bool gemma = m_.family == planner::Family::kGemma2;
-  const Tensor h = RmsNormFn::apply(x, final_norm_, gemma, m_.rms_norm_eps);
+  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.norm_adds_one(), m_.rms_norm_eps);
   return LossFn::apply(h.reshape({-1, m_.hidden}), lm_head_, labels.reshape(-1), c_.loss_chunk,
                        m_.final_logit_softcapping);
 }
@@ -846,8 +878,7 @@ Tensor Model::eval_loss(const Tensor& ids, const Tensor& labels) const {
 }
 
 Tensor Model::logits(const Tensor& x) const {
-  const Tensor h =
-      RmsNormFn::apply(x, final_norm_, m_.family == planner::Family::kGemma2, m_.rms_norm_eps);
+  const Tensor h = RmsNormFn::apply(x, final_norm_, m_.norm_adds_one(), m_.rms_norm_eps);
   Tensor z = at::linear(h, lm_head_);
   const double cap = m_.final_logit_softcapping;
   return cap > 0 ? at::tanh(z / cap) * cap : z;

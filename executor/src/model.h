@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "loraplan/planner/layer_table.h"
 #include "loraplan/planner/model.h"
 #include "loraplan/planner/train_config.h"
 #include "quant.h"
@@ -38,8 +39,11 @@ struct FrozenLinear {
   torch::Tensor bias;  // [out] in the compute dtype; undefined when the layer has none
   std::optional<LoraAdapter> lora;
   at::ScalarType compute = at::kFloat;
+  std::vector<planner::FusedPart> parts;  // a fused projection's slices, from the layer table
 
   torch::Tensor forward(const torch::Tensor& x) const;  // x [..., in] -> [..., out]
+  // A fused projection's output [..., out] cut into its parts: views, in the table's order.
+  std::vector<torch::Tensor> slices(const torch::Tensor& y) const;
   // The weight as the device holds it now: `weight`, or the staged copy of `host`.
   const QuantizedWeight& device_weight() const;
 };
@@ -54,7 +58,8 @@ struct DecoderLayer {
   bool offloaded = false;                    // linear weights live in host memory
   c10::Device device{c10::kCPU};             // where staged copies go
 
-  std::vector<torch::Tensor> trainable() const;  // LoRA A and B of every adapter
+  torch::Tensor& norm(planner::LayerNormKind kind);  // the field that holds the table's norm
+  std::vector<torch::Tensor> trainable() const;      // LoRA A and B of every adapter
   // Offloaded layers: copies every linear weight from host into device memory, or drops the
   // copies. No-ops for resident layers.
   void stage() const;

@@ -6,6 +6,7 @@
 
 #include "loraplan/planner/attention.h"
 #include "loraplan/planner/inventory.h"
+#include "loraplan/planner/layer_table.h"
 #include "loraplan/planner/weights.h"
 
 namespace loraplan::planner {
@@ -23,32 +24,6 @@ constexpr double kGpuOpOverhead = 8e-6;  // launch and dispatch, seconds per ope
 // A generic card for "--gpu 6GB": the rates of a mid-range Ampere GPU.
 constexpr double kGenericTensorTflops = 50, kGenericFp32Tflops = 12.7, kGenericBandwidthGbps = 360,
                  kGenericPcieGbps = 15.75;
-
-struct Linear {
-  Module module;
-  int64_t out, in;
-};
-
-std::vector<Linear> layer_linears(const ModelDesc& m) {
-  const int64_t C = m.hidden, I = m.intermediate;
-  std::vector<Linear> l;
-  if (m.fused_qkv) {
-    l.push_back({Module::kQkv, m.q_out() + 2 * m.kv_out(), C});
-  } else {
-    l.push_back({Module::kQ, m.q_out(), C});
-    l.push_back({Module::kK, m.kv_out(), C});
-    l.push_back({Module::kV, m.kv_out(), C});
-  }
-  l.push_back({Module::kO, C, m.q_out()});
-  if (m.fused_gate_up) {
-    l.push_back({Module::kGateUp, 2 * I, C});
-  } else {
-    l.push_back({Module::kGate, I, C});
-    l.push_back({Module::kUp, I, C});
-  }
-  l.push_back({Module::kDown, C, I});
-  return l;
-}
 
 // Roofline: the slower of the arithmetic and the memory traffic.
 double roofline(double flops, double bytes, const Rates& r) {
@@ -105,11 +80,11 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
                            c.weights.format == WeightFormat::kFp4 ||
                            c.weights.format == WeightFormat::kInt8 ||
                            dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
-  const std::vector<Linear> linears = layer_linears(m);
+  const std::vector<LayerLinear> linears = layer_table(m).linears();
   double ops_fwd = 14, frozen_flops = 0,
          lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
   double frozen = 0, lora = 0, dequant = 0, weight_bytes = 0;
-  for (const Linear& l : linears) {
+  for (const LayerLinear& l : linears) {
     const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
     const double flops = 2 * N * in * out;
     frozen += roofline(flops, (N * in + N * out + in * out) * a, r);
@@ -178,7 +153,7 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
 
   // One optimizer update over the adapters: parameters, gradients and states read and written.
   double adapter_params = 0;
-  for (const Linear& l : linears) {
+  for (const LayerLinear& l : linears) {
     if (c.lora_targets.contains(l.module))
       adapter_params += rank * static_cast<double>(l.in + l.out);
   }

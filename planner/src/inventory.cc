@@ -2,6 +2,8 @@
 
 #include <numeric>
 
+#include "loraplan/planner/layer_table.h"
+
 namespace loraplan::planner {
 
 std::string_view role_name(Role r) {
@@ -70,16 +72,15 @@ class InventoryBuilder {
     out_.push_back({std::move(name), std::move(shape), m_.dtype, role, module, layer, is_bias});
   }
 
-  // A projection weight [out, in] and, when `bias`, its bias [out].
-  void linear(const std::string& prefix, Module module, Role role, int layer, int64_t out,
-              int64_t in, bool bias) {
-    const std::string name = prefix + std::string(module_name(module));
-    add(name + ".weight", {out, in}, role, module, layer);
-    if (bias) add(name + ".bias", {out}, role, module, layer, true);
+  // A projection weight [out, in] and, when it has one, its bias [out].
+  void linear(const LayerLinear& p, int layer) {
+    const std::string name = p.name(layer);
+    add(name + ".weight", {p.out, p.in}, p.role, p.module, layer);
+    if (p.bias) add(name + ".bias", {p.out}, p.role, p.module, layer, true);
   }
 
-  void norm(const std::string& name, int64_t width, int layer) {
-    add(name + ".weight", {width}, Role::kNorm, Module::kNorm, layer);
+  void norm(std::string name, int64_t width, int layer) {
+    add(std::move(name), {width}, Role::kNorm, Module::kNorm, layer);
   }
 
   std::vector<TensorSpec> take() { return std::move(out_); }
@@ -92,42 +93,21 @@ class InventoryBuilder {
 }  // namespace
 
 std::vector<TensorSpec> inventory(const ModelDesc& m) {
-  const int64_t V = m.vocab, C = m.hidden, I = m.intermediate, D = m.head_dim;
-  const int64_t HD = m.q_out(), KD = m.kv_out();
+  const LayerTable table = layer_table(m);
   InventoryBuilder b(m);
-  b.add("model.embed_tokens.weight", {V, C}, Role::kEmbedding, Module::kEmbed, -1);  // [V, C]
+  b.add(std::string(kEmbedWeight), {m.vocab, m.hidden}, Role::kEmbedding, Module::kEmbed, -1);
   for (int l = 0; l < m.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const std::string attn = p + "self_attn.", mlp = p + "mlp.";
-    const Role A = Role::kAttention, M = Role::kMlp;
-    if (m.fused_qkv) {
-      b.linear(attn, Module::kQkv, A, l, HD + 2 * KD, C, m.qkv_bias);  // [(H+2Hkv)D, C]
-    } else {
-      b.linear(attn, Module::kQ, A, l, HD, C, m.qkv_bias);  // [H D, C]
-      b.linear(attn, Module::kK, A, l, KD, C, m.qkv_bias);  // [Hkv D, C]
-      b.linear(attn, Module::kV, A, l, KD, C, m.qkv_bias);  // [Hkv D, C]
-    }
-    b.linear(attn, Module::kO, A, l, C, HD, m.o_bias);  // [C, H D]
-    if (m.qk_norm) {
-      b.norm(attn + "q_norm", D, l);  // [D]
-      b.norm(attn + "k_norm", D, l);  // [D]
-    }
-    if (m.fused_gate_up) {
-      b.linear(mlp, Module::kGateUp, M, l, 2 * I, C, m.mlp_bias);  // [2I, C]
-    } else {
-      b.linear(mlp, Module::kGate, M, l, I, C, m.mlp_bias);  // [I, C]
-      b.linear(mlp, Module::kUp, M, l, I, C, m.mlp_bias);    // [I, C]
-    }
-    b.linear(mlp, Module::kDown, M, l, C, I, m.mlp_bias);  // [C, I]
-    b.norm(p + "input_layernorm", C, l);                   // [C]
-    b.norm(p + "post_attention_layernorm", C, l);          // [C]
-    if (m.norms_per_layer == 4) {
-      b.norm(p + "pre_feedforward_layernorm", C, l);   // [C]
-      b.norm(p + "post_feedforward_layernorm", C, l);  // [C]
-    }
+    for (const LayerLinear& p : table.attention) b.linear(p, l);
+    for (const LayerNorm& n : table.head_norms) b.norm(n.name(l) + ".weight", n.width, l);
+    for (const LayerLinear& p : table.mlp) b.linear(p, l);
+    for (const LayerNorm& n : table.norms) b.norm(n.name(l) + ".weight", n.width, l);
   }
-  b.norm("model.norm", C, -1);  // [C]
-  if (!m.tied_embeddings) b.linear("", Module::kLmHead, Role::kLmHead, -1, V, C, m.lm_head_bias);
+  b.norm(std::string(kFinalNormWeight), m.hidden, -1);
+  if (!m.tied_embeddings) {
+    b.add(std::string(kLmHeadWeight), {m.vocab, m.hidden}, Role::kLmHead, Module::kLmHead, -1);
+    if (m.lm_head_bias)
+      b.add(std::string(kLmHeadBias), {m.vocab}, Role::kLmHead, Module::kLmHead, -1, true);
+  }
   return b.take();
 }
 

@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "loraplan/planner/attention.h"
+#include "loraplan/planner/layer_table.h"
 
 namespace loraplan::planner {
 namespace {
@@ -54,14 +55,14 @@ class GraphBuilder {
   // A frozen linear [out, in], with a LoRA adapter when `module` is targeted.
   //   base:  y = x W^T, W dequantized/cast into a temporary for forward and again for backward
   //   LoRA:  y += s B(A(dropout(x))); keeps x (or the dropped x and its mask) and u = A(..) [N, r]
-  int linear(const char* tag, Module module, int x, int64_t in, int64_t out) {
-    const int64_t N = d_.N, a = d_.a, r = d_.r;
+  int linear(const char* tag, const LayerLinear& p, int x) {
+    const int64_t N = d_.N, a = d_.a, r = d_.r, in = p.in, out = p.out;
     const int64_t w = materialised_weight_bytes(c_, out, in);
     const int y = g_.tensor(tag, N * out * a);  // [N, out]
     OpDef op{tag, {x}, {y}, {}, {x}};
     op.fwd_temps = {{w, 0, 1}};        // W, until y exists
     op.bwd_temps = {{w, 0, 1, true}};  // W, until grad x exists (only for it)
-    if (c_.lora_targets.contains(module)) {
+    if (c_.lora_targets.contains(p.module)) {
       int lora_in = x;
       if (c_.lora_dropout > 0) {
         // Dropout multiplies by its bool mask, cast to the compute dtype first.
@@ -118,8 +119,8 @@ class GraphBuilder {
 
   // A slice of a fused projection, reshaped to heads: a view, which keeps the whole fused output
   // alive as long as it lives; its backward scatters the gradient into a zeroed full-size tensor.
-  int split(const char* tag, int fused, int64_t bytes) {
-    const int y = elementwise(tag, {fused}, {}, bytes);
+  int split(const char* tag, int fused, const FusedPart& part) {
+    const int y = elementwise(tag, {fused}, {}, d_.N * part.out * d_.a);
     g_.tensors[y].view_of = fused;
     return y;
   }
@@ -236,30 +237,32 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t wi
   GraphBuilder b(m, c, window);
   const Dims& d = b.d();
   const int64_t N = d.N, C = d.C, I = d.I, a = d.a, HD = d.H * d.D, KD = d.Hkv * d.D;
-  const bool gemma = m.norms_per_layer == 4;
+  const bool gemma = m.sandwich_norms();
+  const LayerTable t = layer_table(m);
 
   // Attention half.
   const int x = b.input("layer.in", N * C * a);                   // [N, C]
   const int h1 = b.norm("attn.norm", "attn.norm.rstd", x, N, C);  // [N, C]
   int q, k, v;
   if (m.fused_qkv) {
-    const int qkv = b.linear("attn.qkv", Module::kQkv, h1, C, HD + 2 * KD);  // [N, (H+2Hkv) D]
-    q = b.split("attn.q", qkv, N * HD * a);
-    k = b.split("attn.k", qkv, N * KD * a);
-    v = b.split("attn.v", qkv, N * KD * a);
+    const LayerLinear& p = t.linear(Module::kQkv);
+    const int qkv = b.linear("attn.qkv", p, h1);  // [N, (H+2Hkv) D]
+    q = b.split("attn.q", qkv, p.parts[0]);
+    k = b.split("attn.k", qkv, p.parts[1]);
+    v = b.split("attn.v", qkv, p.parts[2]);
   } else {
-    q = b.linear("attn.q", Module::kQ, h1, C, HD);  // [N, H D]
-    k = b.linear("attn.k", Module::kK, h1, C, KD);  // [N, Hkv D]
-    v = b.linear("attn.v", Module::kV, h1, C, KD);  // [N, Hkv D]
+    q = b.linear("attn.q", t.linear(Module::kQ), h1);  // [N, H D]
+    k = b.linear("attn.k", t.linear(Module::kK), h1);  // [N, Hkv D]
+    v = b.linear("attn.v", t.linear(Module::kV), h1);  // [N, Hkv D]
   }
-  if (m.qk_norm) {
+  if (t.has(LayerNormKind::kQ)) {
     q = b.norm("attn.q_norm", "attn.q_norm.rstd", q, N * d.H, d.D);
     k = b.norm("attn.k_norm", "attn.k_norm.rstd", k, N * d.Hkv, d.D);
   }
-  const int qr = b.rope("attn.q_rot", q, N * HD * a);   // [N, H D]
-  const int kr = b.rope("attn.k_rot", k, N * KD * a);   // [N, Hkv D]
-  const int o = b.attention(qr, kr, v);                 // [N, H D]
-  int attn = b.linear("attn.o", Module::kO, o, HD, C);  // [N, C]
+  const int qr = b.rope("attn.q_rot", q, N * HD * a);      // [N, H D]
+  const int kr = b.rope("attn.k_rot", k, N * KD * a);      // [N, Hkv D]
+  const int o = b.attention(qr, kr, v);                    // [N, H D]
+  int attn = b.linear("attn.o", t.linear(Module::kO), o);  // [N, C]
   if (gemma) attn = b.norm("attn.post_norm", "attn.post_norm.rstd", attn, N, C);
   const int x2 = b.residual("attn.residual", x, attn);  // [N, C]
 
@@ -267,16 +270,17 @@ OpGraph decoder_layer_graph(const ModelDesc& m, const TrainConfig& c, int64_t wi
   const int h2 = b.norm(gemma ? "mlp.pre_norm" : "mlp.norm", "mlp.norm.rstd", x2, N, C);
   int gate, up;
   if (m.fused_gate_up) {
-    const int gate_up = b.linear("mlp.gate_up", Module::kGateUp, h2, C, 2 * I);  // [N, 2I]
-    gate = b.split("mlp.gate", gate_up, N * I * a);                              // [N, I] views
-    up = b.split("mlp.up", gate_up, N * I * a);
+    const LayerLinear& p = t.linear(Module::kGateUp);
+    const int gate_up = b.linear("mlp.gate_up", p, h2);  // [N, 2I]
+    gate = b.split("mlp.gate", gate_up, p.parts[0]);     // [N, I] views
+    up = b.split("mlp.up", gate_up, p.parts[1]);
   } else {
-    gate = b.linear("mlp.gate", Module::kGate, h2, C, I);  // [N, I]
-    up = b.linear("mlp.up", Module::kUp, h2, C, I);        // [N, I]
+    gate = b.linear("mlp.gate", t.linear(Module::kGate), h2);  // [N, I]
+    up = b.linear("mlp.up", t.linear(Module::kUp), h2);        // [N, I]
   }
   const int act = b.elementwise("mlp.act", {gate}, {gate}, N * I * a);          // silu/gelu(gate)
   const int prod = b.elementwise("mlp.prod", {act, up}, {act, up}, N * I * a);  // act * up
-  int down = b.linear("mlp.down", Module::kDown, prod, I, C);                   // [N, C]
+  int down = b.linear("mlp.down", t.linear(Module::kDown), prod);               // [N, C]
   if (gemma) down = b.norm("mlp.post_norm", "mlp.post_norm.rstd", down, N, C);
   b.graph().output = b.residual("mlp.residual", x2, down);  // [N, C]
   return std::move(b.graph());

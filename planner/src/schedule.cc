@@ -355,30 +355,6 @@ void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, co
   }
 }
 
-// Every field of the model: inventory() depends on nothing else.
-bool same_model(const ModelDesc& a, const ModelDesc& b) {
-#if defined(__GLIBCXX__) && defined(__x86_64__)
-  static_assert(sizeof(ModelDesc) == 440,
-                "ModelDesc changed: compare its new fields in same_model()");
-#endif
-  return a.name == b.name && a.hf_id == b.hf_id && a.family == b.family && a.vocab == b.vocab &&
-         a.hidden == b.hidden && a.intermediate == b.intermediate && a.layers == b.layers &&
-         a.heads == b.heads && a.kv_heads == b.kv_heads && a.head_dim == b.head_dim &&
-         a.tied_embeddings == b.tied_embeddings && a.qkv_bias == b.qkv_bias &&
-         a.o_bias == b.o_bias && a.mlp_bias == b.mlp_bias && a.lm_head_bias == b.lm_head_bias &&
-         a.qk_norm == b.qk_norm && a.fused_qkv == b.fused_qkv &&
-         a.fused_gate_up == b.fused_gate_up && a.norms_per_layer == b.norms_per_layer &&
-         a.partial_rotary_factor == b.partial_rotary_factor && a.rope_theta == b.rope_theta &&
-         a.rope_scaling == b.rope_scaling && a.max_window_layers == b.max_window_layers &&
-         a.sliding_layers == b.sliding_layers &&
-         a.query_pre_attn_scalar == b.query_pre_attn_scalar && a.rms_norm_eps == b.rms_norm_eps &&
-         a.max_position_embeddings == b.max_position_embeddings &&
-         a.sliding_window == b.sliding_window &&
-         a.attn_logit_softcapping == b.attn_logit_softcapping &&
-         a.final_logit_softcapping == b.final_logit_softcapping && a.hidden_act == b.hidden_act &&
-         a.dtype == b.dtype && a.notes == b.notes;
-}
-
 // inventory(m), kept per thread for the next schedule of the same model: a plan search builds
 // thousands, and the inventory (a name string per tensor) is a good part of one.
 const std::vector<TensorSpec>& model_inventory(const ModelDesc& m) {
@@ -388,7 +364,7 @@ const std::vector<TensorSpec>& model_inventory(const ModelDesc& m) {
     std::vector<TensorSpec> tensors;
   };
   thread_local Cache cache;
-  if (!cache.valid || !same_model(cache.model, m)) {
+  if (!cache.valid || !(cache.model == m)) {
     cache.valid = false;
     cache.tensors = inventory(m);
     cache.model = m;
@@ -427,7 +403,7 @@ void eval_step(StepBuilder& sb, const ModelDesc& m, const TrainConfig& c, Stage&
   const int32_t ids = sb.alloc("eval.input_ids", -1, 0, d.N * 8, Category::kBatch);  // int64 [B, T]
   const int32_t labels = sb.alloc("eval.labels", -1, 0, d.N * 8, Category::kBatch);
   int32_t x = sb.alloc("eval.embed.out", -1, 0, d.N * d.C * d.a, Category::kActivations);
-  if (m.family == Family::kGemma2) {
+  if (m.scales_embedding()) {
     const int32_t scaled =
         sb.alloc("eval.embed.scaled", -1, 0, d.N * d.C * d.a, Category::kActivations);
     sb.drop(x);
@@ -558,7 +534,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
 
     sb.phase("embed");
     int32_t x = sb.alloc("embed.out", -1, mb, d.N * d.C * d.a, Category::kActivations);  // [N, C]
-    if (m.family == Family::kGemma2) {  // h * sqrt(C): a scaled copy
+    if (m.scales_embedding()) {  // h * sqrt(C): a scaled copy
       const int32_t scaled =
           sb.alloc("embed.scaled", -1, mb, d.N * d.C * d.a, Category::kActivations);
       sb.drop(x);

@@ -2,6 +2,7 @@
 
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/inventory.h"
+#include "loraplan/planner/layer_table.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/summary.h"
 #include "loraplan/planner/weights.h"
@@ -17,6 +18,63 @@ const TensorSpec& find(const std::vector<TensorSpec>& t, const std::string& name
     if (s.name == name) return s;
   }
   throw std::runtime_error("no tensor " + name);
+}
+
+// The layer table is what the inventory lists per layer: every profile's layer-0 projections, in
+// order, with the table's shapes, and each path ending in the module's Hugging Face name.
+TEST(LayerTable, IsWhatTheInventoryListsForEveryProfile) {
+  for (const char* name : {"tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-phi3", "tiny-gemma2",
+                           "phi-4-mini-instruct", "gemma-2-9b", "qwen3-8b", "llama-3.1-8b"}) {
+    SCOPED_TRACE(name);
+    const ModelDesc m = load_model(name);
+    const LayerTable table = layer_table(m);
+    std::vector<std::string> from_table, from_inventory;
+    for (const LayerLinear& p : table.linears()) {
+      EXPECT_TRUE(p.path.ends_with(module_name(p.module))) << p.path;
+      from_table.push_back(p.name(0) + ".weight " + shape_text({p.out, p.in}));
+    }
+    for (const TensorSpec& t : inventory(m)) {
+      if (t.layer == 0 && t.is_linear_weight())
+        from_inventory.push_back(t.name + " " + shape_text(t.shape));
+    }
+    EXPECT_EQ(from_table, from_inventory);
+    size_t norms = 0;
+    for (const TensorSpec& t : inventory(m)) norms += t.layer == 0 && t.module == Module::kNorm;
+    EXPECT_EQ(norms, table.norms.size() + table.head_norms.size());
+  }
+}
+
+TEST(LayerTable, FusedProjectionsListTheirParts) {
+  const ModelDesc m = load_model("tiny-phi3");
+  const LayerTable t = layer_table(m);
+  const LayerLinear& qkv = t.linear(Module::kQkv);
+  ASSERT_EQ(qkv.parts.size(), 3u);
+  EXPECT_EQ(qkv.parts[0].module, Module::kQ);
+  EXPECT_EQ(qkv.parts[0].out, m.q_out());
+  EXPECT_EQ(qkv.parts[1].out, m.kv_out());
+  EXPECT_EQ(qkv.parts[0].out + qkv.parts[1].out + qkv.parts[2].out, qkv.out);
+  const LayerLinear& gate_up = t.linear(Module::kGateUp);
+  EXPECT_EQ(gate_up.parts.size(), 2u);
+  EXPECT_EQ(gate_up.parts[0].out + gate_up.parts[1].out, gate_up.out);
+  EXPECT_THROW(t.linear(Module::kQ), std::logic_error);  // fused: no separate q_proj
+  EXPECT_TRUE(layer_table(load_model("tiny-llama")).linear(Module::kQ).parts.empty());
+}
+
+TEST(LayerTable, NormsFollowTheFamily) {
+  EXPECT_TRUE(layer_table(load_model("tiny-qwen3")).has(LayerNormKind::kQ));
+  EXPECT_FALSE(layer_table(load_model("tiny-llama")).has(LayerNormKind::kQ));
+  const LayerTable gemma = layer_table(load_model("tiny-gemma2"));
+  EXPECT_TRUE(gemma.has(LayerNormKind::kPreFeedforward));
+  EXPECT_EQ(gemma.norms.back().name(1), "model.layers.1.post_feedforward_layernorm");
+}
+
+TEST(Inventory, AnLmHeadBiasIsListed) {
+  ModelDesc m = tiny_llama();
+  m.lm_head_bias = true;
+  const std::vector<TensorSpec> t = inventory(m);
+  EXPECT_EQ(t.back().name, "lm_head.bias");
+  EXPECT_EQ(t.back().shape, (std::vector<int64_t>{m.vocab}));
+  EXPECT_TRUE(t.back().is_bias);
 }
 
 TEST(Inventory, LlamaRowsInStateDictOrder) {

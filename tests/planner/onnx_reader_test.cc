@@ -79,7 +79,7 @@ TEST_F(OnnxReaderTest, ReadsEmbeddedInitializers) {
 
 TEST_F(OnnxReaderTest, ReadsExternalInitializersAndPointsAtTheDataFile) {
   const std::string p = path("m.onnx");
-  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true});
+  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true, .location = {}});
   expect_same_tensors(read_onnx_tensors(p), tiny_model(), p + ".data");
   // 2048 + 128 + 352 + 32 + 2048 bytes of weights, none of them in the model file.
   EXPECT_EQ(fs::file_size(p + ".data"), 4608u);
@@ -158,7 +158,7 @@ TEST_F(OnnxReaderTest, TruncatedFileNamesTheInitializerItBrokeOffIn) {
 
 TEST_F(OnnxReaderTest, MissingExternalDataFile) {
   const std::string p = path("m.onnx");
-  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true});
+  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true, .location = {}});
   fs::remove(p + ".data");
   EXPECT_EQ(
       error_of(p),
@@ -167,7 +167,7 @@ TEST_F(OnnxReaderTest, MissingExternalDataFile) {
 
 TEST_F(OnnxReaderTest, ExternalDataFileTooShort) {
   const std::string p = path("m.onnx");
-  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true});
+  write_onnx_model(p, tiny_model(), OnnxWriteOptions{.external_data = true, .location = {}});
   // 4608 bytes hold all five tensors; lm_head.weight is the last 2048.
   fs::resize_file(p + ".data", 4000);
   EXPECT_EQ(error_of(p), p + ": initializer \"lm_head.weight\": bytes [2560, 4608) lie outside "

@@ -39,7 +39,8 @@ TEST_P(ReadersAgree, ConfigSafetensorsAndOnnx) {
   loraplan::testing::write_text(all_dir.file("config.json"),
                                 loraplan::testing::config_json_text(profile));
   loraplan::testing::write_safetensors(all_dir.file("model.safetensors"), records);
-  loraplan::testing::write_onnx_model(all_dir.file("model.onnx"), records, {.external_data = true});
+  loraplan::testing::write_onnx_model(all_dir.file("model.onnx"), records,
+                                      {.external_data = true, .location = {}});
 
   const ModelDesc from_config = load_model(config_dir.file("config.json"));
   const ModelDesc from_safetensors = load_model(st_dir.path());

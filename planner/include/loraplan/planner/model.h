@@ -89,6 +89,13 @@ struct ModelDesc {
   // layers from max_window_layers on.
   bool layer_slides(int64_t l) const;
   double attention_scale() const;  // the factor on q k^T
+
+  // Gemma-2's departures from the Llama skeleton, asked one way everywhere:
+  bool sandwich_norms() const { return norms_per_layer == 4; }      // norms after attention and MLP
+  bool norm_adds_one() const { return family == Family::kGemma2; }  // RMSNorm scales by 1 + w
+  bool scales_embedding() const { return family == Family::kGemma2; }  // embeddings * sqrt(C)
+
+  bool operator==(const ModelDesc&) const = default;
 };
 
 // The largest dimensions loraplan reads: several times the largest published decoder's (Llama
