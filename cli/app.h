@@ -75,6 +75,15 @@ void prepare_output_dir(const std::string& dir, const std::string& flag = "--out
 // Splits "a,b,c" into its entries (no empty ones).
 std::vector<std::string> split_list(const std::string& text);
 
+// The names of a knob table's rows (planner::optimizers(), planner::weight_formats()), as a
+// flag's choices.
+template <typename Rows>
+std::vector<std::string> names_of(const Rows& rows) {
+  std::vector<std::string> names;
+  for (const auto& r : rows) names.emplace_back(r.name);
+  return names;
+}
+
 Handler define_estimate(CLI::App& sub);
 Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);

@@ -31,8 +31,9 @@ void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs, bool d
         ->check(positive_integer())
         ->default_str(std::to_string(f.grad_accum));
   }
-  sub.add_option("--weights", f.weights, "Frozen linear weights: nf4|fp4|int8|bf16|fp16|fp32")
-      ->check(CLI::IsMember({"nf4", "fp4", "int8", "bf16", "fp16", "fp32"}))
+  sub.add_option("--weights", f.weights,
+                 "Frozen linear weights: " + planner::weight_format_choices("|"))
+      ->check(CLI::IsMember(names_of(planner::weight_formats())))
       ->default_str(f.weights);
   sub.add_option("--double-quant", f.double_quant,
                  "NF4/FP4: quantize the absmax values again (8 bits, blocks of 256)")
@@ -53,8 +54,8 @@ void add_config_flags(CLI::App& sub, ConfigFlags& f, bool searched_knobs, bool d
   sub.add_option("--lora-targets", f.lora_targets,
                  "q,k,v,o,gate,up,down (any subset) or all-linear")
       ->default_str(f.lora_targets);
-  sub.add_option("--optimizer", f.optimizer, "adamw|adamw-8bit|paged-adamw-8bit|sgd|sgd-momentum")
-      ->check(CLI::IsMember({"adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum"}))
+  sub.add_option("--optimizer", f.optimizer, planner::optimizer_choices("|"))
+      ->check(CLI::IsMember(names_of(planner::optimizers())))
       ->default_str(f.optimizer);
   if (searched_knobs) {
     sub.add_option("--checkpoint", f.checkpoint,

@@ -83,8 +83,8 @@ planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& con
   for (const std::string& name : split_list(f.allow_weights)) {
     const auto format = planner::parse_weight_format(name);
     if (!format)
-      throw InputError("--allow-weights: \"" + name +
-                       "\" is not a weight format (nf4, fp4, int8, bf16, fp16, fp32)");
+      throw InputError("--allow-weights: \"" + name + "\" is not a weight format (" +
+                       planner::weight_format_choices(", ") + ")");
     planner::QuantOptions q;
     q.format = *format;
     q.double_quant = config.double_quant == "on";
@@ -93,9 +93,8 @@ planner::SearchSpace resolve_search(const SearchFlags& f, const ConfigFlags& con
   for (const std::string& name : split_list(f.allow_optimizers)) {
     const auto o = planner::parse_optimizer(name);
     if (!o) {
-      throw InputError(
-          "--allow-optimizer: \"" + name +
-          "\" is not an optimizer (adamw, adamw-8bit, paged-adamw-8bit, sgd, sgd-momentum)");
+      throw InputError("--allow-optimizer: \"" + name + "\" is not an optimizer (" +
+                       planner::optimizer_choices(", ") + ")");
     }
     s.optimizers.push_back(*o);
   }

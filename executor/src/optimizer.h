@@ -23,22 +23,19 @@ using torch::Tensor;
 class Optimizer {
  public:
   Optimizer(planner::Optimizer kind, std::vector<Tensor> params)
-      : kind_(kind),
-        paged_(kind == planner::Optimizer::kPagedAdamW8bit),
-        params_(std::move(params)) {
+      : info_(planner::optimizer_info(kind)), paged_(info_.paged), params_(std::move(params)) {
     for (const Tensor& p : params_) {
       State s;
       const int64_t n = p.numel();
-      if (planner::optimizer_state_8bit(kind_, n)) {
+      if (info_.state_8bit(n)) {
         const int64_t blocks = (n + planner::k8bitStateBlock - 1) / planner::k8bitStateBlock;
         s.m_codes = state_tensor({n}, torch::kUInt8, p);
         s.v_codes = state_tensor({n}, torch::kUInt8, p);
         s.m_absmax = state_tensor({blocks}, torch::kFloat, p);
         s.v_absmax = state_tensor({blocks}, torch::kFloat, p);
-      } else if (kind_ != planner::Optimizer::kSgd) {
-        s.m = state_tensor(p.sizes(), torch::kFloat, p);
-        if (kind_ != planner::Optimizer::kSgdMomentum)
-          s.v = state_tensor(p.sizes(), torch::kFloat, p);
+      } else {
+        if (info_.states >= 1) s.m = state_tensor(p.sizes(), torch::kFloat, p);
+        if (info_.states >= 2) s.v = state_tensor(p.sizes(), torch::kFloat, p);
       }
       states_.push_back(std::move(s));
     }
@@ -67,14 +64,19 @@ class Optimizer {
   void set_step_count(int64_t t) { t_ = t; }
 
   // Scales the gradients to a total norm of at most max_norm; returns the norm before (0 when
-  // clipping is off: the norm is not computed).
+  // clipping is off: the norm is not computed). The squared norms are summed on the device into
+  // one fp32 scalar, read once (one synchronisation a step, not one per tensor): the sum and one
+  // tensor's norm are the only allocations, as the planner's optim phase counts them.
   double clip(double max_norm) {
-    if (max_norm <= 0) return 0;
-    double total = 0;
+    if (max_norm <= 0 || params_.empty()) return 0;
+    Tensor sum = torch::zeros({}, params_.front().options().dtype(torch::kFloat));
     for (const Tensor& p : params_) {
-      if (p.grad().defined()) total += std::pow(p.grad().norm().item<double>(), 2);
+      if (!p.grad().defined()) continue;
+      const Tensor n = p.grad().norm();
+      sum.addcmul_(n, n);
     }
-    total = std::sqrt(total);
+    const double total = std::sqrt(sum.item<double>());
+    sum.reset();
     if (total > max_norm && std::isfinite(total)) {
       for (const Tensor& p : params_) {
         if (p.grad().defined()) p.mutable_grad().mul_(max_norm / (total + 1e-6));
@@ -106,21 +108,17 @@ class Optimizer {
                               .step = t_});
         continue;
       }
-      switch (kind_) {
-        case planner::Optimizer::kSgd:
-          p.add_(g, -lr);
-          break;
-        case planner::Optimizer::kSgdMomentum:
-          s.m.mul_(0.9).add_(g);
-          p.add_(s.m, -lr);
-          break;
-        default: {
-          if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
-          s.m.mul_(b1).add_(g, 1 - b1);
-          s.v.mul_(b2).addcmul_(g, g, 1 - b2);
-          const Tensor denom = (s.v.sqrt() / std::sqrt(bc2)).add_(eps);
-          p.addcdiv_(s.m, denom, -lr / bc1);
-        }
+      if (info_.adam) {
+        if (weight_decay > 0) p.mul_(1 - lr * weight_decay);
+        s.m.mul_(b1).add_(g, 1 - b1);
+        s.v.mul_(b2).addcmul_(g, g, 1 - b2);
+        const Tensor denom = (s.v.sqrt() / std::sqrt(bc2)).add_(eps);
+        p.addcdiv_(s.m, denom, -lr / bc1);
+      } else if (s.m.defined()) {  // SGD with momentum
+        s.m.mul_(0.9).add_(g);
+        p.add_(s.m, -lr);
+      } else {
+        p.add_(g, -lr);
       }
     }
   }
@@ -147,7 +145,7 @@ class Optimizer {
     return torch::from_blob(host_.back().data(), shape, torch::TensorOptions().dtype(type));
   }
 
-  planner::Optimizer kind_;
+  const planner::OptimizerInfo& info_;
   bool paged_;
   std::vector<Tensor> params_;
   std::vector<State> states_;

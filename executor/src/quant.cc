@@ -49,7 +49,8 @@ at::Tensor fp4_code() {
   return from_values(v);
 }
 
-bool four_bit(WeightFormat f) { return f == WeightFormat::kNf4 || f == WeightFormat::kFp4; }
+bool four_bit(WeightFormat f) { return planner::weight_format_info(f).four_bit(); }
+bool quantized(WeightFormat f) { return planner::weight_format_info(f).quantized(); }
 
 }  // namespace
 
@@ -164,7 +165,7 @@ void dequantize_into(const QuantizedWeight& q, const float* absmax, T* dst) {
 }  // namespace
 
 at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
-  if (!four_bit(options.format) && options.format != WeightFormat::kInt8) return data.to(dtype);
+  if (!quantized(options.format)) return data.to(dtype);
   if (!data.is_cpu()) return dequantize_ops(dtype);
   at::Tensor absmax32 = absmax;
   if (four_bit(options.format) && options.double_quant) {
@@ -197,7 +198,7 @@ at::Tensor QuantizedWeight::dequantize(at::ScalarType dtype) const {
 }
 
 at::Tensor QuantizedWeight::dequantize_ops(at::ScalarType dtype) const {
-  if (!four_bit(options.format) && options.format != WeightFormat::kInt8) return data.to(dtype);
+  if (!quantized(options.format)) return data.to(dtype);
   at::Tensor w = at::empty({out, in}, data.options().dtype(dtype));
   if (options.format == WeightFormat::kInt8) {
     // Row r: int8 * (scb[r] / 127), as the CPU loop computes it (fp32, then the cast).

@@ -26,6 +26,27 @@ namespace {
 
 using torch::Tensor;
 
+// What the planner models and the executor cannot run is refused, never run as something else.
+void refuse_unsupported(const planner::TrainConfig& c) {
+  const planner::OptimizerInfo& opt = planner::optimizer_info(c.optimizer);
+  if (opt.runs_on(c.device)) return;
+  std::vector<std::string> others;
+  for (const planner::OptimizerInfo& o : planner::optimizers()) {
+    if (o.runs_on(c.device)) others.emplace_back(o.name);
+  }
+  std::string list;
+  for (size_t i = 0; i < others.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == others.size() ? " or " : ", ") + others[i];
+  const std::string device(planner::device_name(c.device));
+  const planner::Device other =
+      c.device == planner::Device::kCuda ? planner::Device::kCpu : planner::Device::kCuda;
+  const std::string elsewhere =
+      opt.runs_on(other) ? " (--device " + std::string(planner::device_name(other)) + " does)" : "";
+  throw std::invalid_argument("--optimizer " + std::string(opt.name) +
+                              ": the executor does not run it on " + device + elsewhere + "; on " +
+                              device + " train with " + list);
+}
+
 // One sequence: T input ids and T labels (the next token; -100 where there is none).
 struct Example {
   std::vector<int64_t> ids, labels;
@@ -279,15 +300,7 @@ double learning_rate(const TrainRequest& r, int64_t step) {  // step is 0-based
 RunReport run_training(const TrainRequest& r) {
   const planner::ModelDesc& m = r.model;
   const planner::TrainConfig& c = r.config;
-  if (c.device == planner::Device::kCuda && (c.optimizer == planner::Optimizer::kAdamW8bit ||
-                                             c.optimizer == planner::Optimizer::kPagedAdamW8bit)) {
-    // The 8-bit update runs on the CPU's arrays; running fp32 AdamW under that name on CUDA would
-    // measure something else than the planner predicts.
-    throw std::invalid_argument(
-        "--optimizer " + std::string(planner::optimizer_name(c.optimizer)) +
-        ": the executor runs 8-bit optimizer state on the CPU only (--device cpu); on CUDA "
-        "train with adamw, sgd or sgd-momentum");
-  }
+  refuse_unsupported(c);
   const c10::Device device = torch_device(c.device);
   // The CPU's tracking allocator or the CUDA caching allocator's counters; refuses a device this
   // build cannot run on.

@@ -76,10 +76,9 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   const double a = dtype_bytes(c.compute);
   const double C = static_cast<double>(m.hidden), I = static_cast<double>(m.intermediate);
   const double V = static_cast<double>(m.vocab), rank = static_cast<double>(c.lora_rank);
-  const bool dequantized = c.weights.format == WeightFormat::kNf4 ||
-                           c.weights.format == WeightFormat::kFp4 ||
-                           c.weights.format == WeightFormat::kInt8 ||
-                           dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
+  const WeightFormatInfo& format = weight_format_info(c.weights.format);
+  const bool dequantized =
+      format.quantized() || dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
   const std::vector<LayerLinear> linears = layer_table(m).linears();
   double ops_fwd = 14, frozen_flops = 0,
          lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
@@ -91,9 +90,8 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
     frozen_flops += flops;
     const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
     weight_bytes += w;
-    const bool four_bit =
-        c.weights.format == WeightFormat::kNf4 || c.weights.format == WeightFormat::kFp4;
-    if (four_bit && r.unpack_4bit_s > 0)
+
+    if (format.four_bit() && r.unpack_4bit_s > 0)
       dequant += in * out * r.unpack_4bit_s;
     else if (dequantized)
       dequant += (w + in * out * a) / r.memory_bw;
@@ -158,10 +156,8 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
       adapter_params += rank * static_cast<double>(l.in + l.out);
   }
   adapter_params *= static_cast<double>(L);
-  const double state_bytes = c.optimizer == Optimizer::kSgd           ? 0
-                             : c.optimizer == Optimizer::kSgdMomentum ? 4
-                             : c.optimizer == Optimizer::kAdamW       ? 8
-                                                                      : 2;
+  const OptimizerInfo& opt = optimizer_info(c.optimizer);
+  const double state_bytes = opt.states * (opt.eight_bit ? 1 : 4);  // per adapter element
   s.optimizer_s = adapter_params * (8 + state_bytes) * 2 / r.memory_bw + 4 * L * r.op_overhead_s;
 
   const double accum = static_cast<double>(c.grad_accum);

@@ -9,16 +9,6 @@
 namespace loraplan::planner {
 namespace {
 
-bool quantized(WeightFormat f) {
-  return f == WeightFormat::kNf4 || f == WeightFormat::kFp4 || f == WeightFormat::kInt8;
-}
-
-DType format_dtype(WeightFormat f) {
-  return f == WeightFormat::kBf16   ? DType::kBF16
-         : f == WeightFormat::kFp16 ? DType::kF16
-                                    : DType::kF32;
-}
-
 // Builds one graph op by op; each helper returns the tensor it produced.
 class GraphBuilder {
  public:
@@ -229,7 +219,8 @@ Dims dims_of(const ModelDesc& m, const TrainConfig& c) {
 }
 
 int64_t materialised_weight_bytes(const TrainConfig& c, int64_t out, int64_t in) {
-  const bool cast = quantized(c.weights.format) || format_dtype(c.weights.format) != c.compute;
+  const WeightFormatInfo& f = weight_format_info(c.weights.format);
+  const bool cast = f.quantized() || f.dtype != c.compute;
   return cast ? out * in * dtype_bytes(c.compute) : 0;
 }
 

@@ -203,7 +203,7 @@ PlanFile read_plan(const std::string& path) {
   c.grad_accum = cf.positive_int_up_to("grad_accum", ConfigLimits::kGradAccum);
   const JsonFields w = cf.object("weights");
   const auto format = parse_weight_format(w.string("format"));
-  if (!format) w.fail("format", "must be one of nf4, fp4, int8, bf16, fp16, fp32");
+  if (!format) w.fail("format", "must be one of " + weight_format_choices(", "));
   c.weights.format = *format;
   c.weights.double_quant = w.boolean("double_quant");
   c.weights.block = w.positive_int("block");
@@ -229,8 +229,7 @@ PlanFile read_plan(const std::string& path) {
     lora.fail("targets", std::string("must name modules of the model: ") + e.what());
   }
   const auto optimizer = parse_optimizer(cf.string("optimizer"));
-  if (!optimizer)
-    cf.fail("optimizer", "must be adamw, adamw-8bit, paged-adamw-8bit, sgd or sgd-momentum");
+  if (!optimizer) cf.fail("optimizer", "must be one of " + optimizer_choices(", "));
   c.optimizer = *optimizer;
   c.checkpointed =
       layer_flags(cf, cf.array("checkpoint_layers"), "checkpoint_layers", p.model.layers);

@@ -20,12 +20,6 @@ int64_t count(const std::vector<bool>& layers) {
   return std::count(layers.begin(), layers.end(), true);
 }
 
-std::string weights_text(const QuantOptions& q) {
-  std::string w(weight_format_name(q.format));
-  const bool four_bit = q.format == WeightFormat::kNf4 || q.format == WeightFormat::kFp4;
-  return four_bit && q.double_quant ? w + "+dq" : w;
-}
-
 std::string tokens_text(double tokens_per_s) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f", tokens_per_s);

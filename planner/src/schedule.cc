@@ -330,9 +330,8 @@ void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, co
     if (keep) keep->push_back(id);
   };
   const int64_t n = out * in;
-  switch (q.format) {
-    case WeightFormat::kNf4:
-    case WeightFormat::kFp4: {
+  switch (weight_format_info(q.format).layout) {
+    case WeightLayout::kBlockwise4bit: {
       const int64_t blocks = (n + q.block - 1) / q.block;
       add("weight.nf4_codes", (n + 1) / 2);  // uint8 [(n+1)/2]
       add("weight.code_map", 16 * 4);        // fp32 [16]
@@ -346,11 +345,11 @@ void alloc_linear_weight(StepBuilder& sb, int layer, int64_t out, int64_t in, co
       }
       return;
     }
-    case WeightFormat::kInt8:
+    case WeightLayout::kRowwise8bit:
       add("weight.int8", n);       // int8 [out, in]
       add("weight.scb", 4 * out);  // fp32 [out]
       return;
-    default:
+    case WeightLayout::kPlain:
       add("weight", linear_weight_bytes(out, in, q));
   }
 }
@@ -435,6 +434,7 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   sb.phase("setup");
   std::vector<std::vector<const TensorSpec*>> layer_linears(m.layers);
   int64_t max_adapter = 0;
+  const OptimizerInfo& opt = optimizer_info(c.optimizer);
   for (const TensorSpec& t : tensors) {
     const bool linear = t.is_linear_weight() && t.module != Module::kLmHead;
     if (linear) layer_linears[t.layer].push_back(&t);
@@ -451,15 +451,15 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
       for (int64_t n :
            {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A [r, in], B [out, r]
         sb.alloc("lora", t.layer, -1, 4 * n, Category::kAdapters);
-        const int64_t state = optimizer_state_bytes(c.optimizer, n);
-        if (c.optimizer == Optimizer::kPagedAdamW8bit) {
+        const int64_t state = opt.state_bytes(n);
+        if (opt.paged) {
           s.host_optimizer_bytes += state;
         } else if (state > 0) {
           sb.alloc("optimizer", t.layer, -1, state, Category::kOptimizer);
         }
         // AdamW's update temporaries exist for fp32 state; 8-bit state updates block by block in
         // place (bitsandbytes' kernel, the executor's loop) and leaves none.
-        if (!optimizer_state_8bit(c.optimizer, n)) max_adapter = std::max(max_adapter, n);
+        if (!opt.state_8bit(n)) max_adapter = std::max(max_adapter, n);
       }
     }
   }
@@ -607,10 +607,10 @@ Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_w
   sb.phase("optim");
   // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor with fp32 state; SGD
   // updates in place.
-  const int64_t update = c.optimizer == Optimizer::kAdamW || c.optimizer == Optimizer::kAdamW8bit ||
-                                 c.optimizer == Optimizer::kPagedAdamW8bit
-                             ? 8
-                             : 0;
+  const int64_t update = optimizer_info(c.optimizer).adam ? 8 : 0;
+  // Gradient clipping (train's default --max-grad-norm 1.0): the fp32 sum of the squared norms and
+  // one tensor's norm, both 0-d, read once.
+  sb.workspace("optimizer.clip_norm", -1, -1, {4, 4});
   if (c.device == Device::kCpu) {
     // An in-place multiply by a number (clipping's scale, momentum, weight decay, Adam's betas)
     // wraps it in CPU tensors; then AdamW's sqrt(v), the wrapped bias correction and the quotient.

@@ -157,9 +157,7 @@ std::vector<Fix> fixes_by_cost(const ModelDesc& m, const TrainConfig& c) {
        },
        [L](TrainConfig& t) { t.checkpointed.assign(L, true); }},
       {"--weights nf4", "4-bit frozen weights",
-       [](const TrainConfig& t) {
-         return t.weights.format != WeightFormat::kNf4 && t.weights.format != WeightFormat::kFp4;
-       },
+       [](const TrainConfig& t) { return !weight_format_info(t.weights.format).four_bit(); },
        [](TrainConfig& t) { t.weights = {}; }},
   };
   // Smaller micro-batches, same effective batch.

@@ -3,23 +3,12 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
 #include "loraplan/planner/errors.h"
 
 namespace loraplan::planner {
 namespace {
-
-struct OptimizerRow {
-  Optimizer optimizer;
-  std::string_view name;
-};
-constexpr OptimizerRow kOptimizers[] = {
-    {Optimizer::kAdamW, "adamw"},
-    {Optimizer::kAdamW8bit, "adamw-8bit"},
-    {Optimizer::kPagedAdamW8bit, "paged-adamw-8bit"},
-    {Optimizer::kSgd, "sgd"},
-    {Optimizer::kSgdMomentum, "sgd-momentum"},
-};
 
 [[noreturn]] void bad(std::string_view flag, const std::string& msg) {
   throw InputError(std::string(flag) + ": " + msg);
@@ -64,41 +53,65 @@ std::vector<bool> parse_layer_list(std::string_view list, int64_t layers, std::s
 
 }  // namespace
 
-std::string_view optimizer_name(Optimizer o) {
-  for (const OptimizerRow& r : kOptimizers) {
-    if (r.optimizer == o) return r.name;
-  }
-  return "?";
+const std::vector<OptimizerInfo>& optimizers() {
+  static const std::vector<OptimizerInfo> rows = {
+      {.optimizer = Optimizer::kAdamW,
+       .name = "adamw",
+       .states = 2,
+       .adam = true,
+       .summary = "AdamW with fp32 state (torch.optim.AdamW)"},
+      {.optimizer = Optimizer::kAdamW8bit,
+       .name = "adamw-8bit",
+       .states = 2,
+       .eight_bit = true,
+       .adam = true,
+       .on_cuda = false,
+       .summary = "AdamW with bitsandbytes' blockwise 8-bit state (bnb.optim.AdamW8bit)"},
+      {.optimizer = Optimizer::kPagedAdamW8bit,
+       .name = "paged-adamw-8bit",
+       .states = 2,
+       .eight_bit = true,
+       .paged = true,
+       .adam = true,
+       .on_cuda = false,
+       .summary = "8-bit AdamW whose state lives outside the device's memory "
+                  "(bnb.optim.PagedAdamW8bit)"},
+      {.optimizer = Optimizer::kSgd, .name = "sgd", .summary = "plain SGD, no state"},
+      {.optimizer = Optimizer::kSgdMomentum,
+       .name = "sgd-momentum",
+       .states = 1,
+       .summary = "SGD with momentum 0.9 (one fp32 state)"},
+  };
+  return rows;
 }
 
+const OptimizerInfo& optimizer_info(Optimizer o) {
+  for (const OptimizerInfo& r : optimizers()) {
+    if (r.optimizer == o) return r;
+  }
+  throw std::logic_error("an optimizer without a row");
+}
+
+std::string_view optimizer_name(Optimizer o) { return optimizer_info(o).name; }
+
 std::optional<Optimizer> parse_optimizer(std::string_view name) {
-  for (const OptimizerRow& r : kOptimizers) {
+  for (const OptimizerInfo& r : optimizers()) {
     if (r.name == name) return r.optimizer;
   }
   return std::nullopt;
 }
 
-bool optimizer_state_8bit(Optimizer o, int64_t n) {
-  return (o == Optimizer::kAdamW8bit || o == Optimizer::kPagedAdamW8bit) &&
-         n >= kMin8bitStateElements;
+std::string optimizer_choices(std::string_view separator) {
+  std::string out;
+  for (const OptimizerInfo& r : optimizers())
+    out += (out.empty() ? "" : std::string(separator)) + std::string(r.name);
+  return out;
 }
 
-int64_t optimizer_state_bytes(Optimizer o, int64_t n) {
-  switch (o) {
-    case Optimizer::kAdamW:
-      return 8 * n;  // exp_avg, exp_avg_sq fp32
-    case Optimizer::kAdamW8bit:
-    case Optimizer::kPagedAdamW8bit:
-      // bitsandbytes >= 0.44: uint8 states + fp32 absmax per 256; small tensors stay fp32.
-      return optimizer_state_8bit(o, n)
-                 ? 2 * n + 2 * 4 * ((n + k8bitStateBlock - 1) / k8bitStateBlock)
-                 : 8 * n;
-    case Optimizer::kSgd:
-      return 0;
-    case Optimizer::kSgdMomentum:
-      return 4 * n;
-  }
-  return 0;
+int64_t OptimizerInfo::state_bytes(int64_t n) const {
+  // 8-bit: uint8 codes and an fp32 absmax per block for each state; fp32 otherwise.
+  if (state_8bit(n)) return states * (n + 4 * ((n + k8bitStateBlock - 1) / k8bitStateBlock));
+  return states * 4 * n;
 }
 
 std::string_view attention_name(Attention a) {

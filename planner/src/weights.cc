@@ -1,6 +1,7 @@
 #include "loraplan/planner/weights.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "loraplan/planner/errors.h"
 
@@ -9,36 +10,51 @@ namespace {
 
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-struct FormatRow {
-  WeightFormat format;
-  std::string_view name;
-};
-constexpr FormatRow kFormats[] = {
-    {WeightFormat::kNf4, "nf4"},   {WeightFormat::kFp4, "fp4"},   {WeightFormat::kInt8, "int8"},
-    {WeightFormat::kBf16, "bf16"}, {WeightFormat::kFp16, "fp16"}, {WeightFormat::kFp32, "fp32"},
-};
-
 }  // namespace
 
-std::string_view weight_format_name(WeightFormat f) {
-  for (const FormatRow& r : kFormats) {
-    if (r.format == f) return r.name;
-  }
-  return "?";
+const std::vector<WeightFormatInfo>& weight_formats() {
+  using L = WeightLayout;
+  static const std::vector<WeightFormatInfo> rows = {
+      {WeightFormat::kNf4, "nf4", L::kBlockwise4bit, DType::kU8, 4,
+       "4-bit NormalFloat, bitsandbytes' QLoRA format"},
+      {WeightFormat::kFp4, "fp4", L::kBlockwise4bit, DType::kU8, 4, "4-bit float (bitsandbytes)"},
+      {WeightFormat::kInt8, "int8", L::kRowwise8bit, DType::kI8, 8,
+       "8-bit integers with a scale per row (LLM.int8() weights)"},
+      {WeightFormat::kBf16, "bf16", L::kPlain, DType::kBF16, 16, "bfloat16, unquantized"},
+      {WeightFormat::kFp16, "fp16", L::kPlain, DType::kF16, 16, "float16, unquantized"},
+      {WeightFormat::kFp32, "fp32", L::kPlain, DType::kF32, 32, "float32, unquantized"},
+  };
+  return rows;
 }
 
+const WeightFormatInfo& weight_format_info(WeightFormat f) {
+  for (const WeightFormatInfo& r : weight_formats()) {
+    if (r.format == f) return r;
+  }
+  throw std::logic_error("a weight format without a row");
+}
+
+std::string_view weight_format_name(WeightFormat f) { return weight_format_info(f).name; }
+
 std::optional<WeightFormat> parse_weight_format(std::string_view name) {
-  for (const FormatRow& r : kFormats) {
+  for (const WeightFormatInfo& r : weight_formats()) {
     if (r.name == name) return r.format;
   }
   return std::nullopt;
 }
 
+std::string weight_format_choices(std::string_view separator) {
+  std::string out;
+  for (const WeightFormatInfo& r : weight_formats())
+    out += (out.empty() ? "" : std::string(separator)) + std::string(r.name);
+  return out;
+}
+
 int64_t linear_weight_bytes(int64_t out, int64_t in, const QuantOptions& q) {
   const int64_t n = out * in;
-  switch (q.format) {
-    case WeightFormat::kNf4:
-    case WeightFormat::kFp4: {
+  const WeightFormatInfo& f = weight_format_info(q.format);
+  switch (f.layout) {
+    case WeightLayout::kBlockwise4bit: {
       const int64_t blocks = ceil_div(n, q.block);
       const int64_t codes = (n + 1) / 2;                          // two 4-bit codes per byte
       const int64_t code_map = 16 * 4;                            // fp32 [16]
@@ -48,15 +64,17 @@ int64_t linear_weight_bytes(int64_t out, int64_t in, const QuantOptions& q) {
       const int64_t map2 = 256 * 4 + 4;  // fp32 [256] dynamic map + fp32 offset
       return codes + absmax + absmax2 + code_map + map2;
     }
-    case WeightFormat::kInt8:
+    case WeightLayout::kRowwise8bit:
       return n + 4 * out;  // int8 [out, in] + fp32 [out] scales
-    case WeightFormat::kBf16:
-    case WeightFormat::kFp16:
-      return 2 * n;
-    case WeightFormat::kFp32:
-      return 4 * n;
+    case WeightLayout::kPlain:
+      return n * dtype_bytes(f.dtype);
   }
   return 0;
+}
+
+std::string weights_text(const QuantOptions& q) {
+  std::string w(weight_format_name(q.format));
+  return weight_format_info(q.format).four_bit() && q.double_quant ? w + "+dq" : w;
 }
 
 bool LoraTargets::contains(Module m) const {

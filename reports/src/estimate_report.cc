@@ -120,10 +120,7 @@ nlohmann::json config_json(const planner::TrainConfig& c) {
 }
 
 std::string config_line(const planner::TrainConfig& c) {
-  std::string w(planner::weight_format_name(c.weights.format));
-  const bool four_bit = c.weights.format == planner::WeightFormat::kNf4 ||
-                        c.weights.format == planner::WeightFormat::kFp4;
-  if (four_bit && c.weights.double_quant) w += "+dq";
+  const std::string w = planner::weights_text(c.weights);
   return "T " + std::to_string(c.seq_len) + " x B " + std::to_string(c.micro_batch) + " x accum " +
          std::to_string(c.grad_accum) + " | " + w + " | " +
          std::string(planner::dtype_name(c.compute)) + " | LoRA r" + std::to_string(c.lora_rank) +

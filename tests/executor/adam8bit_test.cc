@@ -3,12 +3,14 @@
 #include "adam8bit.h"
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <cmath>
 #include <random>
 
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/simulator.h"
+#include "optimizer.h"
 #include "tiny_config.h"
 #include "trainer.h"
 
@@ -95,7 +97,7 @@ TEST(Adam8bit, StateBytesAreThePlannersFormula) {
   for (const planner::TensorSpec& t : planner::inventory(r.model)) {
     if (!t.is_linear_weight() || !r.config.lora_targets.contains(t.module)) continue;
     for (int64_t n : {r.config.lora_rank * t.shape[1], t.shape[0] * r.config.lora_rank}) {
-      expected += planner::optimizer_state_bytes(planner::Optimizer::kPagedAdamW8bit, n);
+      expected += planner::optimizer_info(planner::Optimizer::kPagedAdamW8bit).state_bytes(n);
     }
   }
   r.config.optimizer = planner::Optimizer::kPagedAdamW8bit;
@@ -108,6 +110,23 @@ TEST(Adam8bit, StateBytesAreThePlannersFormula) {
   r.config.optimizer = planner::Optimizer::kSgd;
   const RunReport stateless = run_training(r);
   EXPECT_EQ(on_device.resident_bytes - stateless.resident_bytes, expected);
+}
+
+// One norm over every gradient, as torch.nn.utils.clip_grad_norm_ computes it: sqrt(9 + 16 + 144)
+// = 13, each gradient scaled by max / (13 + 1e-6); a norm under the limit changes nothing.
+TEST(Optimizer, ClipsToOneNormOverAllGradients) {
+  std::vector<torch::Tensor> params = {torch::zeros({2}).requires_grad_(true),
+                                       torch::zeros({1}).requires_grad_(true)};
+  params[0].mutable_grad() = torch::tensor({3.0f, 4.0f});
+  params[1].mutable_grad() = torch::tensor({12.0f});
+  Optimizer opt(planner::Optimizer::kSgd, params);
+  EXPECT_NEAR(opt.clip(1.0), 13.0, 1e-5);
+  const double scale = 1.0 / (13.0 + 1e-6);
+  EXPECT_NEAR(params[0].grad()[0].item<double>(), 3 * scale, 1e-6);
+  EXPECT_NEAR(params[1].grad()[0].item<double>(), 12 * scale, 1e-6);
+  EXPECT_NEAR(opt.clip(5.0), 1.0, 1e-5);  // already within: unchanged
+  EXPECT_NEAR(params[1].grad()[0].item<double>(), 12 * scale, 1e-6);
+  EXPECT_EQ(opt.clip(0), 0);  // off
 }
 
 }  // namespace

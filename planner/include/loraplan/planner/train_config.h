@@ -16,16 +16,38 @@ enum class Optimizer { kAdamW, kAdamW8bit, kPagedAdamW8bit, kSgd, kSgdMomentum }
 enum class Attention { kEager, kEfficient };  // eager keeps B H T T probabilities for backward
 enum class Device { kCuda, kCpu };
 
-std::string_view optimizer_name(Optimizer o);  // "adamw", "adamw-8bit", ...
-std::optional<Optimizer> parse_optimizer(std::string_view name);
 // bitsandbytes' 8-bit optimizers (>= 0.44, ../shared/reference/formats.md section 3): a tensor of
 // at least kMin8bitStateElements keeps each state as uint8 codes plus an fp32 absmax per block
 // of k8bitStateBlock elements; a smaller one keeps fp32 state.
 constexpr int64_t kMin8bitStateElements = 4096;
 constexpr int64_t k8bitStateBlock = 256;
-bool optimizer_state_8bit(Optimizer o,
-                          int64_t n);  // whether a tensor of n elements gets 8-bit state
-int64_t optimizer_state_bytes(Optimizer o, int64_t n);  // bytes of optimizer state for n elements
+
+// One row per optimizer: what the planner counts and where the executor runs it. The flags'
+// choices and help, plan.json's validation, the schedule, the cost model and train's refusals
+// all read this table; adding an optimizer is a row here, its update in executor/src/optimizer.h
+// and a test.
+struct OptimizerInfo {
+  Optimizer optimizer;
+  std::string_view name;   // as flags and plan.json spell it
+  int states = 0;          // state tensors per parameter: AdamW's exp_avg and exp_avg_sq, momentum
+  bool eight_bit = false;  // bitsandbytes' blockwise 8-bit state (tensors >= kMin8bitStateElements)
+  bool paged = false;      // state outside the device's allocator (host bytes on the CPU)
+  // Adam's update, which builds sqrt(v) and its quotient: two fp32 temporaries the size of a
+  // tensor with fp32 state (8-bit state updates block by block in place).
+  bool adam = false;
+  bool on_cpu = true, on_cuda = true;  // devices the executor runs it on
+  std::string_view summary;            // one line for --help and docs
+
+  bool runs_on(Device d) const { return d == Device::kCpu ? on_cpu : on_cuda; }
+  bool state_8bit(int64_t n) const { return eight_bit && n >= kMin8bitStateElements; }
+  int64_t state_bytes(int64_t n) const;  // bytes of state for a tensor of n elements
+};
+
+const std::vector<OptimizerInfo>& optimizers();  // every row, in the order help lists them
+const OptimizerInfo& optimizer_info(Optimizer o);
+std::string_view optimizer_name(Optimizer o);  // "adamw", "adamw-8bit", ...
+std::optional<Optimizer> parse_optimizer(std::string_view name);
+std::string optimizer_choices(std::string_view separator);  // "adamw|adamw-8bit|..."
 
 std::string_view attention_name(Attention a);
 std::string_view device_name(Device d);
