@@ -154,4 +154,36 @@ class Optimizer {
   int64_t t_ = 0;
 };
 
+// The adapters' gradients copied into host memory outside the tracked pool, to put back when a
+// micro-batch runs out of memory part-way through its backward.
+class GradSnapshot {
+ public:
+  void save(const std::vector<Tensor>& params) {
+    saved_.resize(params.size());
+    defined_.assign(params.size(), false);
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Tensor& g = params[i].grad();
+      if (!g.defined()) continue;
+      saved_[i].resize(static_cast<size_t>(g.numel()));
+      torch::from_blob(saved_[i].data(), g.sizes(), torch::kFloat).copy_(g);
+      defined_[i] = true;
+    }
+  }
+  void restore(const std::vector<Tensor>& params) const {
+    for (size_t i = 0; i < params.size(); ++i) {
+      Tensor p = params[i];
+      if (!defined_[i]) {
+        p.mutable_grad().reset();
+      } else {
+        p.mutable_grad().copy_(
+            torch::from_blob(const_cast<float*>(saved_[i].data()), p.sizes(), torch::kFloat));
+      }
+    }
+  }
+
+ private:
+  std::vector<std::vector<float>> saved_;
+  std::vector<bool> defined_;
+};
+
 }  // namespace loraplan::executor
