@@ -314,8 +314,11 @@ nlohmann::json report_json(const executor::RunReport& r, const executor::TrainRe
   }
   j["oom_splits"] = nlohmann::json::array();
   for (const executor::OomSplit& s : r.oom_splits) {
-    j["oom_splits"].push_back(
-        {{"step", s.step}, {"micro_batch", s.micro_batch}, {"from", s.from}, {"to", s.to}});
+    j["oom_splits"].push_back({{"step", s.step},
+                               {"micro_batch", s.micro_batch},
+                               {"from", s.from},
+                               {"to", s.to},
+                               {"eval", s.eval}});
   }
   j["interrupted"] = r.interrupted != 0;
   j["interrupt_signal"] = r.interrupted != 0
@@ -673,16 +676,22 @@ Handler define_train(CLI::App& sub) {
       }
       return 128 + r.interrupted;
     }
+    int64_t reached = q.config.micro_batch;  // the training micro-batch the splits came down to
     for (const executor::OomSplit& s : r.oom_splits) {
+      if (s.eval) {
+        io.out << "out of memory in step " << s.step << "'s evaluation, eval micro-batch "
+               << s.micro_batch << " (" << s.from << " sequences): split into pieces of " << s.to
+               << " with the same eval loss, and so on from there\n";
+        continue;
+      }
+      reached = s.to;
       io.out << "out of memory in step " << s.step << ", micro-batch " << s.micro_batch << " ("
              << s.from << " sequences): split into pieces of " << s.to
              << " with the same gradient, and so on from there\n";
     }
     if (r.out_of_memory) {
       io.out << "OUT OF MEMORY: " << r.error << "\n";
-      io.out << what_would_fit(q, run.device,
-                               r.oom_splits.empty() ? q.config.micro_batch : r.oom_splits.back().to)
-             << "\n";
+      io.out << what_would_fit(q, run.device, reached) << "\n";
       return kExitCheckFailed;
     }
     if (r.diverged_step > 0) {

@@ -260,7 +260,7 @@ class Run {
     const bool eval_due =
         !r_.eval_batches.empty() &&
         ((r_.eval_every > 0 && (step + 1) % r_.eval_every == 0) || step + 1 == r_.steps);
-    const double eval_loss = eval_due ? evaluate() : -1;
+    const double eval_loss = eval_due ? evaluate(step) : -1;
     if (device_.is_cuda())
       torch::cuda::synchronize(device_.index());  // the step's kernels are done
     const double seconds =
@@ -365,20 +365,46 @@ class Run {
     return value;
   }
 
-  // The mean loss over the eval micro-batches' labelled tokens.
-  double evaluate() {
+  // The mean loss over the eval micro-batches' labelled tokens. Out of memory in one (when
+  // recovering): it runs again as halves, which sum to the same mean, and so do later ones.
+  double evaluate(int64_t step) {
     mem_.set_phase("eval");
     double sum = 0;
     int64_t counted = 0;
-    for (const DataBatch& batch : r_.eval_batches) {
-      model_.set_documents(documents_of(eval_data_, batch));
-      const Tensor ids = data_batch_tensor(eval_data_, batch, false, device_);
-      const Tensor labels = data_batch_tensor(eval_data_, batch, true, device_);
-      const int64_t n = label_count(eval_data_, batch);  // counted on the host: no device tensor
-      sum += model_.eval_loss(ids, labels).item<double>() * static_cast<double>(n);
-      counted += n;
+    for (size_t i = 0; i < r_.eval_batches.size(); ++i) {
+      const DataBatch& batch = r_.eval_batches[i];
+      std::vector<DataBatch> pieces =
+          eval_split_to_ > 0 ? split(batch, eval_split_to_) : std::vector{batch};
+      for (size_t k = 0; k < pieces.size(); ++k) {
+        const DataBatch& piece = pieces[k];
+        try {
+          const double loss = eval_loss(piece);
+          const int64_t n = label_count(eval_data_, piece);  // on the host: no device tensor
+          sum += loss * static_cast<double>(n);
+          counted += n;
+        } catch (const c10::OutOfMemoryError&) {
+          const int64_t n = piece.sequences();
+          if (!recover_ || n <= 1) throw;
+          model_.release_staged();
+          eval_split_to_ = (n + 1) / 2;
+          report_.oom_splits.push_back(
+              {step + 1, static_cast<int64_t>(i) + 1, n, eval_split_to_, /*eval=*/true});
+          const std::vector<DataBatch> smaller = split(piece, eval_split_to_);
+          pieces.erase(pieces.begin() + static_cast<std::ptrdiff_t>(k));
+          pieces.insert(pieces.begin() + static_cast<std::ptrdiff_t>(k), smaller.begin(),
+                        smaller.end());
+          --k;
+        }
+      }
     }
     return counted > 0 ? sum / static_cast<double>(counted) : 0;
+  }
+
+  double eval_loss(const DataBatch& batch) {
+    model_.set_documents(documents_of(eval_data_, batch));
+    const Tensor ids = data_batch_tensor(eval_data_, batch, false, device_);
+    const Tensor labels = data_batch_tensor(eval_data_, batch, true, device_);
+    return model_.eval_loss(ids, labels).item<double>();
   }
 
   const TrainRequest& r_;
@@ -399,6 +425,7 @@ class Run {
   // 0: micro-batches run whole; else, since an out-of-memory, as pieces of at most this many
   // sequences (later steps too: no oscillation).
   int64_t split_to_ = 0;
+  int64_t eval_split_to_ = 0;  // the same for the eval micro-batches
   int64_t first_step_ = 0;
   int64_t checkpointed_ = 0;              // the step of the newest checkpoint (a resumed one's)
   std::vector<PhaseMeasure> run_phases_;  // every step's, at their highest

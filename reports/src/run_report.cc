@@ -104,7 +104,7 @@ RunReport read_report(const json& doc, const std::string& text, const std::strin
     if (r.oom_splits > 0) {
       const JsonFields s = top.element("oom_splits", 0);
       r.first_split = "step " + std::to_string(s.integer("step", 1, "must be a step number")) +
-                      ", micro-batch " +
+                      (s.bool_or("eval", false) ? ", eval micro-batch " : ", micro-batch ") +
                       std::to_string(s.integer("micro_batch", 1, "must be a micro-batch number")) +
                       ": " + std::to_string(s.integer("from", 1, "must be a number of sequences")) +
                       " -> " + std::to_string(s.integer("to", 1, "must be a number of sequences")) +

@@ -88,7 +88,8 @@ TEST(OomSplit, AMicroBatchTooLargeIsSplitAndTheRunEqualsOneMadeAtHalfTheSize) {
       << r.out;
   const nlohmann::json report = nlohmann::json::parse(read_text(dir.file("split/report.json")));
   EXPECT_EQ(report["oom_splits"],
-            nlohmann::json::parse(R"([{"step": 1, "micro_batch": 1, "from": 4, "to": 2}])"));
+            nlohmann::json::parse(
+                R"([{"step": 1, "micro_batch": 1, "from": 4, "to": 2, "eval": false}])"));
   EXPECT_EQ(report["out_of_memory"], false);
   for (const auto& s : report["steps"]) EXPECT_LE(s["peak_bytes"].get<int64_t>(), 2000000);
   ASSERT_EQ(run(args(dir.file("half"), "2", "4")).code, 0);
@@ -128,6 +129,46 @@ TEST(OomSplit, PackedRowsOfUnequalTokensSplitIntoTheSameStep) {
   ASSERT_EQ(report["oom_splits"].size(), 1u);
   ASSERT_EQ(run(args(dir.file("whole"), "4", "2", data)).code, 0);
   expect_same_run(dir.file("split"), dir.file("whole"));
+}
+
+// The evaluation runs out of memory where training does not (eval micro-batches of 8, training
+// ones of 1; the eval phase peaks at 2,253,456 B unbudgeted, training at 1,260,188 B): it is
+// split like training's, to the same eval loss, and training's micro-batches stay whole.
+TEST(OomSplit, AnEvalMicroBatchTooLargeIsSplitToTheSameEvalLoss) {
+  TempDir dir;
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> id(0, 255);
+  std::string rows;
+  for (int i = 0; i < 16; ++i) {
+    nlohmann::json ids = nlohmann::json::array();
+    for (int k = 0; k < 64; ++k) ids.push_back(id(rng));
+    rows += nlohmann::json({{"input_ids", ids}}).dump() + "\n";
+  }
+  write_text(dir.file("eval.jsonl"), rows);
+  const std::vector<std::string> eval = {"--eval-data", dir.file("eval.jsonl"), "--eval-batch",
+                                         "8"};
+  std::vector<std::string> budgeted = eval;
+  budgeted.insert(budgeted.end(), {"--budget", "1600000B"});
+  const testing::Result r = run(args(dir.file("split"), "1", "2", budgeted));
+  ASSERT_EQ(r.code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("out of memory in step 6's evaluation, eval micro-batch 1 (8 sequences): "
+                       "split into pieces of 4 with the same eval loss"),
+            std::string::npos)
+      << r.out;
+  const nlohmann::json split = nlohmann::json::parse(read_text(dir.file("split/report.json")));
+  EXPECT_EQ(split["oom_splits"], nlohmann::json::parse(
+                                     R"([{"step": 6, "micro_batch": 1, "from": 8, "to": 4,
+                                          "eval": true}])"));
+  ASSERT_EQ(run(args(dir.file("whole"), "1", "2", eval)).code, 0);
+  const nlohmann::json whole = nlohmann::json::parse(read_text(dir.file("whole/report.json")));
+  EXPECT_TRUE(whole["oom_splits"].empty());
+  const double a = split["steps"][5]["eval_loss"], b = whole["steps"][5]["eval_loss"];
+  EXPECT_NEAR(a, b, 1e-6 * b);
+  expect_same_run(dir.file("split"), dir.file("whole"));
+  const testing::Result v = run({"verify", "--run", dir.file("split/report.json")});
+  EXPECT_EQ(v.code, 2);
+  EXPECT_NE(v.err.find("(step 6, eval micro-batch 1: 8 -> 4 sequences)"), std::string::npos)
+      << v.err;
 }
 
 TEST(OomSplit, WhenOneSequenceDoesNotFitTheRunStopsWithWhatThePlannerPredicts) {

@@ -93,8 +93,11 @@ struct TrainRequest {
 
 // An out-of-memory the run recovered from: micro-batch `micro_batch` (1-based, within the step)
 // of step `step` ran out with `from` sequences and was split into pieces of `to`.
+// An out-of-memory that train survived: the micro-batch (1-based within its step; with `eval`,
+// within the step's evaluation) of `from` sequences ran as pieces of `to` from then on.
 struct OomSplit {
   int64_t step = 0, micro_batch = 0, from = 0, to = 0;
+  bool eval = false;
 };
 
 struct PhaseMeasure {
