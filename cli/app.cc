@@ -41,6 +41,9 @@ const std::vector<Command>& commands() {
        define_data},
       {"tokenize", "Run a Hugging Face tokenizer.json on a text or a dataset's rows: the ids",
        define_tokenize},
+      {"export",
+       "Write a plan as a trainer's configuration: transformers, TRL, axolotl, torchtune, Unsloth",
+       define_export},
       {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify",
        define_demo},
   };

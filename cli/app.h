@@ -94,5 +94,6 @@ Handler define_sweep(CLI::App& sub);
 Handler define_demo(CLI::App& sub);
 Handler define_tokenize(CLI::App& sub);
 Handler define_data(CLI::App& sub);
+Handler define_export(CLI::App& sub);
 
 }  // namespace loraplan::cli

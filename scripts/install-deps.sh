@@ -11,6 +11,7 @@ packages=(
   libeigen3-dev libcli11-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev  # tokenizers: pre-tokenizer patterns, Unicode normalization
   libxxhash-dev                 # the token cache's content keys
+  libyaml-cpp-dev               # export: trl, axolotl and torchtune YAML
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libgloo-dev
   python3-torch python3-onnx python3-numpy
   time
