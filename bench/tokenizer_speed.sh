@@ -10,9 +10,9 @@ build=${2:-build}
 data=$(mktemp --suffix=.jsonl)
 trap 'rm -f "$data"' EXIT
 /usr/bin/python3 - "$data" <<'PY'
-import glob, json, sys
+import glob, json, os, sys
 texts = []
-for path in ["/usr/share/common-licenses/GPL-3", "README.md"] + sorted(glob.glob("docs/*.md")) + sorted(glob.glob("planner/src/*.cc")):
+for path in ["/usr/share/common-licenses/GPL-3", "README.md"] + sorted(glob.glob("docs/*.md")) + sorted(glob.glob("planner/*/src/*.cc"), key=os.path.basename):
     with open(path, encoding="utf-8", errors="replace") as f:
         texts += [p for p in f.read().split("\n\n") if p.strip()]
 rows, row = [], ""
