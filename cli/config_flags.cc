@@ -1,6 +1,7 @@
 #include "config_flags.h"
 
 #include <CLI/CLI.hpp>
+#include <map>
 
 #include "app.h"
 #include "loraplan/planner/errors.h"
@@ -115,6 +116,150 @@ RunSpec resolve_run(const CLI::App& sub, const ConfigFlags& f, const std::string
                  ? planner::cpu_device(p.budget_bytes)
                  : planner::cuda_device(planner::resolve_gpu(p.gpu), p.budget_bytes);
   return r;
+}
+
+void add_from_flag(CLI::App& sub, std::string& path) {
+  sub.add_option("--from", path,
+                 "An axolotl YAML, transformers/TRL training arguments (JSON or YAML) or a "
+                 "torchtune config: its knobs set the flags not given here (docs/frameworks.md)");
+}
+
+namespace {
+
+// The ConfigFlags field a flag sets, from the text --from gives it.
+using Setter = void (*)(ConfigFlags&, const std::string&);
+const std::map<std::string, Setter, std::less<>>& setters() {
+  static const std::map<std::string, Setter, std::less<>> m = {
+      {"--model", [](ConfigFlags& f, const std::string& v) { f.model = v; }},
+      {"--seq-len", [](ConfigFlags& f, const std::string& v) { f.seq_len = std::stoll(v); }},
+      {"--micro-batch",
+       [](ConfigFlags& f, const std::string& v) { f.micro_batch = std::stoll(v); }},
+      {"--grad-accum", [](ConfigFlags& f, const std::string& v) { f.grad_accum = std::stoll(v); }},
+      {"--weights", [](ConfigFlags& f, const std::string& v) { f.weights = v; }},
+      {"--double-quant", [](ConfigFlags& f, const std::string& v) { f.double_quant = v; }},
+      {"--compute-dtype", [](ConfigFlags& f, const std::string& v) { f.compute_dtype = v; }},
+      {"--lora-rank", [](ConfigFlags& f, const std::string& v) { f.lora_rank = std::stoll(v); }},
+      {"--lora-alpha", [](ConfigFlags& f, const std::string& v) { f.lora_alpha = std::stod(v); }},
+      {"--lora-dropout",
+       [](ConfigFlags& f, const std::string& v) { f.lora_dropout = std::stod(v); }},
+      {"--lora-targets", [](ConfigFlags& f, const std::string& v) { f.lora_targets = v; }},
+      {"--optimizer", [](ConfigFlags& f, const std::string& v) { f.optimizer = v; }},
+      {"--checkpoint", [](ConfigFlags& f, const std::string& v) { f.checkpoint = v; }},
+      {"--attention", [](ConfigFlags& f, const std::string& v) { f.attention = v; }},
+      {"--loss", [](ConfigFlags& f, const std::string& v) { f.loss = v; }},
+  };
+  return m;
+}
+
+bool given(const CLI::App& sub, const std::string& flag) {
+  const CLI::Option* o = sub.get_option_no_throw(flag);
+  return o && o->count() > 0;
+}
+
+void add_once(std::vector<std::string>& v, const std::string& s) {
+  if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+}
+
+}  // namespace
+
+FromApplied apply_from(const CLI::App& sub, const std::string& path, ConfigFlags& f,
+                       std::string* batching, bool has_data) {
+  FromApplied a;
+  a.file = reports::read_trainer_config(path);
+  const reports::FromSetting* model_setting = nullptr;
+  const reports::FromSetting* targets_setting = nullptr;
+  std::vector<std::string> applied;  // fields whose setting took effect
+  for (const reports::FromSetting& s : a.file.settings) {
+    if (!sub.get_option_no_throw(s.flag)) {
+      if (!s.field.empty()) add_once(a.searched, s.field);
+      continue;
+    }
+    if (given(sub, s.flag)) {
+      if (!s.field.empty()) add_once(a.overridden, s.field);
+      continue;
+    }
+    if (!s.field.empty()) add_once(applied, s.field);
+    setters().at(s.flag)(f, s.value);
+    if (s.field.empty()) a.defaults.push_back(s);
+    if (s.flag == "--model") model_setting = &s;
+    if (s.flag == "--lora-targets") targets_setting = &s;
+  }
+  if (!model_setting && !given(sub, "--model")) {
+    throw InputError(path + ": names no model (base_model, model_name_or_path or " +
+                     "model._component_); pass --model");
+  }
+  // A field is used when one of its settings took effect, or it set no flag at all (bf16: false).
+  std::erase_if(a.file.used, [&](const std::string& field) {
+    const bool sets_a_flag =
+        std::any_of(a.file.settings.begin(), a.file.settings.end(),
+                    [&](const reports::FromSetting& s) { return s.field == field; });
+    return sets_a_flag && std::find(applied.begin(), applied.end(), field) == applied.end();
+  });
+  // What the file names must exist here; say so at its line.
+  planner::ModelDesc model;
+  try {
+    model = planner::load_model(f.model);
+  } catch (const InputError& e) {
+    if (!model_setting) throw;
+    throw InputError(
+        located(path, model_setting->line,
+                model_setting->field + ": \"" + f.model +
+                    "\" is neither a local model folder nor a model profile loraplan "
+                    "knows; pass --model with a profile or folder (loraplan profiles)"));
+  }
+  if (targets_setting) {
+    try {
+      planner::parse_lora_targets(f.lora_targets, model, targets_setting->field);
+    } catch (const InputError& e) {
+      throw InputError(located(path, targets_setting->line, e.what()));
+    }
+  }
+  // torchtune's and axolotl's chunked loss: a number of chunks of the micro-batch's tokens.
+  if (a.file.loss_chunks > 0 && sub.get_option_no_throw("--loss") && !given(sub, "--loss")) {
+    const int64_t N = f.micro_batch * f.seq_len;
+    f.loss = "chunked:" + std::to_string((N + a.file.loss_chunks - 1) / a.file.loss_chunks);
+  }
+  if (a.file.packed && has_data && batching && batching->empty()) {
+    *batching = "packed";
+    a.batching = "packed";
+  }
+  return a;
+}
+
+nlohmann::json from_json(const FromApplied& a) {
+  nlohmann::json defaults = nlohmann::json::array();
+  for (const reports::FromSetting& s : a.defaults)
+    defaults.push_back({{"flag", s.flag}, {"value", s.value}, {"why", s.why}});
+  nlohmann::json j = {{"path", a.file.path},
+                      {"trainer", reports::trainer_display_name(a.file.trainer)},
+                      {"used", a.file.used},
+                      {"ignored", a.file.ignored},
+                      {"not_modelled", a.file.not_modelled},
+                      {"overridden", a.overridden},
+                      {"defaults", defaults}};
+  if (!a.searched.empty()) j["searched"] = a.searched;
+  if (!a.batching.empty()) j["batching"] = a.batching;
+  return j;
+}
+
+std::string from_text(const FromApplied& a) {
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
+    return s;
+  };
+  std::string out = "from " + reports::trainer_display_name(a.file.trainer) + " config " +
+                    a.file.path + ": used " + list(a.file.used) + "\n";
+  if (!a.file.ignored.empty())
+    out += "  ignored (no effect on memory): " + list(a.file.ignored) + "\n";
+  if (!a.overridden.empty())
+    out += "  overridden by the command line: " + list(a.overridden) + "\n";
+  if (!a.searched.empty()) out += "  chosen by plan instead: " + list(a.searched) + "\n";
+  for (const reports::FromSetting& s : a.defaults)
+    out += "  not set: " + s.flag + " " + s.value + " (" + s.why + ")\n";
+  for (const std::string& n : a.file.not_modelled) out += "  not modelled: " + n + "\n";
+  if (!a.batching.empty()) out += "  --batching packed (the trainer packs sequences)\n";
+  return out;
 }
 
 planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m) {

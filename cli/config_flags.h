@@ -1,10 +1,13 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "loraplan/planner/model.h"
 #include "loraplan/planner/simulator.h"
 #include "loraplan/planner/train_config.h"
+#include "loraplan/reports/trainer_import.h"
 
 namespace CLI {
 class App;
@@ -60,6 +63,29 @@ struct RunSpec {
   planner::DeviceModel device;
 };
 RunSpec resolve_run(const CLI::App& sub, const ConfigFlags& f, const std::string& plan);
+
+// --from FILE (estimate, plan): another trainer's configuration as these flags.
+void add_from_flag(CLI::App& sub, std::string& path);
+
+// What --from did: the file's reading, and how each knob it sets met the command line.
+struct FromApplied {
+  reports::FromConfig file;
+  std::vector<std::string> overridden;  // the file's fields a flag on the command line replaced
+  std::vector<std::string> searched;    // the file's fields plan chooses itself
+  std::vector<reports::FromSetting> defaults;  // trainer defaults taken for knobs left unset
+  std::string batching;                        // "packed" when it set --batching
+};
+
+// Reads --from's file and sets each flag it gives that the command line does not (the command
+// line wins). `batching`: --batching, set to "packed" when the trainer packs and --data is given.
+// Throws InputError at the file's line for a model or LoRA target the file names that is wrong.
+FromApplied apply_from(const CLI::App& sub, const std::string& path, ConfigFlags& f,
+                       std::string* batching, bool has_data);
+
+// estimate --format json's "from": {"path", "trainer", "used", "ignored", ...}.
+nlohmann::json from_json(const FromApplied& a);
+// The lines said on stderr: what was read, ignored, overridden, not modelled and defaulted.
+std::string from_text(const FromApplied& a);
 
 planner::TrainConfig resolve_config(const ConfigFlags& f, const planner::ModelDesc& m);
 planner::DeviceModel resolve_device(const ConfigFlags& f);

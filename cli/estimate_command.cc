@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <ostream>
 
 #include "app.h"
@@ -23,6 +24,7 @@ struct EstimateFlags {
   ConfigFlags config;
   DataFlags data;
   std::string format = "table";
+  std::string from;
 };
 
 // What --data adds: the epoch's shapes, each frontier shape's estimate and the worst.
@@ -102,10 +104,16 @@ Handler define_estimate(CLI::App& sub) {
   add_config_flags(sub, f->config);
   add_data_flags(sub, f->data, DataFlagsFor::kPlanning);
   add_format_flag(sub, f->format);
+  add_from_flag(sub, f->from);
   sub.footer(
       "With --data the dataset's micro-batches are made as --batching says, every shape that "
       "could be the worst is simulated, and the estimate is the worst one's (docs/data.md).");
-  return [f](Io& io) {
+  return [f, &sub](Io& io) {
+    std::optional<FromApplied> from;
+    if (!f->from.empty()) {
+      from = apply_from(sub, f->from, f->config, &f->data.batching, !f->data.data.empty());
+      io.err << from_text(*from);
+    }
     const planner::ModelDesc model = planner::load_model(f->config.model);
     planner::TrainConfig config = resolve_config(f->config, model);
     apply_eval_data(f->data, f->config.model, model.vocab, config, {});
@@ -135,6 +143,7 @@ Handler define_estimate(CLI::App& sub) {
     if (f->format == "json") {
       nlohmann::json j = reports::estimate_json(view);
       if (data) j.update(data_json(*data, f->data.data));
+      if (from) j["from"] = from_json(*from);
       io.out << j.dump(2) << "\n";
     } else {
       const bool md = f->format == "md";

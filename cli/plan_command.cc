@@ -26,6 +26,7 @@ struct PlanFlags {
   DataFlags data;
   std::string format = "table";
   std::string out;
+  std::string from;
 };
 
 // What --data adds to the plan: the data, its batching and the chosen plan's worst micro-batch.
@@ -93,12 +94,18 @@ Handler define_plan(CLI::App& sub) {
   add_search_flags(sub, f->search);
   add_data_flags(sub, f->data, DataFlagsFor::kPlanning);
   add_format_flag(sub, f->format);
+  add_from_flag(sub, f->from);
   sub.add_option(
       "-o,--out", f->out,
       "Write the plan here (plan.json) for loraplan train --plan; - writes it to standard output");
   return [f, &sub](Io& io) {
     if (sub.get_option("--out")->count() > 0 && f->out.empty())
       throw InputError("--out: empty; give a file name");
+    if (!f->from.empty()) {
+      const FromApplied from =
+          apply_from(sub, f->from, f->config, &f->data.batching, !f->data.data.empty());
+      io.err << from_text(from);
+    }
     const planner::ModelDesc model = planner::load_model(f->config.model);
     planner::TrainConfig base = resolve_config(f->config, model);
     apply_eval_data(f->data, f->config.model, model.vocab, base, {});

@@ -306,31 +306,12 @@ std::string axolotl_text(const planner::PlanFile& p, const Exported& e, bool pac
     kv(out, "fp16", c.compute == planner::DType::kF16);
     kv(out, "sdp_attention", c.attention == planner::Attention::kEfficient);
     kv(out, "flash_attention", false);
+    kv(out, "eager_attention", c.attention == planner::Attention::kEager);
   });
 }
 
-// torchtune's LoRA builders by Hugging Face id: torchtune.models.<family>.lora_<model>.
 std::string torchtune_builder(const std::string& hf_id) {
-  static const std::vector<std::pair<std::string_view, std::string_view>> builders = {
-      {"meta-llama/Llama-3.1-8B", "llama3_1.lora_llama3_1_8b"},
-      {"meta-llama/Llama-3.1-8B-Instruct", "llama3_1.lora_llama3_1_8b"},
-      {"meta-llama/Llama-3.2-1B", "llama3_2.lora_llama3_2_1b"},
-      {"meta-llama/Llama-3.2-1B-Instruct", "llama3_2.lora_llama3_2_1b"},
-      {"meta-llama/Llama-3.2-3B", "llama3_2.lora_llama3_2_3b"},
-      {"meta-llama/Llama-3.2-3B-Instruct", "llama3_2.lora_llama3_2_3b"},
-      {"meta-llama/Llama-2-7b-hf", "llama2.lora_llama2_7b"},
-      {"mistralai/Mistral-7B-v0.3", "mistral.lora_mistral_7b"},
-      {"microsoft/Phi-3-mini-4k-instruct", "phi3.lora_phi3_mini"},
-      {"google/gemma-2-2b", "gemma2.lora_gemma2_2b"},
-      {"google/gemma-2-9b", "gemma2.lora_gemma2_9b"},
-      {"Qwen/Qwen2.5-0.5B", "qwen2_5.lora_qwen2_5_0_5b_base"},
-      {"Qwen/Qwen2.5-1.5B", "qwen2_5.lora_qwen2_5_1_5b_base"},
-      {"Qwen/Qwen2.5-7B", "qwen2_5.lora_qwen2_5_7b_base"},
-      {"Qwen/Qwen2.5-0.5B-Instruct", "qwen2_5.lora_qwen2_5_0_5b_instruct"},
-      {"Qwen/Qwen2.5-1.5B-Instruct", "qwen2_5.lora_qwen2_5_1_5b_instruct"},
-      {"Qwen/Qwen2.5-7B-Instruct", "qwen2_5.lora_qwen2_5_7b_instruct"},
-  };
-  for (const auto& [id, builder] : builders) {
+  for (const auto& [id, builder] : torchtune_builders()) {
     if (id == hf_id) return "torchtune.models." + std::string(builder);
   }
   return "";
@@ -445,6 +426,41 @@ std::string unsloth_text(const planner::PlanFile& p, const Exported& e, bool pac
 }
 
 }  // namespace
+
+const std::vector<std::pair<std::string_view, std::string_view>>& torchtune_builders() {
+  static const std::vector<std::pair<std::string_view, std::string_view>> builders = {
+      {"meta-llama/Llama-3.1-8B", "llama3_1.lora_llama3_1_8b"},
+      {"meta-llama/Llama-3.1-8B-Instruct", "llama3_1.lora_llama3_1_8b"},
+      {"meta-llama/Llama-3.2-1B", "llama3_2.lora_llama3_2_1b"},
+      {"meta-llama/Llama-3.2-1B-Instruct", "llama3_2.lora_llama3_2_1b"},
+      {"meta-llama/Llama-3.2-3B", "llama3_2.lora_llama3_2_3b"},
+      {"meta-llama/Llama-3.2-3B-Instruct", "llama3_2.lora_llama3_2_3b"},
+      {"meta-llama/Llama-2-7b-hf", "llama2.lora_llama2_7b"},
+      {"mistralai/Mistral-7B-v0.3", "mistral.lora_mistral_7b"},
+      {"microsoft/Phi-3-mini-4k-instruct", "phi3.lora_phi3_mini"},
+      {"google/gemma-2-2b", "gemma2.lora_gemma2_2b"},
+      {"google/gemma-2-9b", "gemma2.lora_gemma2_9b"},
+      {"Qwen/Qwen2.5-0.5B", "qwen2_5.lora_qwen2_5_0_5b_base"},
+      {"Qwen/Qwen2.5-1.5B", "qwen2_5.lora_qwen2_5_1_5b_base"},
+      {"Qwen/Qwen2.5-7B", "qwen2_5.lora_qwen2_5_7b_base"},
+      {"Qwen/Qwen2.5-0.5B-Instruct", "qwen2_5.lora_qwen2_5_0_5b_instruct"},
+      {"Qwen/Qwen2.5-1.5B-Instruct", "qwen2_5.lora_qwen2_5_1_5b_instruct"},
+      {"Qwen/Qwen2.5-7B-Instruct", "qwen2_5.lora_qwen2_5_7b_instruct"},
+  };
+  return builders;
+}
+
+std::string torchtune_model_id(std::string_view component) {
+  constexpr std::string_view kPrefix = "torchtune.models.";
+  if (!component.starts_with(kPrefix)) return "";
+  std::string builder(component.substr(kPrefix.size()));
+  if (const size_t q = builder.find(".qlora_"); q != std::string::npos)
+    builder.replace(q, 7, ".lora_");  // QLoRA builders mirror the LoRA ones
+  for (const auto& [id, b] : torchtune_builders()) {
+    if (b == builder) return std::string(id);  // the first id: the base model of the two
+  }
+  return "";
+}
 
 std::optional<ExportTarget> parse_export_target(std::string_view name) {
   for (const TargetRow& r : kTargets) {

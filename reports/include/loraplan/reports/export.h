@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "loraplan/planner/plan_file.h"
@@ -36,6 +37,12 @@ struct Exported {
 // "data.batching"). Throws InputError when the target has no way to run the model at all
 // (torchtune without a builder for it).
 Exported export_plan(const planner::PlanFile& plan, ExportTarget target, bool packing);
+
+// torchtune's LoRA builders (after "torchtune.models.") by Hugging Face id, base and instruct.
+const std::vector<std::pair<std::string_view, std::string_view>>& torchtune_builders();
+// The Hugging Face id of a torchtune model component ("torchtune.models.llama3_2.qlora_llama3_2_1b"
+// -> "meta-llama/Llama-3.2-1B"); empty when loraplan knows no such builder.
+std::string torchtune_model_id(std::string_view component);
 
 // The change's line as stderr and the file's comments say it.
 std::string change_text(const ExportChange& c);
