@@ -95,5 +95,6 @@ Handler define_demo(CLI::App& sub);
 Handler define_tokenize(CLI::App& sub);
 Handler define_data(CLI::App& sub);
 Handler define_export(CLI::App& sub);
+Handler define_merge(CLI::App& sub);
 
 }  // namespace loraplan::cli

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -12,6 +14,7 @@
 #include "fixtures/model_files.h"
 #include "fixtures/onnx_writer.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/readers.h"
 
 namespace loraplan::cli {
 namespace {
@@ -74,6 +77,75 @@ TEST(TrainCli, WeightsFromFilesNameTheirSource) {
   EXPECT_EQ(report_in(out.path())["training"]["weights"], model.path());
   const nlohmann::json adapter = nlohmann::json::parse(read_text(out.file("adapter_config.json")));
   EXPECT_EQ(adapter["base_model_name_or_path"], model.path());
+}
+
+// What train writes merges back into the weights it trained on: every adapted linear, each
+// W + (alpha / r) B A recomputed here from the adapter file.
+TEST(TrainCli, TheAdapterMergesIntoTheWeightsItTrainedOn) {
+  TempDir model, out, merged_root;
+  const planner::ModelDesc m = planner::load_model("tiny-llama");
+  write_text(model.file("config.json"), loraplan::testing::config_json_text(m));
+  std::vector<planner::TensorRecord> records = loraplan::testing::records_of(m);
+  std::vector<std::string> data;
+  for (planner::TensorRecord& t : records) {
+    t.dtype = planner::DType::kF32;
+    std::string bytes(bytes_of(t), '\0');
+    for (size_t i = 0; i < bytes.size() / 4; ++i) {
+      const float v = 0.01f * static_cast<float>(static_cast<int>(i % 13) - 6);
+      std::memcpy(bytes.data() + 4 * i, &v, 4);
+    }
+    data.push_back(std::move(bytes));
+  }
+  loraplan::testing::write_safetensors(model.file("model.safetensors"), records, data);
+  const Result r = train({"--model", model.path(), "--out", out.path(), "--steps", "3",
+                          "--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string merged = merged_root.file("merged");
+  const Result mr =
+      testing::run_cli({"merge", "--model", model.path(), "--adapter", out.path(), "-o", merged});
+  ASSERT_EQ(mr.code, 0) << mr.err;
+  const int64_t adapted = 7 * m.layers;  // q, k, v, o, gate, up, down
+  EXPECT_EQ(mr.out.rfind("merged " + std::to_string(adapted) + " LoRA weights (fp32) and copied " +
+                             std::to_string(static_cast<int64_t>(records.size()) - adapted) +
+                             " tensors into " + merged + ": 1 shard, ",
+                         0),
+            0u)
+      << mr.out;
+  // One weight by hand: layer 0's down_proj, scale 8 / 4.
+  const std::string name = "model.layers.0.mlp.down_proj.weight";
+  auto tensor = [](const std::string& file, const std::string& n) {
+    for (const planner::TensorRecord& t : planner::read_safetensors_tensors(file)) {
+      if (t.name != n) continue;
+      std::vector<float> v(bytes_of(t) / 4);
+      std::memcpy(v.data(), read_text(t.file).data() + t.offset, v.size() * 4);
+      return std::pair{t.shape, v};
+    }
+    return std::pair{std::vector<int64_t>{}, std::vector<float>{}};
+  };
+  const auto [shape, w] = tensor(model.file("model.safetensors"), name);
+  const auto [shape_out, got] = tensor(merged + "/model.safetensors", name);
+  const std::string lora = out.file("adapter_model.safetensors");
+  const auto [a_shape, a] =
+      tensor(lora, "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight");
+  const auto [b_shape, b] =
+      tensor(lora, "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight");
+  ASSERT_EQ(shape_out, shape);
+  ASSERT_EQ(a_shape, (std::vector<int64_t>{4, shape[1]}));
+  ASSERT_EQ(b_shape, (std::vector<int64_t>{shape[0], 4}));
+  double delta = 0;
+  for (int64_t o = 0; o < shape[0]; ++o) {
+    for (int64_t i = 0; i < shape[1]; ++i) {
+      double want = w[o * shape[1] + i];
+      for (int64_t k = 0; k < 4; ++k) want += 2.0 * b[o * 4 + k] * a[k * shape[1] + i];
+      EXPECT_NEAR(got[o * shape[1] + i], want, 1e-6 * (1 + std::abs(want)));
+      delta = std::max(delta, std::abs(want - w[o * shape[1] + i]));
+    }
+  }
+  EXPECT_GT(delta, 1e-7);  // three steps moved B off zero
+  // The embedding is copied byte for byte.
+  EXPECT_EQ(tensor(merged + "/model.safetensors", "model.embed_tokens.weight").second,
+            tensor(model.file("model.safetensors"), "model.embed_tokens.weight").second);
+  EXPECT_EQ(read_text(merged + "/config.json"), read_text(model.file("config.json")));
 }
 
 TEST(TrainCli, OutputFolderProblemsAreInputErrors) {
