@@ -8,6 +8,7 @@
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/plan_file.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::cli {
 
@@ -243,11 +244,7 @@ nlohmann::json from_json(const FromApplied& a) {
 }
 
 std::string from_text(const FromApplied& a) {
-  auto list = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const std::string& x : v) s += (s.empty() ? "" : ", ") + x;
-    return s;
-  };
+  auto list = [](const std::vector<std::string>& v) { return planner::join(v, ", "); };
   std::string out = "from " + reports::trainer_display_name(a.file.trainer) + " config " +
                     a.file.path + ": used " + list(a.file.used) + "\n";
   if (!a.file.ignored.empty())

@@ -9,6 +9,7 @@
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/simulator.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::reports {
 namespace {
@@ -472,10 +473,7 @@ std::optional<ExportTarget> parse_export_target(std::string_view name) {
 std::string_view export_target_name(ExportTarget t) { return row(t).name; }
 
 std::string export_target_choices(std::string_view separator) {
-  std::string out;
-  for (const TargetRow& r : kTargets)
-    out += (out.empty() ? "" : std::string(separator)) + std::string(r.name);
-  return out;
+  return planner::join_names(kTargets, separator);
 }
 
 std::string change_text(const ExportChange& c) {

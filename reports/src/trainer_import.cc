@@ -11,6 +11,7 @@
 
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/model_loader.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::reports {
 namespace {
@@ -211,6 +212,25 @@ class Settings {
   void fallback(std::string flag, std::string value, std::string why) {
     out_.settings.push_back({std::move(flag), std::move(value), "", 0, std::move(why)});
   }
+  // `flag` from the field `key` (a positive integer), else the trainer's `fallback`.
+  void positive_or(Fields& fs, std::string_view key, const std::string& flag,
+                   const std::string& fallback_value, const std::string& why) {
+    if (Field* f = fs.get(key)) {
+      set(*f, flag, std::to_string(fs.positive(*f)));
+    } else {
+      fallback(flag, fallback_value, why);
+    }
+  }
+  // `flag` from the field `key` (a number in [lo, hi], as written), else `fallback`.
+  void number_or(Fields& fs, std::string_view key, const std::string& flag, double lo, double hi,
+                 const std::string& fallback_value, const std::string& why) {
+    if (Field* f = fs.get(key)) {
+      fs.number(*f, lo, hi);
+      set(*f, flag, fs.text(*f));
+    } else {
+      fallback(flag, fallback_value, why);
+    }
+  }
 
  private:
   FromConfig& out_;
@@ -249,11 +269,7 @@ std::string dtype_of(Fields& fs, const Field& f) {
   fs.fail(f, "expected bfloat16, float16, float32 or auto, got \"" + s + "\"");
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const std::string& x : v) s += (s.empty() ? "" : ",") + x;
-  return s;
-}
+std::string join(const std::vector<std::string>& v) { return planner::join(v, ","); }
 
 // What transformers' attn_implementation means for the saved activations.
 std::string attention_of(Fields& fs, const Field& f) {
@@ -418,16 +434,8 @@ void read_hf(Fields& fs, FromConfig& out, bool nested, bool unsloth) {
   }
 
   // Micro-batch and accumulation.
-  if (Field* f = fs.get("per_device_train_batch_size")) {
-    s.set(*f, "--micro-batch", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--micro-batch", unsloth ? "2" : "8", who);
-  }
-  if (Field* f = fs.get("gradient_accumulation_steps")) {
-    s.set(*f, "--grad-accum", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--grad-accum", unsloth ? "4" : "1", who);
-  }
+  s.positive_or(fs, "per_device_train_batch_size", "--micro-batch", unsloth ? "2" : "8", who);
+  s.positive_or(fs, "gradient_accumulation_steps", "--grad-accum", unsloth ? "4" : "1", who);
 
   // Sequence length: SFTConfig's max_length (max_seq_length before TRL 0.20).
   Field* len = fs.get("max_length");
@@ -524,23 +532,14 @@ void read_hf(Fields& fs, FromConfig& out, bool nested, bool unsloth) {
   }
 
   // LoRA.
-  if (Field* f = fs.get("lora_r")) {
-    s.set(*f, "--lora-rank", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--lora-rank", nested && !unsloth ? "8" : "16", lora_who);
-  }
-  if (Field* f = fs.get("lora_alpha")) {
-    s.set(*f, "--lora-alpha", fs.text(*f));
-    fs.number(*f, 1e-9, 1e9);
-  } else {
-    s.fallback("--lora-alpha", nested && !unsloth ? "8" : unsloth ? "16" : "32", lora_who);
-  }
-  if (Field* f = fs.get("lora_dropout")) {
-    fs.number(*f, 0, 0.999999);
-    s.set(*f, "--lora-dropout", fs.text(*f));
-  } else {
-    s.fallback("--lora-dropout", unsloth || nested ? "0" : "0.05", lora_who);
-  }
+  s.positive_or(fs, "lora_r", "--lora-rank", nested && !unsloth ? "8" : "16", lora_who);
+  s.number_or(fs, "lora_alpha", "--lora-alpha", 1e-9, 1e9,
+              nested && !unsloth ? "8"
+              : unsloth          ? "16"
+                                 : "32",
+              lora_who);
+  s.number_or(fs, "lora_dropout", "--lora-dropout", 0, 0.999999, unsloth || nested ? "0" : "0.05",
+              lora_who);
   if (Field* f = fs.get("lora_target_modules")) {
     s.set(*f, "--lora-targets", join(fs.names(*f)));
   } else {
@@ -632,11 +631,7 @@ void read_axolotl(Fields& fs, FromConfig& out) {
   }
   s.use(*adapter);
 
-  if (Field* f = fs.get("sequence_len")) {
-    s.set(*f, "--seq-len", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--seq-len", "512", who);
-  }
+  s.positive_or(fs, "sequence_len", "--seq-len", "512", who);
   Field* micro = fs.get("micro_batch_size");
   Field* accum = fs.get("gradient_accumulation_steps");
   Field* total = fs.get("batch_size");
@@ -698,23 +693,9 @@ void read_axolotl(Fields& fs, FromConfig& out) {
   if (four && !is4) s.use(*four);
   if (eight && !is8) s.use(*eight);
 
-  if (Field* f = fs.get("lora_r")) {
-    s.set(*f, "--lora-rank", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--lora-rank", "8", "PEFT's default");
-  }
-  if (Field* f = fs.get("lora_alpha")) {
-    fs.number(*f, 1e-9, 1e9);
-    s.set(*f, "--lora-alpha", fs.text(*f));
-  } else {
-    s.fallback("--lora-alpha", "8", "PEFT's default");
-  }
-  if (Field* f = fs.get("lora_dropout")) {
-    fs.number(*f, 0, 0.999999);
-    s.set(*f, "--lora-dropout", fs.text(*f));
-  } else {
-    s.fallback("--lora-dropout", "0", who);
-  }
+  s.positive_or(fs, "lora_r", "--lora-rank", "8", "PEFT's default");
+  s.number_or(fs, "lora_alpha", "--lora-alpha", 1e-9, 1e9, "8", "PEFT's default");
+  s.number_or(fs, "lora_dropout", "--lora-dropout", 0, 0.999999, "0", who);
   Field* linear = fs.get("lora_target_linear");
   Field* modules = fs.get("lora_target_modules");
   if (linear && fs.boolean(*linear)) {
@@ -971,23 +952,10 @@ void read_torchtune(Fields& fs, FromConfig& out) {
   out.settings.push_back({"--lora-targets", join(targets), component->name, component->line, ""});
   fs.refuse("model.apply_lora_to_output", "LoRA on the output projection is not modelled");
 
-  if (Field* f = fs.get("model.lora_rank")) {
-    s.set(*f, "--lora-rank", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--lora-rank", "8", "torchtune's recipe configs");
-  }
-  if (Field* f = fs.get("model.lora_alpha")) {
-    fs.number(*f, 1e-9, 1e9);
-    s.set(*f, "--lora-alpha", fs.text(*f));
-  } else {
-    s.fallback("--lora-alpha", "16", "torchtune's recipe configs");
-  }
-  if (Field* f = fs.get("model.lora_dropout")) {
-    fs.number(*f, 0, 0.999999);
-    s.set(*f, "--lora-dropout", fs.text(*f));
-  } else {
-    s.fallback("--lora-dropout", "0", who);
-  }
+  s.positive_or(fs, "model.lora_rank", "--lora-rank", "8", "torchtune's recipe configs");
+  s.number_or(fs, "model.lora_alpha", "--lora-alpha", 1e-9, 1e9, "16",
+              "torchtune's recipe configs");
+  s.number_or(fs, "model.lora_dropout", "--lora-dropout", 0, 0.999999, "0", who);
 
   std::string compute = "bf16";
   if (Field* f = fs.get("dtype")) {
@@ -1023,11 +991,7 @@ void read_torchtune(Fields& fs, FromConfig& out) {
   } else {
     throw InputError(out.path + ": batch_size: missing; torchtune needs it");
   }
-  if (Field* f = fs.get("gradient_accumulation_steps")) {
-    s.set(*f, "--grad-accum", std::to_string(fs.positive(*f)));
-  } else {
-    s.fallback("--grad-accum", "1", who);
-  }
+  s.positive_or(fs, "gradient_accumulation_steps", "--grad-accum", "1", who);
   if (Field* f = fs.get("enable_activation_checkpointing")) {
     s.set(*f, "--checkpoint", fs.boolean(*f) ? "all" : "none");
   } else {

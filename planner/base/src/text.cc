@@ -15,4 +15,10 @@ std::vector<std::string> split_nonempty(std::string_view text, char separator) {
   return out;
 }
 
+std::string join(const std::vector<std::string>& items, std::string_view separator) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : std::string(separator)) + s;
+  return out;
+}
+
 }  // namespace loraplan::planner

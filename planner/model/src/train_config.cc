@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::planner {
 namespace {
@@ -102,10 +103,7 @@ std::optional<Optimizer> parse_optimizer(std::string_view name) {
 }
 
 std::string optimizer_choices(std::string_view separator) {
-  std::string out;
-  for (const OptimizerInfo& r : optimizers())
-    out += (out.empty() ? "" : std::string(separator)) + std::string(r.name);
-  return out;
+  return join_names(optimizers(), separator);
 }
 
 int64_t OptimizerInfo::state_bytes(int64_t n) const {

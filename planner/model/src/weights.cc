@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "loraplan/planner/errors.h"
+#include "loraplan/planner/text.h"
 
 namespace loraplan::planner {
 namespace {
@@ -44,10 +45,7 @@ std::optional<WeightFormat> parse_weight_format(std::string_view name) {
 }
 
 std::string weight_format_choices(std::string_view separator) {
-  std::string out;
-  for (const WeightFormatInfo& r : weight_formats())
-    out += (out.empty() ? "" : std::string(separator)) + std::string(r.name);
-  return out;
+  return join_names(weight_formats(), separator);
 }
 
 int64_t linear_weight_bytes(int64_t out, int64_t in, const QuantOptions& q) {
