@@ -52,9 +52,10 @@ const std::vector<Command>& commands() {
   return table;
 }
 
-void add_format_flag(CLI::App& sub, std::string& format, bool markdown) {
+void add_format_flag(CLI::App& sub, std::string& format, bool markdown, bool html) {
   std::vector<std::string> formats = {"table", "json"};
   if (markdown) formats.push_back("md");
+  if (html) formats.push_back("html");
   sub.add_option("--format", format, "Output format")
       ->check(CLI::IsMember(formats))
       ->default_str(format);
@@ -234,7 +235,12 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
   for (auto& [sub, handler] : handlers) {
     if (!sub->parsed()) continue;
     try {
-      Io io{out, err};
+      std::string command = "loraplan";
+      for (const std::string& a : args) {
+        const bool plain = !a.empty() && a.find_first_of(" \t\"'$\\") == std::string::npos;
+        command += " " + (plain ? a : "'" + a + "'");
+      }
+      Io io{out, err, command};
       return handler(io);
     } catch (const InputError& e) {
       err << "loraplan: error: " << one_line(e.what()) << "\n";

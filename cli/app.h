@@ -23,6 +23,7 @@ constexpr int kExitInternal = 3;     // a bug or an environment failure
 struct Io {
   std::ostream& out;
   std::ostream& err;
+  std::string command;  // the command line as given ("loraplan estimate --gpu 6GB"), for reports
 };
 
 // What a subcommand runs once its flags are parsed; returns the exit code.
@@ -43,7 +44,7 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
 // Flags shared by several subcommands.
-void add_format_flag(CLI::App& sub, std::string& format, bool markdown = true);
+void add_format_flag(CLI::App& sub, std::string& format, bool markdown = true, bool html = false);
 void add_model_flag(CLI::App& sub, std::string& model);
 
 // "12" -> 12; anything but a positive decimal integer -> nullopt.

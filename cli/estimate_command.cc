@@ -14,6 +14,7 @@
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/table.h"
+#include "loraplan/reports/timeline.h"
 #include "search_flags.h"
 
 namespace loraplan::cli {
@@ -25,6 +26,7 @@ struct EstimateFlags {
   DataFlags data;
   std::string format = "table";
   std::string from;
+  std::string trace;
 };
 
 // What --data adds: the epoch's shapes, each frontier shape's estimate and the worst.
@@ -103,8 +105,11 @@ Handler define_estimate(CLI::App& sub) {
   auto f = std::make_shared<EstimateFlags>();
   add_config_flags(sub, f->config);
   add_data_flags(sub, f->data, DataFlagsFor::kPlanning);
-  add_format_flag(sub, f->format);
+  add_format_flag(sub, f->format, /*markdown=*/true, /*html=*/true);
   add_from_flag(sub, f->from);
+  sub.add_option("--trace", f->trace,
+                 "Also write the predicted timeline here as a Chrome trace (JSON; open it in "
+                 "Perfetto or chrome://tracing)");
   sub.footer(
       "With --data the dataset's micro-batches are made as --batching says, every shape that "
       "could be the worst is simulated, and the estimate is the worst one's (docs/data.md).");
@@ -140,7 +145,15 @@ Handler define_estimate(CLI::App& sub) {
     const std::vector<planner::Suggestion> fixes =
         e.fits ? std::vector<planner::Suggestion>{} : planner::suggest_fixes(model, config, device);
     const reports::EstimateView view{model, config, device, e, fixes};
-    if (f->format == "json") {
+    if (!f->trace.empty()) {
+      write_file_atomic(f->trace,
+                        reports::chrome_trace_json(reports::predicted_timeline(e.schedule),
+                                                   "loraplan estimate: " + model.name),
+                        "--trace");
+    }
+    if (f->format == "html") {
+      io.out << reports::estimate_html(view, io.command);
+    } else if (f->format == "json") {
       nlohmann::json j = reports::estimate_json(view);
       if (data) j.update(data_json(*data, f->data.data));
       if (from) j["from"] = from_json(*from);

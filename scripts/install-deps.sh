@@ -15,6 +15,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev libgloo-dev
   python3-torch python3-onnx python3-numpy
   time
+  chromium                     # the HTML reports' tests render them headless
   clang-format                 # scripts/check-format.sh (Debian 12: clang-format 14)
   clang-16 libclang-rt-16-dev  # scripts/fuzz.sh: libFuzzer (clang 14 cannot build the planner)
 )

@@ -3,7 +3,9 @@
 #include <cstdio>
 
 #include "loraplan/planner/hardware.h"
+#include "loraplan/reports/html.h"
 #include "loraplan/reports/table.h"
+#include "loraplan/reports/timeline.h"
 
 namespace loraplan::reports {
 namespace {
@@ -198,6 +200,89 @@ nlohmann::json estimate_json(const EstimateView& v) {
         {{"change", s.change}, {"why", s.why}, {"peak_bytes", s.peak_bytes}});
   }
   return j;
+}
+
+std::string estimate_html(const EstimateView& v, const std::string& command) {
+  const planner::Estimate& e = v.estimate;
+  const std::string title = "loraplan estimate: " + v.model.name + " on " + device_line(v);
+  std::string body = "<h1>" + html_escape(title) + "</h1>\n<p class=\"mono\">" +
+                     html_escape(config_line(v.config)) + "</p>\n<p class=\"verdict " +
+                     (e.fits ? "fits" : "over") + "\">" + html_escape(verdict(e)) + "</p>\n";
+
+  // The bill at the peak: a bar and its table, the same colours.
+  std::vector<BarPart> parts;
+  std::string rows;
+  for (const Row& r : breakdown(e)) {
+    if (r.bytes == 0) continue;
+    std::string colour = r.key == "allocator"      ? "#BBBBBB"
+                         : r.key == "cuda_context" ? "#555555"
+                                                   : "";
+    for (int c = 0; c < planner::kCategoryCount; ++c) {
+      if (planner::category_name(static_cast<Category>(c)) == r.key)
+        colour = std::string(category_colour(static_cast<Category>(c)));
+    }
+    parts.push_back({r.label, r.bytes, colour});
+    rows += "<tr><td><span class=\"swatch\" style=\"background:" + colour + "\"></span>" +
+            html_escape(r.label) + "</td><td class=\"n\">" + format_bytes(r.bytes) +
+            "</td><td class=\"n\">" + percent(r.bytes, e.peak_bytes) + "</td></tr>\n";
+  }
+  rows +=
+      "<tr><th>total</th><th class=\"n\">" + format_bytes(e.peak_bytes) + "</th><th></th></tr>\n";
+  if (e.budget_bytes > 0)
+    rows += "<tr><td>budget</td><td class=\"n\">" + format_bytes(e.budget_bytes) +
+            "</td><td></td></tr>\n";
+  body += "<h2>At the peak (" + html_escape(e.peak_phase) + ")</h2>\n" +
+          stacked_bar_svg(parts, e.budget_bytes, 1200) + "<table class=\"bill\">\n" + rows +
+          "</table>\n";
+
+  // The step over time: live tensors, against what the budget leaves them.
+  const Timeline t = predicted_timeline(e.schedule, 1200);  // two points per pixel or so
+  const int64_t overhead = e.context_bytes + e.fragmentation_bytes();
+  const int64_t limit = e.budget_bytes > 0 ? e.budget_bytes - overhead : 0;
+  body += "<h2>Over the step</h2>\n" +
+          timeline_svg(t, limit,
+                       overhead > 0
+                           ? "budget less CUDA context and allocator (" + format_bytes(limit) + ")"
+                           : "budget (" + format_bytes(limit) + ")",
+                       1200, 440);
+  std::string legend;
+  for (int c = 0; c < planner::kCategoryCount; ++c) {
+    const auto cat = static_cast<Category>(c);
+    bool any = false;
+    for (const TimelinePoint& p : t.points) any = any || p.live[static_cast<size_t>(c)] != 0;
+    if (any)
+      legend +=
+          "<span><span class=\"swatch\" style=\"background:" + std::string(category_colour(cat)) +
+          "\"></span>" + std::string(category_label(cat)) + "</span> &nbsp; ";
+  }
+  body += "<p class=\"legend\">" + legend + "</p>\n<p>Live tensor bytes after each of the " +
+          std::to_string(t.events) +
+          " allocations and frees of one optimizer step, as the simulator schedules them";
+  if (overhead > 0)
+    body += "; the device peak of " + format_bytes(e.peak_bytes) + " adds the allocator's " +
+            "rounding and cache (" + format_bytes(e.fragmentation_bytes()) +
+            ") and the CUDA context (" + format_bytes(e.context_bytes) + ")";
+  body += ".</p>\n";
+
+  // Phase peaks: the largest of each kind, then every phase behind a disclosure.
+  body += "<h2>Phases</h2>\n<p>Largest of each kind: " + html_escape(phase_summary(e)) +
+          "</p>\n<details><summary>every phase</summary>\n<table class=\"phases\"><tr><th>"
+          "phase</th><th class=\"n\">live tensors</th><th class=\"n\">allocated</th></tr>\n";
+  for (const planner::PhasePeak& p : e.phases)
+    body += "<tr><td>" + html_escape(p.name) + "</td><td class=\"n\">" +
+            format_bytes(p.peak_bytes) + "</td><td class=\"n\">" + format_bytes(p.allocated_bytes) +
+            "</td></tr>\n";
+  body += "</table>\n</details>\n";
+  if (!v.suggestions.empty()) {
+    body +=
+        "<h2>Changes that make it fit</h2>\n<table class=\"fixes\"><tr><th>change</th><th "
+        "class=\"n\">peak</th><th>why</th></tr>\n";
+    for (const planner::Suggestion& x : v.suggestions)
+      body += "<tr><td class=\"mono\">" + html_escape(x.change) + "</td><td class=\"n\">" +
+              format_bytes(x.peak_bytes) + "</td><td>" + html_escape(x.why) + "</td></tr>\n";
+    body += "</table>\n";
+  }
+  return html_page(title, body, command);
 }
 
 }  // namespace loraplan::reports

@@ -29,5 +29,9 @@ std::string estimate_markdown(const EstimateView& v);
 // (category -> bytes at the peak, summing to peak_bytes), phases [{name, peak_bytes,
 // allocated_bytes}], and the configuration.
 nlohmann::json estimate_json(const EstimateView& v);
+// One self-contained page: the verdict, the breakdown at the peak as a bar and a table, the
+// predicted timeline over the step (stacked by kind, phases labelled, the peak marked, the budget
+// drawn) and the phase peaks; `command` goes in the footer.
+std::string estimate_html(const EstimateView& v, const std::string& command);
 
 }  // namespace loraplan::reports

@@ -1,0 +1,41 @@
+#pragma once
+// The pieces of loraplan's HTML reports: one self-contained page (inline CSS and SVG, a
+// Content-Security-Policy that allows no request of any kind), a colour-blind-safe palette
+// (Okabe and Ito), byte axes in MiB/GiB, a stacked bar and a step's memory timeline.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "loraplan/planner/schedule.h"
+#include "loraplan/reports/timeline.h"
+
+namespace loraplan::reports {
+
+std::string html_escape(std::string_view text);
+
+// <!doctype html> ... with `title`, `body` (HTML) and a footer naming `command`.
+std::string html_page(const std::string& title, const std::string& body,
+                      const std::string& command);
+
+// A category's colour ("#0072B2"), the same in every chart and legend.
+std::string_view category_colour(planner::Category c);
+// A human name for the legend ("frozen weights", "activations", ...).
+std::string_view category_label(planner::Category c);
+
+struct BarPart {
+  std::string label;
+  int64_t bytes = 0;
+  std::string colour;
+};
+// A horizontal bar of `parts` (left to right) against a scale to max(total, budget), the budget
+// drawn as a line; each part has a <title> for hover and a legend row below.
+std::string stacked_bar_svg(const std::vector<BarPart>& parts, int64_t budget, int width);
+
+// The timeline as stacked areas of live bytes by category over the step's events, phases as
+// labelled bands, the peak marked; `limit` > 0 draws a dashed line labelled `limit_label`.
+std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& limit_label,
+                         int width, int height);
+
+}  // namespace loraplan::reports
