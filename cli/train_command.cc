@@ -34,6 +34,7 @@
 #include "loraplan/reports/estimate_report.h"
 #include "loraplan/reports/run_report.h"
 #include "loraplan/reports/table.h"
+#include "loraplan/reports/timeline.h"
 
 namespace loraplan::cli {
 
@@ -56,7 +57,45 @@ struct TrainFlags {
   int64_t keep = 2;
   std::string resume;
   std::string on_oom = "split";
+  int64_t trace_step = 1;
+  std::string trace;
 };
+
+// The measured timeline as the reports draw it: the live bytes (one series, no kinds) and the
+// phases as runs of points.
+reports::Timeline measured_as_timeline(const executor::MeasuredTimeline& m) {
+  reports::Timeline t;
+  t.phases = m.phases;
+  t.phases.emplace_back("before the first phase");
+  const auto none = static_cast<int32_t>(t.phases.size() - 1);
+  t.events = m.events;
+  for (const executor::MeasuredPoint& p : m.points) {
+    const int32_t phase = p.phase >= 0 ? p.phase : none;
+    reports::TimelinePoint q;
+    q.event = p.event;
+    q.phase = phase;
+    q.total = p.live;
+    t.points.push_back(q);
+    if (p.live > t.peak_bytes) {
+      t.peak_bytes = p.live;
+      t.peak_event = p.event;
+    }
+    if (t.spans.empty() || t.spans.back().phase != phase) {
+      if (!t.spans.empty()) t.spans.back().end = p.event;
+      t.spans.push_back({phase, p.event, p.event + 1});
+    }
+  }
+  if (!t.spans.empty()) t.spans.back().end = m.events;
+  return t;
+}
+
+nlohmann::json timeline_json(const executor::MeasuredTimeline& m, const std::string& device) {
+  nlohmann::json points = nlohmann::json::array();
+  for (const executor::MeasuredPoint& p : m.points) points.push_back({p.event, p.live, p.phase});
+  return {{"step", m.step},     {"device", device},
+          {"events", m.events}, {"bucket_events", m.bucket_events},
+          {"phases", m.phases}, {"points", points}};
+}
 
 // What the run was, beside the request: the --model reference and the GPU it was planned for.
 struct RunOrigin {
@@ -558,6 +597,13 @@ Handler define_train(CLI::App& sub) {
                  "gradient (split), or stop (stop)")
       ->check(CLI::IsMember({"split", "stop"}))
       ->default_str("split");
+  sub.add_option("--trace-step", f->trace_step,
+                 "The optimizer step whose memory timeline is recorded into --out/timeline.json "
+                 "(every allocation and free; CPU); 0: none")
+      ->check(non_negative_integer())
+      ->default_str("1");
+  sub.add_option("--trace", f->trace,
+                 "Also write that timeline as a Chrome trace (JSON; Perfetto, chrome://tracing)");
   sub.add_option("--resume", f->resume,
                  "Continue from the newest complete checkpoint in DIR (a run's --out, its "
                  "checkpoints folder or one step-N folder); the run's flags must match it");
@@ -638,6 +684,7 @@ Handler define_train(CLI::App& sub) {
     }
     q.stop = &stop_signal;
     q.split_on_oom = f->on_oom == "split";
+    q.trace_step = f->trace_step;
     if (q.weights.empty()) {
       io.out << "weights: random (seed " << q.seed << "): " << run.model_spec
              << " names no weight files, so the frozen weights are drawn at random\n";
@@ -659,6 +706,27 @@ Handler define_train(CLI::App& sub) {
     if (data) {
       report["data"] =
           data_json(*data, f->data.data, static_cast<int64_t>(r.steps.size()), q.config.grad_accum);
+    }
+    if (!r.timeline.points.empty()) {
+      const std::string path = (std::filesystem::path(f->out) / "timeline.json").string();
+      write_file_atomic(path, timeline_json(r.timeline, r.device).dump() + "\n");
+      report["timeline"] = {{"step", r.timeline.step},
+                            {"file", "timeline.json"},
+                            {"events", r.timeline.events},
+                            {"points", r.timeline.points.size()}};
+      if (!f->trace.empty()) {
+        write_file_atomic(
+            f->trace,
+            reports::chrome_trace_json(
+                measured_as_timeline(r.timeline),
+                "loraplan train: step " + std::to_string(r.timeline.step) + " measured"),
+            "--trace");
+      }
+    } else if (!f->trace.empty()) {
+      io.err << "loraplan: --trace: no timeline was recorded ("
+             << (r.device == "cuda" ? "CUDA runs do not record one yet"
+                                    : "step " + std::to_string(f->trace_step) + " did not run")
+             << "); " << f->trace << " not written\n";
     }
     write_file_atomic(report_path, report.dump(2) + "\n");
     io.out << "measured peak " << planner::format_bytes(r.peak_bytes) << " ("

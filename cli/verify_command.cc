@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 
 #include "app.h"
@@ -182,7 +184,7 @@ Handler define_verify(CLI::App& sub) {
       ->required();
   sub.add_option("--tolerance", f->tolerance, "Largest relative error that passes, e.g. 2% or 0.02")
       ->default_str(f->tolerance);
-  add_format_flag(sub, f->format);
+  add_format_flag(sub, f->format, /*markdown=*/true, /*html=*/true);
   return [f, &sub](Io& io) {
     const double tolerance = parse_tolerance(f->tolerance);
     const RunSpec planned =
@@ -216,7 +218,19 @@ Handler define_verify(CLI::App& sub) {
     std::vector<std::pair<std::string, int64_t>> phases;
     for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
     const reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
-    if (f->format == "json")
+    if (f->format == "html") {
+      // The run folder's measured timeline (train --trace-step), when it has one.
+      const std::filesystem::path tl =
+          std::filesystem::path(f->run).parent_path() / "timeline.json";
+      std::optional<reports::MeasuredSeries> measured;
+      std::error_code ec;
+      if (std::filesystem::is_regular_file(tl, ec))
+        measured =
+            reports::parse_measured_timeline(planner::read_text_file(tl.string()), tl.string());
+      io.out << reports::verification_html(v, e, measured ? &*measured : nullptr,
+                                           "loraplan verify: " + spec.model.name + ", " + f->run,
+                                           io.command);
+    } else if (f->format == "json")
       io.out << reports::verification_json(v).dump(2) << "\n";
     else if (f->format == "md")
       io.out << reports::verification_markdown(v);

@@ -19,6 +19,25 @@
 
 namespace loraplan::executor {
 
+// Keeps a step's live bytes after each event within `max_points`: buckets of `per_` events, each
+// keeping its low and high point in event order; when full, adjacent buckets merge (the low of
+// their lows, the high of their highs) and the buckets double.
+class TimelineRecorder {
+ public:
+  explicit TimelineRecorder(size_t max_points = 1 << 16);
+  void add(int64_t live, int32_t phase);
+  MeasuredTimeline finish(std::vector<std::string> phases);
+
+ private:
+  void push_bucket();
+  void close_bucket();  // pushes the bucket and merges buckets when full
+  size_t max_points_;
+  int64_t per_ = 1, events_ = 0, in_bucket_ = 0;
+  MeasuredPoint lo_, hi_;
+  std::vector<MeasuredPoint> points_;  // two per closed bucket (one when lo is hi)
+  std::vector<int64_t> bucket_of_;     // each point's bucket, to merge buckets
+};
+
 class MemoryMeter {
  public:
   virtual ~MemoryMeter() = default;
@@ -36,6 +55,9 @@ class MemoryMeter {
   virtual int64_t peak_bytes() const = 0;                // allocated, since reset_peak()
   virtual int64_t reserved_peak_bytes() const = 0;       // reserved, since reset_peak()
   virtual std::vector<PhaseMeasure> phases() const = 0;  // in order of first occurrence
+  // Records every allocation and free until stop_timeline(); false when this meter cannot (CUDA).
+  virtual bool start_timeline() { return false; }
+  virtual MeasuredTimeline stop_timeline() { return {}; }
 };
 
 // The meter for the device the model trains on. Throws std::invalid_argument for a device this

@@ -34,6 +34,7 @@ c10::DataPtr TrackingAllocator::allocate(size_t bytes) LORAPLAN_ALLOCATE_CONST {
     live_ += n;
     peak_ = std::max(peak_, live_);
     if (phase_ >= 0) phases_[phase_].peak_bytes = std::max(phases_[phase_].peak_bytes, live_);
+    if (recorder_) recorder_->add(live_, phase_);
     if (trace_) {
       std::fprintf(trace_, "+ %lld %lld %s\n", static_cast<long long>(n),
                    static_cast<long long>(live_),
@@ -54,6 +55,7 @@ void TrackingAllocator::release(void* ptr) {
     auto it = self.sizes_.find(ptr);
     if (it != self.sizes_.end()) {
       self.live_ -= static_cast<int64_t>(it->second);
+      if (self.recorder_) self.recorder_->add(self.live_, self.phase_);
       if (self.trace_) {
         std::fprintf(self.trace_, "- %lld %lld %s\n", static_cast<long long>(it->second),
                      static_cast<long long>(self.live_),
@@ -76,6 +78,12 @@ void TrackingAllocator::set_phase(const std::string& name) {
   if (added) phases_.push_back({name, 0});
   phase_ = it->second;
   phases_[phase_].peak_bytes = std::max(phases_[phase_].peak_bytes, live_);
+}
+
+std::unique_ptr<TimelineRecorder> TrackingAllocator::record(std::unique_ptr<TimelineRecorder> r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::swap(r, recorder_);
+  return r;
 }
 
 void TrackingAllocator::reset_peak() {

@@ -13,12 +13,14 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "loraplan/executor/backend.h"
+#include "memory_meter.h"
 
 // LibTorch 2.3 made c10::Allocator::allocate non-const and added the pure virtual copy_data.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
@@ -48,6 +50,8 @@ class TrackingAllocator final : public c10::Allocator {
   void set_phase(const std::string& name);  // later allocations count toward this phase
   void reset_peak();                        // peak := live
   void clear_phases();
+  // Every later allocation and free goes to `r` as well (null: none); returns the one before.
+  std::unique_ptr<TimelineRecorder> record(std::unique_ptr<TimelineRecorder> r);
 
   int64_t live_bytes() const;
   int64_t peak_bytes() const;
@@ -65,6 +69,7 @@ class TrackingAllocator final : public c10::Allocator {
   int phase_ = -1;
   mutable std::vector<PhaseMeasure> phases_;
   std::FILE* trace_ = nullptr;  // LORAPLAN_ALLOC_TRACE, or null
+  mutable std::unique_ptr<TimelineRecorder> recorder_;
   std::unordered_map<std::string, int> phase_index_;
 };
 

@@ -168,6 +168,11 @@ class Run {
       note_peaks();
     }
     mem_.set_budget(0);
+    // A traced step that stopped (out of memory, diverged, interrupted): its timeline so far.
+    if (MeasuredTimeline t = mem_.stop_timeline(); !t.points.empty()) {
+      report_.timeline = std::move(t);
+      report_.timeline.step = r_.trace_step;
+    }
     merge_phases(run_phases_, mem_.phases());  // the last step's, or the one that stopped
     report_.phases = run_phases_;
     report_.resident_bytes = mem_.live_bytes();
@@ -233,6 +238,7 @@ class Run {
     merge_phases(run_phases_, mem_.phases());  // the step before (empty at the first)
     mem_.clear_phases();                       // each step's phases on their own
     mem_.reset_peak();
+    const bool traced = step + 1 == r_.trace_step && mem_.start_timeline();
     const auto start = std::chrono::steady_clock::now();
     const double lr = learning_rate(r_, step);
     double loss_sum = 0;
@@ -261,6 +267,10 @@ class Run {
         !r_.eval_batches.empty() &&
         ((r_.eval_every > 0 && (step + 1) % r_.eval_every == 0) || step + 1 == r_.steps);
     const double eval_loss = eval_due ? evaluate(step) : -1;
+    if (traced) {
+      report_.timeline = mem_.stop_timeline();
+      report_.timeline.step = step + 1;
+    }
     if (device_.is_cuda())
       torch::cuda::synchronize(device_.index());  // the step's kernels are done
     const double seconds =

@@ -184,10 +184,13 @@ std::string stacked_bar_svg(const std::vector<BarPart>& parts, int64_t budget, i
 }
 
 std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& limit_label,
-                         int width, int height) {
+                         int width, int height,
+                         const std::vector<std::vector<OverlayPoint>>& measured) {
   const double left = 78, right = 16, top = 30, bottom = 44;
   const double w = width - left - right, h = height - top - bottom;
-  const int64_t ymax = std::max<int64_t>({t.peak_bytes, limit, 1});
+  int64_t ymax = std::max<int64_t>({t.peak_bytes, limit, 1});
+  for (const auto& line : measured)
+    for (const OverlayPoint& p : line) ymax = std::max(ymax, p.bytes);
   const double xmax = static_cast<double>(std::max<int64_t>(t.events, 1));
   auto X = [&](double event) { return left + w * event / xmax; };
   auto Y = [&](double bytes) { return top + h - h * bytes / (static_cast<double>(ymax) * 1.06); };
@@ -275,6 +278,15 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
            "class=\"small\" x=\"" +
            num(left + w - 4) + "\" y=\"" + num(y - 5) + "\" text-anchor=\"end\" fill=\"#b03a00\">" +
            html_escape(limit_label) + "</text>\n";
+  }
+  // The measurement over the prediction.
+  for (const auto& line : measured) {
+    std::string pts;
+    for (const OverlayPoint& p : line)
+      pts += num(X(p.x)) + "," + num(Y(static_cast<double>(p.bytes))) + " ";
+    svg += "<polyline class=\"measured\" points=\"" + pts +
+           "\" fill=\"none\" stroke=\"#000\" stroke-width=\"1.2\"><title>measured</title>"
+           "</polyline>\n";
   }
   // The peak.
   const double px = X(static_cast<double>(t.peak_event)), py = Y(static_cast<double>(t.peak_bytes));

@@ -1,7 +1,10 @@
 #include "loraplan/reports/timeline.h"
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
+
+#include "loraplan/planner/errors.h"
 
 namespace loraplan::reports {
 
@@ -70,8 +73,16 @@ std::string chrome_trace_json(const Timeline& t, const std::string& title) {
                       {"ts", s.begin},
                       {"dur", s.end - s.begin}});
   }
+  // Counter tracks for the kinds that hold bytes (a measured timeline has none, only the total).
+  std::vector<bool> used(planner::kCategoryCount, false);
+  for (const TimelinePoint& p : t.points) {
+    for (int c = 0; c < planner::kCategoryCount; ++c)
+      used[static_cast<size_t>(c)] =
+          used[static_cast<size_t>(c)] || p.live[static_cast<size_t>(c)] != 0;
+  }
   for (const TimelinePoint& p : t.points) {
     for (int c = 0; c < planner::kCategoryCount; ++c) {
+      if (!used[static_cast<size_t>(c)]) continue;
       events.push_back(
           {{"name", std::string(planner::category_name(static_cast<planner::Category>(c)))},
            {"cat", "memory"},
@@ -96,6 +107,72 @@ std::string chrome_trace_json(const Timeline& t, const std::string& title) {
                               {"peak_bytes", t.peak_bytes},
                               {"peak_event", t.peak_event}}}};
   return j.dump() + "\n";
+}
+
+MeasuredSeries parse_measured_timeline(const std::string& text, const std::string& where) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  auto fail = [&](const std::string& what) { throw InputError(where + ": " + what); };
+  if (j.is_discarded() || !j.is_object()) fail("not a JSON object (train writes timeline.json)");
+  MeasuredSeries m;
+  if (!j.contains("events") || !j["events"].is_number_integer()) fail("\"events\" missing");
+  if (!j.contains("phases") || !j["phases"].is_array()) fail("\"phases\" missing");
+  if (!j.contains("points") || !j["points"].is_array()) fail("\"points\" missing");
+  m.events = j["events"].get<int64_t>();
+  m.step = j.value("step", int64_t{0});
+  m.device = j.value("device", std::string());
+  for (const nlohmann::json& p : j["phases"]) {
+    if (!p.is_string()) fail("\"phases\" must hold names");
+    m.phases.push_back(p.get<std::string>());
+  }
+  int64_t last = -1;
+  for (const nlohmann::json& p : j["points"]) {
+    if (!p.is_array() || p.size() != 3 || !p[0].is_number_integer() || !p[1].is_number_integer() ||
+        !p[2].is_number_integer())
+      fail("each of \"points\" must be [event, live bytes, phase]");
+    MeasuredSeries::Point q{p[0].get<int64_t>(), p[1].get<int64_t>(), p[2].get<int32_t>()};
+    if (q.event <= last || q.event >= m.events || q.live < 0 || q.phase < -1 ||
+        q.phase >= static_cast<int32_t>(m.phases.size()))
+      fail("point " + p.dump() + " is out of order or out of range");
+    last = q.event;
+    m.points.push_back(q);
+  }
+  return m;
+}
+
+std::vector<std::vector<OverlayPoint>> align_to_prediction(const Timeline& predicted,
+                                                           const MeasuredSeries& m) {
+  // The prediction's runs of each phase name, in order.
+  std::map<std::string, std::vector<const PhaseSpan*>> runs;
+  for (const PhaseSpan& s : predicted.spans)
+    runs[predicted.phases[static_cast<size_t>(s.phase)]].push_back(&s);
+  // The measurement's runs: consecutive points of one phase.
+  std::vector<std::vector<OverlayPoint>> lines;
+  std::map<std::string, size_t> seen;
+  double last_x = -1;
+  for (size_t i = 0; i < m.points.size();) {
+    size_t j = i;
+    while (j + 1 < m.points.size() && m.points[j + 1].phase == m.points[i].phase) ++j;
+    const int64_t begin = m.points[i].event;
+    const int64_t end = j + 1 < m.points.size() ? m.points[j + 1].event : m.events;
+    const int32_t phase = m.points[i].phase;
+    const std::string name = phase >= 0 ? m.phases[static_cast<size_t>(phase)] : "setup";
+    const auto it = runs.find(name);
+    if (it != runs.end()) {
+      const size_t k = std::min(seen[name]++, it->second.size() - 1);
+      const PhaseSpan& target = *it->second[k];
+      const double scale = static_cast<double>(target.end - target.begin) /
+                           static_cast<double>(std::max<int64_t>(end - begin, 1));
+      for (size_t p = i; p <= j; ++p) {
+        const double x = static_cast<double>(target.begin) +
+                         scale * static_cast<double>(m.points[p].event - begin);
+        if (lines.empty() || x < last_x) lines.emplace_back();
+        lines.back().push_back({x, m.points[p].live});
+        last_x = x;
+      }
+    }
+    i = j + 1;
+  }
+  return lines;
 }
 
 }  // namespace loraplan::reports

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <map>
 
+#include "loraplan/planner/hardware.h"
+#include "loraplan/reports/html.h"
 #include "loraplan/reports/table.h"
 
 namespace loraplan::reports {
@@ -82,6 +84,50 @@ nlohmann::json verification_json(const Verification& v) {
                          {"pass", r.pass}});
   }
   return j;
+}
+
+std::string verification_html(const Verification& v, const planner::Estimate& predicted,
+                              const MeasuredSeries* measured, const std::string& title,
+                              const std::string& command) {
+  using planner::format_bytes;
+  std::string body = "<h1>" + html_escape(title) + "</h1>\n<p class=\"verdict " +
+                     (v.pass ? "fits" : "over") + "\">" + html_escape(summary(v)) + "</p>\n";
+  const Timeline t = predicted_timeline(predicted.schedule, 1200);
+  body += "<h2>Over the step: predicted and measured</h2>\n";
+  if (measured) {
+    body += timeline_svg(t, 0, "", 1200, 440, align_to_prediction(t, *measured));
+    body += "<p>Coloured areas: the predicted live tensor bytes by kind. Black line: step " +
+            std::to_string(measured->step) + " as measured (" +
+            html_escape(measured->device.empty() ? "the run" : measured->device) + ", " +
+            std::to_string(measured->events) +
+            " allocations and frees), each phase stretched onto the same phase of the prediction; "
+            "micro-batches after the second lie over the second, which they repeat.</p>\n";
+  } else {
+    body += timeline_svg(t, 0, "", 1200, 440) +
+            "<p>Predicted only: the run folder has no timeline.json (train records one with "
+            "<code>--trace-step</code>, on the CPU).</p>\n";
+  }
+  body +=
+      "<h2>Peak and phases</h2>\n<table class=\"rows\"><tr><th>phase</th><th "
+      "class=\"n\">predicted</th><th class=\"n\">measured</th><th class=\"n\">error</th><th>"
+      "against the tolerance (" +
+      percent(v.tolerance, 1, 2) + ")</th></tr>\n";
+  for (const VerifyRow& r : v.rows) {
+    const double share = v.tolerance > 0 ? std::min(std::abs(r.error) / v.tolerance, 1.0) : 0;
+    const std::string colour = r.pass ? "#009E73" : "#D55E00";
+    char width[16];
+    std::snprintf(width, sizeof width, "%.1f", 120 * share);
+    body += "<tr><td>" + html_escape(r.name) + "</td><td class=\"n\">" + format_bytes(r.predicted) +
+            "</td><td class=\"n\">" +
+            (r.measured > 0 ? format_bytes(r.measured) : std::string("not measured")) +
+            "</td><td class=\"n\">" + (r.measured > 0 ? percent(r.error, 1, 2) : std::string("-")) +
+            "</td><td><svg class=\"err\" width=\"124\" height=\"10\"><rect width=\"120\" "
+            "height=\"10\" fill=\"#eee\"/><rect width=\"" +
+            width + "\" height=\"10\" fill=\"" + colour + "\"/></svg> " +
+            (r.pass ? "pass" : "FAIL") + "</td></tr>\n";
+  }
+  body += "</table>\n";
+  return html_page(title, body, command);
 }
 
 }  // namespace loraplan::reports

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "../cli/run_cli.h"
@@ -146,6 +147,69 @@ TEST(TrainCli, TheAdapterMergesIntoTheWeightsItTrainedOn) {
   EXPECT_EQ(tensor(merged + "/model.safetensors", "model.embed_tokens.weight").second,
             tensor(model.file("model.safetensors"), "model.embed_tokens.weight").second);
   EXPECT_EQ(read_text(merged + "/config.json"), read_text(model.file("config.json")));
+}
+
+// The first step's memory over time: every allocation and free, its highest point the step's
+// measured peak, every phase of the step in it; as a Chrome trace too. --trace-step 0: none.
+TEST(TrainCli, TheTracedStepsTimelineReachesItsMeasuredPeak) {
+  TempDir out, none;
+  const Result r = train({"--out", out.path(), "--steps", "2", "--trace", out.file("t.json")});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json report = report_in(out.path());
+  const nlohmann::json t = nlohmann::json::parse(read_text(out.file("timeline.json")));
+  EXPECT_EQ(t["step"], 1);
+  EXPECT_EQ(t["device"], "cpu");
+  EXPECT_EQ(report["timeline"]["file"], "timeline.json");
+  EXPECT_EQ(report["timeline"]["events"], t["events"]);
+  int64_t top = 0, last_event = -1;
+  std::set<int64_t> phases;
+  for (const nlohmann::json& p : t["points"]) {
+    EXPECT_GT(p[0].get<int64_t>(), last_event);
+    last_event = p[0].get<int64_t>();
+    top = std::max(top, p[1].get<int64_t>());
+    phases.insert(p[2].get<int64_t>());
+  }
+  const nlohmann::json& step1 = report["steps"][0];
+  EXPECT_EQ(top, step1["peak_bytes"].get<int64_t>());
+  // The step's phases (report.json: name -> peak) are the timeline's, each with its peak there.
+  EXPECT_EQ(t["phases"].size(), step1["phases"].size());
+  for (size_t i = 0; i < t["phases"].size(); ++i) {
+    const std::string name = t["phases"][i];
+    ASSERT_TRUE(step1["phases"].contains(name)) << name;
+    EXPECT_TRUE(phases.count(static_cast<int64_t>(i))) << name;
+    int64_t phase_top = 0;
+    for (const nlohmann::json& p : t["points"]) {
+      if (p[2].get<int64_t>() == static_cast<int64_t>(i))
+        phase_top = std::max(phase_top, p[1].get<int64_t>());
+    }
+    EXPECT_LE(phase_top, step1["phases"][name].get<int64_t>()) << name;
+  }
+  const nlohmann::json trace = nlohmann::json::parse(read_text(out.file("t.json")));
+  int64_t trace_top = 0;
+  for (const nlohmann::json& e : trace["traceEvents"]) {
+    if (e["ph"] == "C" && e["name"] == "total")
+      trace_top = std::max(trace_top, e["args"]["bytes"].get<int64_t>());
+  }
+  EXPECT_EQ(trace_top, top);
+  // verify --format html draws that timeline over the prediction, phase by phase.
+  const Result page =
+      testing::run_cli({"verify", "--run", out.file("report.json"), "--format", "html"});
+  ASSERT_EQ(page.code, 0) << page.err;
+  EXPECT_NE(page.out.find("<polyline class=\"measured\""), std::string::npos);
+  EXPECT_NE(page.out.find("PASS: max |error|"), std::string::npos);
+  EXPECT_NE(page.out.find("Black line: step 1 as measured (cpu, " +
+                          std::to_string(t["events"].get<int64_t>()) + " allocations and frees)"),
+            std::string::npos);
+  const Result off = train({"--out", none.path(), "--trace-step", "0"});
+  ASSERT_EQ(off.code, 0) << off.err;
+  EXPECT_FALSE(fs::exists(none.file("timeline.json")));
+  EXPECT_FALSE(report_in(none.path()).contains("timeline"));
+  const Result plain =
+      testing::run_cli({"verify", "--run", none.file("report.json"), "--format", "html"});
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_EQ(plain.out.find("class=\"measured\""), std::string::npos);
+  EXPECT_NE(plain.out.find("Predicted only: the run folder has no timeline.json"),
+            std::string::npos);
 }
 
 TEST(TrainCli, OutputFolderProblemsAreInputErrors) {

@@ -10,6 +10,7 @@
 
 #include "../cli/run_cli.h"
 #include "fixtures/model_files.h"
+#include "loraplan/planner/errors.h"
 #include "loraplan/planner/hardware.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/planner/simulator.h"
@@ -83,6 +84,44 @@ TEST(Timeline, DownsamplingKeepsEveryBucketsHighAndLow) {
       hi_kept = hi_kept || p.total == hi;
     }
     EXPECT_TRUE(lo_kept && hi_kept) << "bucket " << b;
+  }
+}
+
+TEST(Timeline, AMeasuredTimelineIsReadAndLaidOnThePredictionPhaseByPhase) {
+  const planner::Estimate e = readme_estimate();
+  const Timeline t = predicted_timeline(e.schedule, e.schedule.events.size());
+  // A "measurement" of the prediction's own points, at ten times the events: each run of a phase
+  // lands on the same phase's run.
+  nlohmann::json points = nlohmann::json::array();
+  for (const TimelinePoint& p : t.points) points.push_back({p.event * 10, p.total, p.phase});
+  const json file = {{"step", 1},
+                     {"device", "cpu"},
+                     {"events", t.events * 10},
+                     {"phases", t.phases},
+                     {"points", points}};
+  const MeasuredSeries m = parse_measured_timeline(file.dump(), "timeline.json");
+  ASSERT_EQ(m.points.size(), t.points.size());
+  const std::vector<std::vector<OverlayPoint>> lines = align_to_prediction(t, m);
+  size_t n = 0;
+  for (const auto& line : lines) {
+    for (const OverlayPoint& p : line) {
+      EXPECT_GE(p.x, 0);
+      EXPECT_LE(p.x, static_cast<double>(t.events));
+      ++n;
+    }
+  }
+  EXPECT_EQ(n, t.points.size());
+  // Every run starts where its phase's run starts in the prediction.
+  for (const PhaseSpan& s : t.spans) {
+    bool found = false;
+    for (const auto& line : lines)
+      for (const OverlayPoint& p : line) found = found || p.x == static_cast<double>(s.begin);
+    EXPECT_TRUE(found) << t.phases[static_cast<size_t>(s.phase)];
+  }
+  for (const char* bad :
+       {"[]", "{\"events\": 3, \"phases\": [], \"points\": [[0, 1, 2]]}",
+        "{\"events\": 3, \"phases\": [\"a\"], \"points\": [[1, 1, 0], [0, 1, 0]]}"}) {
+    EXPECT_THROW(parse_measured_timeline(bad, "timeline.json"), InputError) << bad;
   }
 }
 

@@ -19,15 +19,15 @@ run_browser() {
 }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-check() {  # name, then the estimate's flags
+check() {  # name, then the command's words (it writes the page)
   local name=$1
   shift
-  "$loraplan" estimate "$@" --format html >"$tmp/$name.html" || [[ $? == 1 ]]
+  "$loraplan" "$@" --format html >"$tmp/$name.html" || [[ $? == 1 ]]
   run_browser --dump-dom "file://$tmp/$name.html" >"$tmp/$name.dom"
   run_browser --window-size=1280,800 --screenshot="$tmp/$name.png" \
     --log-net-log="$tmp/$name.netlog" "file://$tmp/$name.html" >/dev/null
-  for want in '<svg class="timeline"' '<svg class="bar"' 'class="area"' 'class="peak"' \
-    'phase-label' '<title>optim</title>' '<title>loss</title>' 'made by <code>loraplan estimate'; do
+  for want in '<svg class="timeline"' 'class="area"' 'class="peak"' 'phase-label' \
+    '<title>optim</title>' '<title>loss</title>' "made by <code>loraplan $1"; do
     grep -qF "$want" "$tmp/$name.dom" || fail "$name: the rendered page has no $want"
   done
   /usr/bin/python3 - "$tmp/$name.png" "$tmp/$name.netlog" "$name" <<'PY'
@@ -67,9 +67,15 @@ print(f"{name}: {width}x{height} screenshot, {len(colours)} colours sampled, req
 PY
 }
 
-check fits --gpu 6GB
+check fits estimate --gpu 6GB
 grep -qF 'FITS with' "$tmp/fits.dom" || fail "fits: no verdict"
-check over --gpu 4GB
+grep -qF '<svg class="bar"' "$tmp/fits.dom" || fail "fits: no bar"
+check over estimate --gpu 4GB
 grep -qF 'DOES NOT FIT' "$tmp/over.dom" || fail "over: no verdict"
 grep -qF 'Changes that make it fit' "$tmp/over.dom" || fail "over: no changes"
+# A tiny CPU run, verified: the measured timeline over the predicted one.
+"$loraplan" train --model tiny-llama --steps 1 --out "$tmp/run" >/dev/null
+check verify verify --run "$tmp/run/report.json"
+grep -qF '<polyline class="measured"' "$tmp/verify.dom" || fail "verify: no measured line"
+grep -qF 'PASS: max |error|' "$tmp/verify.dom" || fail "verify: no verdict"
 echo "html reports: PASS"

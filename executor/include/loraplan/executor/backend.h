@@ -87,6 +87,9 @@ struct TrainRequest {
   // halves run in turn, weighted so the step's gradient is the same, and keep that size for the
   // rest of the run; down to one sequence. false: stop at the first out-of-memory.
   bool split_on_oom = true;
+  // The optimizer step whose memory timeline is recorded (1-based; 0: none). The first step
+  // already has the optimizer state, allocated before it.
+  int64_t trace_step = 1;
   std::function<void(const StepMeasure&)>
       on_step;  // called after each optimizer step; may be empty
 };
@@ -106,6 +109,23 @@ struct PhaseMeasure {
   // Most reserved bytes within the phase: CUDA, the caching allocator's segments, free or not;
   // CPU, equal to peak_bytes (the tracking allocator caches nothing).
   int64_t reserved_peak_bytes = 0;
+};
+
+// One step's memory over time, measured (TrainRequest::trace_step): the live tensor bytes after
+// each allocation and free, with the phase it happened in. Held to `max_points`: the events are cut
+// into buckets of equal length and each keeps its lowest and highest point, so no maximum is lost.
+// The CPU's tracking allocator records it; CUDA does not yet (empty).
+struct MeasuredPoint {
+  int64_t event = 0;   // the allocation or free's index within the step
+  int64_t live = 0;    // live tensor bytes after it
+  int32_t phase = -1;  // index into MeasuredTimeline::phases; -1 before the step's first phase
+};
+struct MeasuredTimeline {
+  int64_t step = 0;                 // 1-based; 0: none recorded
+  int64_t events = 0;               // allocations and frees in the step
+  int64_t bucket_events = 1;        // events per bucket (1: every event is a point)
+  std::vector<std::string> phases;  // the step's phases in order of first occurrence
+  std::vector<MeasuredPoint> points;
 };
 
 struct StepMeasure {
@@ -144,6 +164,7 @@ struct RunReport {
   int64_t resumed_step = 0;        // the checkpoint's step the run continued from; 0 = none
   std::string error;               // what ran out of memory or diverged, when it did
   std::vector<std::string> files;  // files written (adapter, config)
+  MeasuredTimeline timeline;       // of request.trace_step, when it ran and the device records
 };
 
 // The executor behind an interface: the LibTorch implementation lives in a module

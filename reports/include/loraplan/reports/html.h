@@ -35,7 +35,9 @@ std::string stacked_bar_svg(const std::vector<BarPart>& parts, int64_t budget, i
 
 // The timeline as stacked areas of live bytes by category over the step's events, phases as
 // labelled bands, the peak marked; `limit` > 0 draws a dashed line labelled `limit_label`.
+// `measured` (optional): polylines drawn over the areas, the measurement on the same axis.
 std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& limit_label,
-                         int width, int height);
+                         int width, int height,
+                         const std::vector<std::vector<OverlayPoint>>& measured = {});
 
 }  // namespace loraplan::reports

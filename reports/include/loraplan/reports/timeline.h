@@ -38,6 +38,32 @@ struct Timeline {
 // maximum of the curve is lost (the peak is always a point) and every dip stays visible.
 Timeline predicted_timeline(const planner::Schedule& s, size_t max_points = 4000);
 
+// A measured step's timeline as train writes it (the run folder's timeline.json): the live bytes
+// after allocations and frees (downsampled), each with the step's phase it happened in.
+struct MeasuredSeries {
+  struct Point {
+    int64_t event = 0, live = 0;
+    int32_t phase = -1;  // index into phases; -1 before the step's first phase
+  };
+  int64_t step = 0, events = 0;
+  std::string device;
+  std::vector<std::string> phases;
+  std::vector<Point> points;
+};
+// Throws InputError naming `where` for text that is not such a file.
+MeasuredSeries parse_measured_timeline(const std::string& text, const std::string& where);
+
+// The measured points on the predicted timeline's event axis, as polylines: each run of a phase
+// is stretched onto a run of the same phase in the prediction (the k-th onto the k-th, later ones
+// onto the last: the simulator's micro-batches 2..n repeat micro-batch 2), so the two curves meet
+// phase by phase. A run mapped left of the one before starts a new polyline.
+struct OverlayPoint {
+  double x = 0;  // predicted event index
+  int64_t bytes = 0;
+};
+std::vector<std::vector<OverlayPoint>> align_to_prediction(const Timeline& predicted,
+                                                           const MeasuredSeries& m);
+
 // The timeline in the Chrome trace event format: one counter track per category (bytes) and the
 // total, and each phase span as a complete event on a "phases" track. Time is the event index, in
 // microseconds: a prediction has no clock. `title` names the process ("loraplan estimate: ...").

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "loraplan/planner/simulator.h"
+#include "loraplan/reports/timeline.h"
 
 namespace loraplan::reports {
 
@@ -33,5 +34,11 @@ Verification verify(const planner::Estimate& predicted, int64_t measured_peak,
 std::string verification_text(const Verification& v);  // the table and the PASS/FAIL line
 std::string verification_markdown(const Verification& v);
 nlohmann::json verification_json(const Verification& v);  // pass, max_rel_error, tolerance, rows
+
+// verify --format html: the verdict, the predicted timeline with the measured one drawn over it
+// phase by phase (when the run recorded one), and every row with its error against the tolerance.
+std::string verification_html(const Verification& v, const planner::Estimate& predicted,
+                              const MeasuredSeries* measured, const std::string& title,
+                              const std::string& command);
 
 }  // namespace loraplan::reports
