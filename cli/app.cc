@@ -44,6 +44,8 @@ const std::vector<Command>& commands() {
       {"export",
        "Write a plan as a trainer's configuration: transformers, TRL, axolotl, torchtune, Unsloth",
        define_export},
+      {"report", "A run's page: predicted and measured memory over the step, phases, loss",
+       define_report},
       {"merge", "Merge a LoRA adapter into its base model's safetensors, for serving",
        define_merge},
       {"demo", "The whole loop on a tiny model on the CPU: estimate, train a few steps, verify",

@@ -90,6 +90,7 @@ Handler define_inspect(CLI::App& sub);
 Handler define_profiles(CLI::App& sub);
 Handler define_train(CLI::App& sub);
 Handler define_verify(CLI::App& sub);
+Handler define_report(CLI::App& sub);
 Handler define_plan(CLI::App& sub);
 Handler define_sweep(CLI::App& sub);
 Handler define_demo(CLI::App& sub);

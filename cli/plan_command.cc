@@ -93,7 +93,7 @@ Handler define_plan(CLI::App& sub) {
   add_config_flags(sub, f->config, /*searched_knobs=*/false);
   add_search_flags(sub, f->search);
   add_data_flags(sub, f->data, DataFlagsFor::kPlanning);
-  add_format_flag(sub, f->format);
+  add_format_flag(sub, f->format, /*markdown=*/true, /*html=*/true);
   add_from_flag(sub, f->from);
   sub.add_option(
       "-o,--out", f->out,
@@ -167,6 +167,8 @@ Handler define_plan(CLI::App& sub) {
       io.out << json;  // the plan itself is the output
     else if (f->format == "md")
       io.out << reports::plan_markdown(view) << data_lines;
+    else if (f->format == "html")
+      io.out << reports::plan_html(view, io.command);
     else
       io.out << reports::plan_text(view) << data_lines
              << (f->out.empty() ? "" : "  wrote " + f->out + "\n");

@@ -47,7 +47,7 @@ Handler define_sweep(CLI::App& sub) {
   sub.add_option("--gpus", f->gpus, "all, or GPU profiles and sizes: rtx-4090,t4,6GB")
       ->default_str(f->gpus);
   sub.add_option("--seq-lens", f->seq_lens, "Sequence lengths, tokens")->default_str(f->seq_lens);
-  add_format_flag(sub, f->format);
+  add_format_flag(sub, f->format, /*markdown=*/true, /*html=*/true);
   return [f](Io& io) {
     const planner::ModelDesc model = planner::load_model(f->config.model);
     const std::vector<int64_t> seq_lens = parse_seq_lens(f->seq_lens);
@@ -68,7 +68,9 @@ Handler define_sweep(CLI::App& sub) {
     for (planner::SweepCell& cell : planner::sweep(model, base, gpus, seq_lens, space, threads)) {
       rows.push_back({cell.gpu.name, cell.gpu.memory_bytes, cell.seq_len, std::move(cell.search)});
     }
-    if (f->format == "json")
+    if (f->format == "html")
+      io.out << reports::sweep_html(model.name, rows, io.command);
+    else if (f->format == "json")
       io.out << reports::sweep_json(model.name, rows).dump(2) << "\n";
     else if (f->format == "md")
       io.out << reports::sweep_markdown(model.name, rows);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <ostream>
 
@@ -170,6 +171,73 @@ void require_same_phases(const planner::Estimate& e, const reports::RunReport& r
   }
 }
 
+// What verify holds side by side: the run, what it was, the prediction and the verdict.
+struct Verified {
+  RunSpec spec;
+  planner::Estimate estimate;
+  reports::Verification verification;
+};
+
+Verified verify_run(const CLI::App& sub, const VerifyFlags& flags) {
+  const VerifyFlags* f = &flags;
+  const double tolerance = parse_tolerance(f->tolerance);
+  const RunSpec planned =
+      f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
+  const reports::RunReport run = reports::parse_run_report(planner::read_text_file(f->run), f->run);
+  require_complete(run, f->run);
+  RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
+  // The eval step (--eval-data) is the run's, as its data is.
+  if (f->plan.empty()) take_eval_from_run(run, spec.config);
+  require_same_model(run, spec, *f);
+  require_same_config(run, spec.config, *f);
+  // A run on a dataset ran micro-batches of several shapes: each phase's prediction is its
+  // highest over them, a shape seen only first in its step (before any gradient exists)
+  // simulated as a step of one micro-batch.
+  planner::Estimate e;
+  if (run.data_shapes.empty()) {
+    e = planner::estimate(spec.model, spec.config, spec.device);
+  } else {
+    planner::ShapeEstimates all;
+    for (const reports::RunReport::Shape& s : run.data_shapes) {
+      planner::TrainConfig c = planner::with_shape(spec.config, {s.micro_batch, s.seq_len, 1, 0});
+      if (s.first) c.grad_accum = 1;
+      all.estimates.push_back(planner::estimate(spec.model, c, spec.device));
+      if (all.estimates.back().peak_bytes > all.estimates[all.worst].peak_bytes)
+        all.worst = all.estimates.size() - 1;
+    }
+    e = planner::combined(all);
+  }
+  require_same_phases(e, run, f->run);
+  std::vector<std::pair<std::string, int64_t>> phases;
+  for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
+  reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
+  return {std::move(spec), std::move(e), std::move(v)};
+}
+
+// The page: the verdict, the timelines (timeline.json beside report.json, when train recorded
+// one), the rows, and the run's loss and tokens/s over its steps.
+std::string verify_page(const Verified& r, const std::string& run_path,
+                        const std::string& command) {
+  const std::filesystem::path dir = std::filesystem::path(run_path).parent_path();
+  const std::filesystem::path tl = dir / "timeline.json";
+  std::optional<reports::MeasuredSeries> measured;
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(tl, ec))
+    measured = reports::parse_measured_timeline(planner::read_text_file(tl.string()), tl.string());
+  reports::RunCurves curves;
+  const nlohmann::json j = nlohmann::json::parse(planner::read_text_file(run_path), nullptr, false);
+  if (j.is_object() && j.contains("steps") && j["steps"].is_array()) {
+    for (const nlohmann::json& s : j["steps"]) {
+      if (!s.is_object() || !s.contains("loss") || !s["loss"].is_number()) continue;
+      curves.loss.push_back(s["loss"].get<double>());
+      curves.tokens_per_s.push_back(s.value("tokens_per_s", 0.0));
+    }
+  }
+  return reports::verification_html(
+      r.verification, r.estimate, measured ? &*measured : nullptr, &curves,
+      "loraplan verify: " + r.spec.model.name + ", " + run_path, command);
+}
+
 }  // namespace
 
 Handler define_verify(CLI::App& sub) {
@@ -186,58 +254,48 @@ Handler define_verify(CLI::App& sub) {
       ->default_str(f->tolerance);
   add_format_flag(sub, f->format, /*markdown=*/true, /*html=*/true);
   return [f, &sub](Io& io) {
-    const double tolerance = parse_tolerance(f->tolerance);
-    const RunSpec planned =
-        f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
-    const reports::RunReport run =
-        reports::parse_run_report(planner::read_text_file(f->run), f->run);
-    require_complete(run, f->run);
-    RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
-    // The eval step (--eval-data) is the run's, as its data is.
-    if (f->plan.empty()) take_eval_from_run(run, spec.config);
-    require_same_model(run, spec, *f);
-    require_same_config(run, spec.config, *f);
-    // A run on a dataset ran micro-batches of several shapes: each phase's prediction is its
-    // highest over them, a shape seen only first in its step (before any gradient exists)
-    // simulated as a step of one micro-batch.
-    planner::Estimate e;
-    if (run.data_shapes.empty()) {
-      e = planner::estimate(spec.model, spec.config, spec.device);
-    } else {
-      planner::ShapeEstimates all;
-      for (const reports::RunReport::Shape& s : run.data_shapes) {
-        planner::TrainConfig c = planner::with_shape(spec.config, {s.micro_batch, s.seq_len, 1, 0});
-        if (s.first) c.grad_accum = 1;
-        all.estimates.push_back(planner::estimate(spec.model, c, spec.device));
-        if (all.estimates.back().peak_bytes > all.estimates[all.worst].peak_bytes)
-          all.worst = all.estimates.size() - 1;
-      }
-      e = planner::combined(all);
-    }
-    require_same_phases(e, run, f->run);
-    std::vector<std::pair<std::string, int64_t>> phases;
-    for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
-    const reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
-    if (f->format == "html") {
-      // The run folder's measured timeline (train --trace-step), when it has one.
-      const std::filesystem::path tl =
-          std::filesystem::path(f->run).parent_path() / "timeline.json";
-      std::optional<reports::MeasuredSeries> measured;
-      std::error_code ec;
-      if (std::filesystem::is_regular_file(tl, ec))
-        measured =
-            reports::parse_measured_timeline(planner::read_text_file(tl.string()), tl.string());
-      io.out << reports::verification_html(v, e, measured ? &*measured : nullptr,
-                                           "loraplan verify: " + spec.model.name + ", " + f->run,
-                                           io.command);
-    } else if (f->format == "json")
+    const Verified r = verify_run(sub, *f);
+    const reports::Verification& v = r.verification;
+    if (f->format == "html")
+      io.out << verify_page(r, f->run, io.command);
+    else if (f->format == "json")
       io.out << reports::verification_json(v).dump(2) << "\n";
     else if (f->format == "md")
       io.out << reports::verification_markdown(v);
     else
-      io.out << spec.model.name << ": predicted vs measured (" << f->run << ")\n"
+      io.out << r.spec.model.name << ": predicted vs measured (" << f->run << ")\n"
              << reports::verification_text(v);
     return v.pass ? kExitOk : kExitCheckFailed;
+  };
+}
+
+Handler define_report(CLI::App& sub) {
+  auto f = std::make_shared<VerifyFlags>();
+  f->config = executor_flags();
+  f->format = "html";
+  auto dir = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  sub.add_option("RUN_DIR", *dir, "A train --out folder (report.json, and timeline.json if any)")
+      ->required();
+  sub.add_option("-o,--out", *out, "Write the page here (default: standard output)");
+  sub.add_option("--tolerance", f->tolerance, "Largest relative error that passes, e.g. 2% or 0.02")
+      ->default_str(f->tolerance);
+  sub.footer("The page verify --format html writes for the run: its prediction and measurement.");
+  return [f, dir, out, &sub](Io& io) {
+    std::error_code ec;
+    f->run = std::filesystem::is_directory(*dir, ec)
+                 ? (std::filesystem::path(*dir) / "report.json").string()
+                 : *dir;
+    if (!std::filesystem::is_regular_file(f->run, ec))
+      throw InputError("RUN_DIR: " + *dir + " holds no report.json (a train --out folder)");
+    const std::string page = verify_page(verify_run(sub, *f), f->run, io.command);
+    if (out->empty() || *out == "-") {
+      io.out << page;
+    } else {
+      write_file_atomic(*out, page);
+      io.out << "wrote " << *out << "\n";
+    }
+    return kExitOk;
   };
 }
 

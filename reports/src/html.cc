@@ -95,7 +95,9 @@ std::string html_page(const std::string& title, const std::string& body,
          "@media print{body{margin:0;max-width:none}h2{break-after:avoid}svg{break-inside:avoid}}\n"
          "</style>\n</head>\n<body>\n" +
          body + "<footer>made by <code>" + html_escape(command) +
-         "</code>; loraplan's prediction, from its simulator (docs/simulator.md)</footer>\n"
+         "</code>: loraplan's prediction (its simulator, docs/simulator.md) and, where shown, a "
+         "run's "
+         "measurement (docs/reports.md)</footer>\n"
          "</body>\n</html>\n";
 }
 
@@ -305,6 +307,49 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
       "x=\"" +
       num(std::min(px + 8, left + w - 150)) + "\" y=\"" + num(py - 8) + "\">" + peak_text +
       "</text>\n";
+  return svg + "</svg>\n";
+}
+
+std::string line_chart_svg(const std::vector<double>& values, const std::string& label,
+                           const char* format, int width, int height) {
+  const double left = 64, right = 14, top = 24, bottom = 36;
+  const double w = width - left - right, h = height - top - bottom;
+  double lo = values.empty() ? 0 : *std::min_element(values.begin(), values.end());
+  double hi = values.empty() ? 1 : *std::max_element(values.begin(), values.end());
+  if (hi - lo < 1e-12 * std::max(1.0, std::abs(hi))) {
+    lo -= 0.5 * std::max(std::abs(lo), 1e-3);
+    hi += 0.5 * std::max(std::abs(hi), 1e-3);
+  }
+  const double n = static_cast<double>(std::max<size_t>(values.size(), 2) - 1);
+  auto X = [&](size_t i) { return left + w * static_cast<double>(i) / n; };
+  auto Y = [&](double v) { return top + h - h * (v - lo) / (hi - lo); };
+  auto text = [&](double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, format, v);
+    return std::string(b);
+  };
+  std::string svg = "<svg class=\"line\" role=\"img\" width=\"" + std::to_string(width) +
+                    "\" height=\"" + std::to_string(height) + "\" viewBox=\"0 0 " +
+                    std::to_string(width) + " " + std::to_string(height) + "\"><title>" +
+                    html_escape(label) + " by step</title>\n<text x=\"" + num(left) +
+                    "\" y=\"14\">" + html_escape(label) + "</text>\n";
+  for (double v : {lo, (lo + hi) / 2, hi}) {
+    svg += "<line x1=\"" + num(left) + "\" x2=\"" + num(left + w) + "\" y1=\"" + num(Y(v)) +
+           "\" y2=\"" + num(Y(v)) + "\" stroke=\"#0002\"/><text class=\"small\" x=\"" +
+           num(left - 6) + "\" y=\"" + num(Y(v) + 4) + "\" text-anchor=\"end\">" + text(v) +
+           "</text>\n";
+  }
+  std::string pts;
+  for (size_t i = 0; i < values.size(); ++i) pts += num(X(i)) + "," + num(Y(values[i])) + " ";
+  svg += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"#0072B2\" stroke-width=\"2\"/>\n";
+  for (size_t i = 0; i < values.size(); ++i) {
+    svg += "<circle cx=\"" + num(X(i)) + "\" cy=\"" + num(Y(values[i])) +
+           "\" r=\"2.5\" fill=\"#0072B2\"><title>step " + std::to_string(i + 1) + ": " +
+           text(values[i]) + "</title></circle>\n";
+  }
+  svg += "<text class=\"small\" x=\"" + num(left + w / 2) + "\" y=\"" + num(height - 6.0) +
+         "\" text-anchor=\"middle\">optimizer step (1-" + std::to_string(values.size()) +
+         ")</text>\n";
   return svg + "</svg>\n";
 }
 

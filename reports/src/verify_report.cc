@@ -87,8 +87,8 @@ nlohmann::json verification_json(const Verification& v) {
 }
 
 std::string verification_html(const Verification& v, const planner::Estimate& predicted,
-                              const MeasuredSeries* measured, const std::string& title,
-                              const std::string& command) {
+                              const MeasuredSeries* measured, const RunCurves* curves,
+                              const std::string& title, const std::string& command) {
   using planner::format_bytes;
   std::string body = "<h1>" + html_escape(title) + "</h1>\n<p class=\"verdict " +
                      (v.pass ? "fits" : "over") + "\">" + html_escape(summary(v)) + "</p>\n";
@@ -127,6 +127,10 @@ std::string verification_html(const Verification& v, const planner::Estimate& pr
             (r.pass ? "pass" : "FAIL") + "</td></tr>\n";
   }
   body += "</table>\n";
+  if (curves && !curves->loss.empty()) {
+    body += "<h2>The run</h2>\n" + line_chart_svg(curves->loss, "loss", "%.3f", 590, 220) +
+            line_chart_svg(curves->tokens_per_s, "tokens/s", "%.0f", 590, 220);
+  }
   return html_page(title, body, command);
 }
 

@@ -200,6 +200,18 @@ TEST(TrainCli, TheTracedStepsTimelineReachesItsMeasuredPeak) {
   EXPECT_NE(page.out.find("Black line: step 1 as measured (cpu, " +
                           std::to_string(t["events"].get<int64_t>()) + " allocations and frees)"),
             std::string::npos);
+  // report RUN_DIR writes that page, with the run's loss and tokens/s over its steps.
+  const Result rep = testing::run_cli({"report", out.path(), "-o", out.file("run.html")});
+  ASSERT_EQ(rep.code, 0) << rep.err;
+  EXPECT_EQ(rep.out, "wrote " + out.file("run.html") + "\n");
+  const std::string html = read_text(out.file("run.html"));
+  EXPECT_NE(html.find("<polyline class=\"measured\""), std::string::npos);
+  EXPECT_NE(html.find("<title>loss by step</title>"), std::string::npos);
+  EXPECT_NE(html.find("<title>step 2: "), std::string::npos);
+  const Result nowhere = testing::run_cli({"report", out.file("nowhere")});
+  EXPECT_EQ(nowhere.code, 2);
+  EXPECT_EQ(nowhere.err, "loraplan: error: RUN_DIR: " + out.file("nowhere") +
+                             " holds no report.json (a train --out folder)\n");
   const Result off = train({"--out", none.path(), "--trace-step", "0"});
   ASSERT_EQ(off.code, 0) << off.err;
   EXPECT_FALSE(fs::exists(none.file("timeline.json")));

@@ -173,5 +173,49 @@ TEST(Timeline, EstimateHtmlIsOnePageThatFetchesNothing) {
     EXPECT_NE(h.find(present), std::string::npos) << present;
 }
 
+TEST(Timeline, PlanHtmlShowsTheCandidatesAgainstTheBudget) {
+  const cli::testing::Result r =
+      cli::testing::run_cli({"plan", "--gpu", "6GB", "--format", "html"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const cli::testing::Result j =
+      cli::testing::run_cli({"plan", "--gpu", "6GB", "--format", "json"});
+  ASSERT_EQ(j.code, 0) << j.err;
+  const json plan = json::parse(j.out);
+  const std::string& h = r.out;
+  EXPECT_EQ(h.find("<script"), std::string::npos);
+  for (const std::string& present :
+       {std::string("<svg class=\"plan\""), std::string("data-kind=\"chosen\""),
+        std::string("data-kind=\"runner-up\""), std::string("<title>budget 6.00 GiB</title>"),
+        std::string("What stopped a bigger choice"), std::string("<svg class=\"timeline\""),
+        std::string("chosen: B 1 x 8 | checkpoint 18/32")})
+    EXPECT_NE(h.find(present), std::string::npos) << present;
+  // The chosen plan's peak, as plan.json has it.
+  EXPECT_NE(h.find(planner::format_bytes(plan["prediction"]["peak_bytes"].get<int64_t>())),
+            std::string::npos);
+}
+
+TEST(Timeline, SweepHtmlIsAHeatmapOfGpuBySequenceLength) {
+  const cli::testing::Result r = cli::testing::run_cli(
+      {"sweep", "--gpus", "4GB,6GB,24GB", "--seq-lens", "512,4096", "--format", "html"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string& h = r.out;
+  EXPECT_NE(h.find("<svg class=\"sweep\""), std::string::npos);
+  size_t cells = 0, fits = 0;
+  for (size_t at = h.find("<g class=\"cell\""); at != std::string::npos;
+       at = h.find("<g class=\"cell\"", at + 1)) {
+    ++cells;
+    fits += h.compare(at, 33, "<g class=\"cell\" data-fits=\"yes\"") == 0;
+  }
+  EXPECT_EQ(cells, 6u);
+  // As sweep's own JSON says: which cells fit.
+  const cli::testing::Result j = cli::testing::run_cli(
+      {"sweep", "--gpus", "4GB,6GB,24GB", "--seq-lens", "512,4096", "--format", "json"});
+  ASSERT_EQ(j.code, 0);
+  size_t fits_json = 0;
+  for (const json& row : json::parse(j.out)["rows"]) fits_json += row["fits"].get<bool>();
+  EXPECT_EQ(fits, fits_json);
+  EXPECT_NE(h.find(">T 4096</text>"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace loraplan::reports

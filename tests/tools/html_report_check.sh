@@ -26,8 +26,10 @@ check() {  # name, then the command's words (it writes the page)
   run_browser --dump-dom "file://$tmp/$name.html" >"$tmp/$name.dom"
   run_browser --window-size=1280,800 --screenshot="$tmp/$name.png" \
     --log-net-log="$tmp/$name.netlog" "file://$tmp/$name.html" >/dev/null
-  for want in '<svg class="timeline"' 'class="area"' 'class="peak"' 'phase-label' \
-    '<title>optim</title>' '<title>loss</title>' "made by <code>loraplan $1"; do
+  local wants=("made by <code>loraplan $1")
+  [[ $1 == sweep ]] || wants+=('<svg class="timeline"' 'class="area"' 'class="peak"' \
+    'phase-label' '<title>optim</title>' '<title>loss</title>')
+  for want in "${wants[@]}"; do
     grep -qF "$want" "$tmp/$name.dom" || fail "$name: the rendered page has no $want"
   done
   /usr/bin/python3 - "$tmp/$name.png" "$tmp/$name.netlog" "$name" <<'PY'
@@ -73,6 +75,10 @@ grep -qF '<svg class="bar"' "$tmp/fits.dom" || fail "fits: no bar"
 check over estimate --gpu 4GB
 grep -qF 'DOES NOT FIT' "$tmp/over.dom" || fail "over: no verdict"
 grep -qF 'Changes that make it fit' "$tmp/over.dom" || fail "over: no changes"
+check plan plan --gpu 6GB
+grep -qF '<svg class="plan"' "$tmp/plan.dom" || fail "plan: no candidates chart"
+check sweep sweep --gpus 4GB,6GB,24GB --seq-lens 512,4096
+grep -qF '<svg class="sweep"' "$tmp/sweep.dom" || fail "sweep: no heatmap"
 # A tiny CPU run, verified: the measured timeline over the predicted one.
 "$loraplan" train --model tiny-llama --steps 1 --out "$tmp/run" >/dev/null
 check verify verify --run "$tmp/run/report.json"

@@ -40,4 +40,9 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
                          int width, int height,
                          const std::vector<std::vector<OverlayPoint>>& measured = {});
 
+// `values` over optimizer steps 1..n as a line with dots, the y axis from their range; `format`
+// prints a value ("%.3f").
+std::string line_chart_svg(const std::vector<double>& values, const std::string& label,
+                           const char* format, int width, int height);
+
 }  // namespace loraplan::reports

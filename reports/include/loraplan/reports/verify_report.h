@@ -37,8 +37,12 @@ nlohmann::json verification_json(const Verification& v);  // pass, max_rel_error
 
 // verify --format html: the verdict, the predicted timeline with the measured one drawn over it
 // phase by phase (when the run recorded one), and every row with its error against the tolerance.
+// The run's own curves over its optimizer steps (report.json "steps").
+struct RunCurves {
+  std::vector<double> loss, tokens_per_s;
+};
 std::string verification_html(const Verification& v, const planner::Estimate& predicted,
-                              const MeasuredSeries* measured, const std::string& title,
-                              const std::string& command);
+                              const MeasuredSeries* measured, const RunCurves* curves,
+                              const std::string& title, const std::string& command);
 
 }  // namespace loraplan::reports
