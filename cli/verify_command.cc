@@ -176,15 +176,31 @@ struct Verified {
   RunSpec spec;
   planner::Estimate estimate;
   reports::Verification verification;
+  std::string stopped;  // why the run stopped early; empty when it completed
 };
 
-Verified verify_run(const CLI::App& sub, const VerifyFlags& flags) {
+// `stopped_too`: a run that stopped early (out of memory, diverged, split, interrupted) is held to
+// the prediction as far as it got, for report's page; verify refuses it.
+Verified verify_run(const CLI::App& sub, const VerifyFlags& flags, bool stopped_too = false) {
   const VerifyFlags* f = &flags;
   const double tolerance = parse_tolerance(f->tolerance);
   const RunSpec planned =
       f->plan.empty() ? RunSpec{} : resolve_run(sub, f->config, f->plan);  // the plan first
   const reports::RunReport run = reports::parse_run_report(planner::read_text_file(f->run), f->run);
-  require_complete(run, f->run);
+  std::string stopped;
+  try {
+    require_complete(run, f->run);
+  } catch (const InputError& e) {
+    if (!stopped_too) throw;
+    // "run/report.json: the run stopped out of memory (...); an incomplete run is ..." as a
+    // heading: what happened, without the file and verify's refusal.
+    stopped = e.what();
+    if (stopped.starts_with(f->run + ": ")) stopped = stopped.substr(f->run.size() + 2);
+    if (const size_t cut = stopped.rfind("; an incomplete run"); cut != std::string::npos)
+      stopped.resize(cut);
+    if (const size_t cut = stopped.rfind(": its phases mix"); cut != std::string::npos)
+      stopped.resize(cut);
+  }
   RunSpec spec = f->plan.empty() ? resolve_from_run(sub, *f, run) : planned;
   // The eval step (--eval-data) is the run's, as its data is.
   if (f->plan.empty()) take_eval_from_run(run, spec.config);
@@ -207,11 +223,11 @@ Verified verify_run(const CLI::App& sub, const VerifyFlags& flags) {
     }
     e = planner::combined(all);
   }
-  require_same_phases(e, run, f->run);
+  if (stopped.empty()) require_same_phases(e, run, f->run);
   std::vector<std::pair<std::string, int64_t>> phases;
   for (const reports::RunPhase& p : run.phases) phases.emplace_back(p.name, p.peak_bytes);
   reports::Verification v = reports::verify(e, run.peak_bytes, phases, tolerance);
-  return {std::move(spec), std::move(e), std::move(v)};
+  return {std::move(spec), std::move(e), std::move(v), std::move(stopped)};
 }
 
 // The page: the verdict, the timelines (timeline.json beside report.json, when train recorded
@@ -225,6 +241,7 @@ std::string verify_page(const Verified& r, const std::string& run_path,
   if (std::filesystem::is_regular_file(tl, ec))
     measured = reports::parse_measured_timeline(planner::read_text_file(tl.string()), tl.string());
   reports::RunCurves curves;
+  curves.stopped = r.stopped;
   const nlohmann::json j = nlohmann::json::parse(planner::read_text_file(run_path), nullptr, false);
   if (j.is_object() && j.contains("steps") && j["steps"].is_array()) {
     for (const nlohmann::json& s : j["steps"]) {
@@ -288,7 +305,8 @@ Handler define_report(CLI::App& sub) {
                  : *dir;
     if (!std::filesystem::is_regular_file(f->run, ec))
       throw InputError("RUN_DIR: " + *dir + " holds no report.json (a train --out folder)");
-    const std::string page = verify_page(verify_run(sub, *f), f->run, io.command);
+    const std::string page =
+        verify_page(verify_run(sub, *f, /*stopped_too=*/true), f->run, io.command);
     if (out->empty() || *out == "-") {
       io.out << page;
     } else {

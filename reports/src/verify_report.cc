@@ -90,8 +90,16 @@ std::string verification_html(const Verification& v, const planner::Estimate& pr
                               const MeasuredSeries* measured, const RunCurves* curves,
                               const std::string& title, const std::string& command) {
   using planner::format_bytes;
-  std::string body = "<h1>" + html_escape(title) + "</h1>\n<p class=\"verdict " +
-                     (v.pass ? "fits" : "over") + "\">" + html_escape(summary(v)) + "</p>\n";
+  std::string body = "<h1>" + html_escape(title) + "</h1>\n";
+  if (curves && !curves->stopped.empty()) {
+    // The run did not finish a step to hold the prediction to: say why, then show how far it got.
+    body += "<p class=\"verdict over stopped\">" + html_escape(curves->stopped) +
+            "</p>\n<p>Below: the prediction for its configuration and what the run measured "
+            "before it stopped; phases it never reached show as not measured.</p>\n";
+  } else {
+    body += "<p class=\"verdict " + std::string(v.pass ? "fits" : "over") + "\">" +
+            html_escape(summary(v)) + "</p>\n";
+  }
   const Timeline t = predicted_timeline(predicted.schedule, 1200);
   body += "<h2>Over the step: predicted and measured</h2>\n";
   if (measured) {

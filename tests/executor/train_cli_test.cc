@@ -224,6 +224,22 @@ TEST(TrainCli, TheTracedStepsTimelineReachesItsMeasuredPeak) {
             std::string::npos);
 }
 
+// A run that ran out of memory: verify refuses it, report draws how far it got.
+TEST(TrainCli, TheReportOfARunOutOfMemoryShowsWhereItStopped) {
+  TempDir out;
+  const Result r = train({"--out", out.path(), "--micro-batch", "1", "--budget", "760KiB"});
+  ASSERT_EQ(r.code, 1) << r.out << r.err;
+  ASSERT_NE(r.out.find("OUT OF MEMORY"), std::string::npos) << r.out;
+  const Result v = testing::run_cli({"verify", "--run", out.file("report.json")});
+  EXPECT_EQ(v.code, 2);
+  const Result rep = testing::run_cli({"report", out.path()});
+  ASSERT_EQ(rep.code, 0) << rep.err;
+  EXPECT_NE(rep.out.find("class=\"verdict over stopped\""), std::string::npos);
+  EXPECT_NE(rep.out.find("the run stopped out of memory"), std::string::npos);
+  EXPECT_NE(rep.out.find("<polyline class=\"measured\""), std::string::npos);  // step 1, partly
+  EXPECT_NE(rep.out.find("not measured"), std::string::npos);
+}
+
 TEST(TrainCli, OutputFolderProblemsAreInputErrors) {
   TempDir dir;
   write_text(dir.file("file"), "x");

@@ -40,6 +40,8 @@ nlohmann::json verification_json(const Verification& v);  // pass, max_rel_error
 // The run's own curves over its optimizer steps (report.json "steps").
 struct RunCurves {
   std::vector<double> loss, tokens_per_s;
+  std::string
+      stopped;  // why the run stopped early ("... out of memory (...)"); empty: it completed
 };
 std::string verification_html(const Verification& v, const planner::Estimate& predicted,
                               const MeasuredSeries* measured, const RunCurves* curves,
