@@ -13,6 +13,7 @@
 #include "loraplan/planner/batch_shapes.h"
 #include "loraplan/planner/model_loader.h"
 #include "loraplan/reports/estimate_report.h"
+#include "loraplan/reports/html.h"
 #include "loraplan/reports/table.h"
 #include "loraplan/reports/timeline.h"
 #include "search_flags.h"
@@ -152,7 +153,18 @@ Handler define_estimate(CLI::App& sub) {
                         "--trace");
     }
     if (f->format == "html") {
-      io.out << reports::estimate_html(view, io.command);
+      std::string extra;
+      if (data) {
+        const data::MicroBatch& w = data->worst();
+        extra = "<h2>The data</h2>\n<p>" + reports::html_escape(f->data.data) + ": " +
+                reports::with_commas(data->lengths.summary.rows) + " rows, batching " +
+                reports::html_escape(data->batches.options.batching.name()) + "; the worst " +
+                "micro-batch (" + std::to_string(w.sequences) + " x " + std::to_string(w.seq_len) +
+                ", rows " + reports::html_escape(rows_text(w.rows)) + ") is the step above.</p>\n" +
+                reports::length_histogram_svg(data->lengths.trained, w.rows, f->config.seq_len, 48,
+                                              1200, 260);
+      }
+      io.out << reports::estimate_html(view, io.command, extra);
     } else if (f->format == "json") {
       nlohmann::json j = reports::estimate_json(view);
       if (data) j.update(data_json(*data, f->data.data));

@@ -202,7 +202,8 @@ nlohmann::json estimate_json(const EstimateView& v) {
   return j;
 }
 
-std::string estimate_html(const EstimateView& v, const std::string& command) {
+std::string estimate_html(const EstimateView& v, const std::string& command,
+                          const std::string& extra) {
   const planner::Estimate& e = v.estimate;
   const std::string title = "loraplan estimate: " + v.model.name + " on " + device_line(v);
   std::string body = "<h1>" + html_escape(title) + "</h1>\n<p class=\"mono\">" +
@@ -282,7 +283,7 @@ std::string estimate_html(const EstimateView& v, const std::string& command) {
               format_bytes(x.peak_bytes) + "</td><td>" + html_escape(x.why) + "</td></tr>\n";
     body += "</table>\n";
   }
-  return html_page(title, body, command);
+  return html_page(title, body + extra, command);
 }
 
 }  // namespace loraplan::reports

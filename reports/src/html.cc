@@ -190,9 +190,12 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
                          const std::vector<std::vector<OverlayPoint>>& measured) {
   const double left = 78, right = 16, top = 30, bottom = 44;
   const double w = width - left - right, h = height - top - bottom;
-  int64_t ymax = std::max<int64_t>({t.peak_bytes, limit, 1});
+  int64_t ymax = std::max<int64_t>(t.peak_bytes, 1);
   for (const auto& line : measured)
     for (const OverlayPoint& p : line) ymax = std::max(ymax, p.bytes);
+  // A limit far above the curve would flatten it: then it is named, not drawn.
+  const bool limit_drawn = limit > 0 && limit <= 4 * ymax;
+  if (limit_drawn) ymax = std::max(ymax, limit);
   const double xmax = static_cast<double>(std::max<int64_t>(t.events, 1));
   auto X = [&](double event) { return left + w * event / xmax; };
   auto Y = [&](double bytes) { return top + h - h * bytes / (static_cast<double>(ymax) * 1.06); };
@@ -272,7 +275,12 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
          "\" y=\"" + num(height - 8.0) +
          "\" text-anchor=\"middle\">event of the step (allocations and frees, in order), " +
          std::to_string(t.events) + " in all</text>\n";
-  if (limit > 0) {
+  if (limit > 0 && !limit_drawn) {
+    svg += "<text class=\"small\" x=\"" + num(left + w - 4) + "\" y=\"" + num(top + 12) +
+           "\" text-anchor=\"end\" fill=\"#b03a00\">" + html_escape(limit_label) +
+           ": far above, off the scale</text>\n";
+  }
+  if (limit_drawn) {
     const double y = Y(static_cast<double>(limit));
     svg += "<line class=\"limit\" x1=\"" + num(left) + "\" x2=\"" + num(left + w) + "\" y1=\"" +
            num(y) + "\" y2=\"" + num(y) +
@@ -350,6 +358,68 @@ std::string line_chart_svg(const std::vector<double>& values, const std::string&
   svg += "<text class=\"small\" x=\"" + num(left + w / 2) + "\" y=\"" + num(height - 6.0) +
          "\" text-anchor=\"middle\">optimizer step (1-" + std::to_string(values.size()) +
          ")</text>\n";
+  return svg + "</svg>\n";
+}
+
+std::string length_histogram_svg(const std::vector<int64_t>& lengths,
+                                 const std::vector<int64_t>& marked, int64_t seq_len, int bins,
+                                 int width, int height) {
+  const double left = 64, right = 14, top = 20, bottom = 40;
+  const double w = width - left - right, h = height - top - bottom;
+  int64_t longest = 1;
+  for (int64_t n : lengths) longest = std::max(longest, n);
+  const int64_t top_len = std::max(longest, seq_len);
+  const int64_t bin = std::max<int64_t>(1, (top_len + bins - 1) / bins);
+  const int count = static_cast<int>((top_len + bin - 1) / bin) + 1;
+  std::vector<int64_t> all(static_cast<size_t>(count), 0), worst(static_cast<size_t>(count), 0);
+  for (int64_t n : lengths) ++all[static_cast<size_t>(n / bin)];
+  for (int64_t i : marked) {
+    if (i >= 0 && i < static_cast<int64_t>(lengths.size()))
+      ++worst[static_cast<size_t>(lengths[static_cast<size_t>(i)] / bin)];
+  }
+  const int64_t most = std::max<int64_t>(1, *std::max_element(all.begin(), all.end()));
+  auto X = [&](double tokens) { return left + w * tokens / static_cast<double>(count * bin); };
+  auto Y = [&](double rows) { return top + h - h * rows / static_cast<double>(most); };
+  std::string svg = "<svg class=\"histogram\" role=\"img\" width=\"" + std::to_string(width) +
+                    "\" height=\"" + std::to_string(height) + "\" viewBox=\"0 0 " +
+                    std::to_string(width) + " " + std::to_string(height) +
+                    "\"><title>rows by length, the worst micro-batch's marked</title>\n";
+  for (int b = 0; b < count; ++b) {
+    const double x0 = X(static_cast<double>(b * bin)), x1 = X(static_cast<double>((b + 1) * bin));
+    const std::string range =
+        std::to_string(b * bin) + "-" + std::to_string((b + 1) * bin - 1) + " tokens";
+    if (all[static_cast<size_t>(b)] > 0) {
+      svg += "<rect class=\"bin\" x=\"" + num(x0) + "\" y=\"" +
+             num(Y(static_cast<double>(all[static_cast<size_t>(b)]))) + "\" width=\"" +
+             num(std::max(x1 - x0 - 1, 0.5)) + "\" height=\"" +
+             num(top + h - Y(static_cast<double>(all[static_cast<size_t>(b)]))) +
+             "\" fill=\"#56B4E9\"><title>" + range + ": " +
+             std::to_string(all[static_cast<size_t>(b)]) + " rows</title></rect>\n";
+    }
+    if (worst[static_cast<size_t>(b)] > 0) {
+      svg += "<rect class=\"worst\" x=\"" + num(x0) + "\" y=\"" +
+             num(Y(static_cast<double>(worst[static_cast<size_t>(b)]))) + "\" width=\"" +
+             num(std::max(x1 - x0 - 1, 0.5)) + "\" height=\"" +
+             num(top + h - Y(static_cast<double>(worst[static_cast<size_t>(b)]))) +
+             "\" fill=\"#D55E00\"><title>" + range + ": " +
+             std::to_string(worst[static_cast<size_t>(b)]) +
+             " rows of the worst micro-batch</title></rect>\n";
+    }
+  }
+  for (const double v : {0.0, static_cast<double>(most) / 2, static_cast<double>(most)}) {
+    svg += "<text class=\"small\" x=\"" + num(left - 6) + "\" y=\"" + num(Y(v) + 4) +
+           "\" text-anchor=\"end\">" + std::to_string(static_cast<int64_t>(v)) + "</text>\n";
+  }
+  const double sx = X(static_cast<double>(seq_len));
+  svg += "<line class=\"seq-len\" x1=\"" + num(sx) + "\" x2=\"" + num(sx) + "\" y1=\"" + num(top) +
+         "\" y2=\"" + num(top + h) +
+         "\" stroke=\"#444\" stroke-dasharray=\"4 3\"/><text class=\"small\" x=\"" + num(sx - 4) +
+         "\" y=\"" + num(top + 10) + "\" text-anchor=\"end\">--seq-len " + std::to_string(seq_len) +
+         "</text>\n<line x1=\"" + num(left) + "\" x2=\"" + num(left + w) + "\" y1=\"" +
+         num(top + h) + "\" y2=\"" + num(top + h) + "\" stroke=\"#444\"/>\n<text x=\"" +
+         num(left + w / 2) + "\" y=\"" + num(height - 8.0) +
+         "\" text-anchor=\"middle\">tokens per row (bins of " + std::to_string(bin) +
+         "); rows</text>\n";
   return svg + "</svg>\n";
 }
 

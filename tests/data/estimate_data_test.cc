@@ -65,6 +65,36 @@ TEST(EstimateData, ThePeakIsTheWorstShapesAndThatShapeEstimatedAlonePeaksTheSame
   }
 }
 
+// The page of a dataset's estimate: the length histogram with the worst micro-batch's rows.
+TEST(EstimateData, TheHtmlPageHasTheLengthHistogramWithTheWorstBatchMarked) {
+  loraplan::testing::TempDir dir;
+  loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(400, 1));
+  const nlohmann::json j = estimate_json({"--data", dir.file("d.jsonl")});
+  std::vector<std::string> args = {
+      "estimate",          "--model",  "tiny-llama",    "--gpu", "6GB",
+      "--seq-len",         "256",      "--micro-batch", "4",     "--data",
+      dir.file("d.jsonl"), "--format", "html"};
+  const auto r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("<svg class=\"histogram\""), std::string::npos);
+  EXPECT_NE(r.out.find("--seq-len 256</text>"), std::string::npos);
+  // The worst micro-batch's rows, counted over the marked bins' titles.
+  size_t marked = 0;
+  const std::string tag = " rows of the worst micro-batch</title>";
+  for (size_t at = r.out.find(tag); at != std::string::npos; at = r.out.find(tag, at + 1)) {
+    const size_t colon = r.out.rfind(": ", at);
+    marked += std::stoul(r.out.substr(colon + 2, at - colon - 2));
+  }
+  EXPECT_EQ(marked, j["worst_batch"]["rows"].size());
+  size_t rows = 0;
+  const std::string bin = " rows</title></rect>";
+  for (size_t at = r.out.find(bin); at != std::string::npos; at = r.out.find(bin, at + 1)) {
+    const size_t colon = r.out.rfind(": ", at);
+    rows += std::stoul(r.out.substr(colon + 2, at - colon - 2));
+  }
+  EXPECT_EQ(rows, 400u);
+}
+
 TEST(EstimateData, TheEpochIsTimedOverItsRealTokens) {
   loraplan::testing::TempDir dir;
   loraplan::testing::write_text(dir.file("d.jsonl"), skewed_rows(400, 1));

@@ -32,6 +32,8 @@ nlohmann::json estimate_json(const EstimateView& v);
 // One self-contained page: the verdict, the breakdown at the peak as a bar and a table, the
 // predicted timeline over the step (stacked by kind, phases labelled, the peak marked, the budget
 // drawn) and the phase peaks; `command` goes in the footer.
-std::string estimate_html(const EstimateView& v, const std::string& command);
+// `extra`: more of the page (HTML), after the phases: estimate --data's dataset section.
+std::string estimate_html(const EstimateView& v, const std::string& command,
+                          const std::string& extra = "");
 
 }  // namespace loraplan::reports

@@ -40,6 +40,12 @@ std::string timeline_svg(const Timeline& t, int64_t limit, const std::string& li
                          int width, int height,
                          const std::vector<std::vector<OverlayPoint>>& measured = {});
 
+// A histogram of `lengths` (tokens per row) in up to `bins` equal bins from 0 to the longest, the
+// rows of `marked` (indices into lengths) drawn in their own colour on top: the worst micro-batch.
+std::string length_histogram_svg(const std::vector<int64_t>& lengths,
+                                 const std::vector<int64_t>& marked, int64_t seq_len, int bins,
+                                 int width, int height);
+
 // `values` over optimizer steps 1..n as a line with dots, the y axis from their range; `format`
 // prints a value ("%.3f").
 std::string line_chart_svg(const std::vector<double>& values, const std::string& label,
