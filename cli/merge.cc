@@ -264,6 +264,8 @@ MergeResult merge_adapter(const std::string& model_dir, const std::string& adapt
       throw InputError(where + ": expected a 2-d bf16, fp16 or fp32 tensor");
     (half == 'A' ? pairs[name].a : pairs[name].b) = &t;
   }
+  if (pairs.empty())
+    throw InputError("--adapter: " + adapter_file.string() + ": holds no LoRA weights");
   std::map<std::string, const TensorRecord*> by_name;
   for (const TensorRecord& t : base) by_name[t.name] = &t;
   for (const auto& [name, p] : pairs) {

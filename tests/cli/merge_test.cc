@@ -215,6 +215,13 @@ TEST_F(Merge, BadInputIsOneLineAndWritesNothing) {
                            ": model.layers.9.mlp.up_proj.weight: the model in " + model.path() +
                            " has no such weight\n");
   EXPECT_FALSE(fs::exists(out));
+  // An adapter file with no LoRA weights at all.
+  loraplan::testing::write_safetensors(adapter.file("adapter_model.safetensors"), {}, {});
+  const Result empty = merge(out);
+  EXPECT_EQ(empty.code, 2);
+  EXPECT_EQ(empty.err, "loraplan: error: --adapter: " + adapter.file("adapter_model.safetensors") +
+                           ": holds no LoRA weights\n");
+  EXPECT_FALSE(fs::exists(out));
   // No leftovers beside the output.
   EXPECT_TRUE(fs::is_empty(out_root.path()));
 }
