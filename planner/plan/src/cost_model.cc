@@ -67,6 +67,67 @@ Rates cpu_rates(int threads) {
   return r;
 }
 
+namespace {
+
+// One decoder layer's linear layers in one micro-batch's forward: the frozen products, the LoRA
+// products, dequantizing the frozen weights, the weights' bytes and the forward's op count
+// (norms, rotary, attention, activation and residuals, then per linear).
+struct LinearCost {
+  double frozen = 0, lora = 0, dequant = 0, weight_bytes = 0;
+  double frozen_flops = 0, lora_flops = 0;
+  double ops_fwd = 14;
+};
+
+LinearCost linear_cost(const TrainConfig& c, const Rates& r,
+                       const std::vector<LayerLinear>& linears) {
+  const double N = static_cast<double>(c.tokens());
+  const double a = dtype_bytes(c.compute);
+  const double rank = static_cast<double>(c.lora_rank);
+  const WeightFormatInfo& format = weight_format_info(c.weights.format);
+  const bool dequantized =
+      format.quantized() || dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
+  LinearCost k;
+  for (const LayerLinear& l : linears) {
+    const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
+    const double flops = 2 * N * in * out;
+    k.frozen += roofline(flops, (N * in + N * out + in * out) * a, r);
+    k.frozen_flops += flops;
+    const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
+    k.weight_bytes += w;
+
+    if (format.four_bit() && r.unpack_4bit_s > 0)
+      k.dequant += in * out * r.unpack_4bit_s;
+    else if (dequantized)
+      k.dequant += (w + in * out * a) / r.memory_bw;
+    k.ops_fwd += dequantized ? 2 : 1;
+    if (c.lora_targets.contains(l.module)) {
+      const double lf = 2 * N * rank * (in + out);
+      k.lora += roofline(lf, (2 * N * in + 2 * N * rank + 2 * N * out) * a, r);
+      k.lora_flops += lf;
+      k.ops_fwd += c.lora_dropout > 0 ? 5 : 4;
+    }
+  }
+  return k;
+}
+
+// One optimizer update over the adapters: parameters, gradients and states read and written.
+double optimizer_seconds(const ModelDesc& m, const TrainConfig& c, const Rates& r,
+                         const std::vector<LayerLinear>& linears) {
+  const double rank = static_cast<double>(c.lora_rank);
+  double adapter_params = 0;
+  for (const LayerLinear& l : linears) {
+    if (c.lora_targets.contains(l.module))
+      adapter_params += rank * static_cast<double>(l.in + l.out);
+  }
+  adapter_params *= static_cast<double>(m.layers);
+  const OptimizerInfo& opt = optimizer_info(c.optimizer);
+  const double state_bytes = opt.states * (opt.eight_bit ? 1 : 4);  // per adapter element
+  return adapter_params * (8 + state_bytes) * 2 / r.memory_bw +
+         4 * static_cast<double>(m.layers) * r.op_overhead_s;
+}
+
+}  // namespace
+
 StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates) {
   Rates r = rates;
   if (c.device == Device::kCpu && c.compute == DType::kBF16) r.matmul_flops /= 4;
@@ -75,34 +136,9 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   const double T = static_cast<double>(c.seq_len), B = static_cast<double>(c.micro_batch);
   const double a = dtype_bytes(c.compute);
   const double C = static_cast<double>(m.hidden), I = static_cast<double>(m.intermediate);
-  const double V = static_cast<double>(m.vocab), rank = static_cast<double>(c.lora_rank);
-  const WeightFormatInfo& format = weight_format_info(c.weights.format);
-  const bool dequantized =
-      format.quantized() || dtype_bytes(c.compute) != linear_weight_bytes(1, 1, c.weights);
+  const double V = static_cast<double>(m.vocab);
   const std::vector<LayerLinear> linears = layer_table(m).linears();
-  double ops_fwd = 14, frozen_flops = 0,
-         lora_flops = 0;  // ops: norms, rotary, attention, activation, residuals
-  double frozen = 0, lora = 0, dequant = 0, weight_bytes = 0;
-  for (const LayerLinear& l : linears) {
-    const double in = static_cast<double>(l.in), out = static_cast<double>(l.out);
-    const double flops = 2 * N * in * out;
-    frozen += roofline(flops, (N * in + N * out + in * out) * a, r);
-    frozen_flops += flops;
-    const double w = static_cast<double>(linear_weight_bytes(l.out, l.in, c.weights));
-    weight_bytes += w;
-
-    if (format.four_bit() && r.unpack_4bit_s > 0)
-      dequant += in * out * r.unpack_4bit_s;
-    else if (dequantized)
-      dequant += (w + in * out * a) / r.memory_bw;
-    ops_fwd += dequantized ? 2 : 1;
-    if (c.lora_targets.contains(l.module)) {
-      const double lf = 2 * N * rank * (in + out);
-      lora += roofline(lf, (2 * N * in + 2 * N * rank + 2 * N * out) * a, r);
-      lora_flops += lf;
-      ops_fwd += c.lora_dropout > 0 ? 5 : 4;
-    }
-  }
+  const LinearCost lin = linear_cost(c, r, linears);
   // Attention: Q K^T and P V, 4 B H T T D FLOPs forward; eager streams the B H T T scores
   // through softmax, efficient keeps them on chip and recomputes them in backward.
   const double H = static_cast<double>(m.heads), D = static_cast<double>(m.head_dim);
@@ -123,21 +159,21 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
                                : roofline(att_flops * share, 4 * N * H * D * a, r);
     const double att_b = eager ? roofline(2 * att_flops, B * H * T * T * a * 6, r)
                                : roofline(2.5 * att_flops * share, 8 * N * H * D * a, r);
-    const double layer_fwd = frozen + lora + att_f + elem_f;
+    const double layer_fwd = lin.frozen + lin.lora + att_f + elem_f;
     const bool ckpt = c.checkpointed[l];
     const double uses = ckpt ? 3 : 2;  // forward, backward, recompute
-    s.frozen_s += 2 * frozen;
-    s.lora_s += 3 * lora;
+    s.frozen_s += 2 * lin.frozen;
+    s.lora_s += 3 * lin.lora;
     s.attention_s += att_f + att_b;
     s.elementwise_s += 3 * elem_f;
-    s.dequant_s += uses * dequant;
+    s.dequant_s += uses * lin.dequant;
     if (ckpt) s.recompute_s += layer_fwd;
-    if (c.offloaded[l]) s.offload_s += uses * weight_bytes / r.host_link_bw;
-    ops += ops_fwd * (ckpt ? 4 : 3);
+    if (c.offloaded[l]) s.offload_s += uses * lin.weight_bytes / r.host_link_bw;
+    ops += lin.ops_fwd * (ckpt ? 4 : 3);
     // Products: frozen forward and input gradient, LoRA forward and both gradients, attention
     // forward and backward; a checkpointed layer's forward once more.
-    flops += 2 * frozen_flops + 3 * lora_flops + 3 * att_flops +
-             (ckpt ? frozen_flops + lora_flops + att_flops : 0);
+    flops += 2 * lin.frozen_flops + 3 * lin.lora_flops + 3 * att_flops +
+             (ckpt ? lin.frozen_flops + lin.lora_flops + att_flops : 0);
   }
   // Output head and cross-entropy: N C V forward and input gradient; chunks recompute theirs.
   const double head_f = roofline(2 * N * C * V, (N * C + C * V + N * V) * a, r);
@@ -148,17 +184,7 @@ StepCost step_cost(const ModelDesc& m, const TrainConfig& c, const Rates& rates)
   s.overhead_s = ops * r.op_overhead_s;
   micro = s.frozen_s + s.lora_s + s.attention_s + s.recompute_s + s.dequant_s + s.elementwise_s +
           s.head_s + s.offload_s + s.overhead_s;
-
-  // One optimizer update over the adapters: parameters, gradients and states read and written.
-  double adapter_params = 0;
-  for (const LayerLinear& l : linears) {
-    if (c.lora_targets.contains(l.module))
-      adapter_params += rank * static_cast<double>(l.in + l.out);
-  }
-  adapter_params *= static_cast<double>(L);
-  const OptimizerInfo& opt = optimizer_info(c.optimizer);
-  const double state_bytes = opt.states * (opt.eight_bit ? 1 : 4);  // per adapter element
-  s.optimizer_s = adapter_params * (8 + state_bytes) * 2 / r.memory_bw + 4 * L * r.op_overhead_s;
+  s.optimizer_s = optimizer_seconds(m, c, r, linears);
 
   const double accum = static_cast<double>(c.grad_accum);
   for (double* part : {&s.frozen_s, &s.lora_s, &s.attention_s, &s.recompute_s, &s.dequant_s,

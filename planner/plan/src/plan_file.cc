@@ -160,18 +160,10 @@ std::vector<bool> layer_flags(const JsonFields& f, const json& list, const char*
 
 }  // namespace
 
-PlanFile read_plan(const std::string& path) {
-  const std::string text = read_text_file(path);
-  const json j = parse_json(text, path, "plan");
-  if (!j.is_object()) throw InputError(located(path, 0, "a plan must be a JSON object"));
-  const JsonFields top(j, text, path);
-  if (top.string("schema") != "loraplan-plan") top.fail("schema", "must be \"loraplan-plan\"");
-  if (top.integer("version", 1, "must be a positive integer") != kPlanVersion) {
-    top.fail("version", "must be " + std::to_string(kPlanVersion) +
-                            " (this loraplan reads plan version " + std::to_string(kPlanVersion) +
-                            ")");
-  }
-  PlanFile p;
+namespace {
+
+// plan.json's "model": the reference, loaded, and its dimensions as the plan recorded them.
+void read_plan_model(const JsonFields& top, PlanFile& p) {
   const JsonFields model = top.object("model");
   p.model_reference = model.string("reference");
   p.model = load_model(p.model_reference);
@@ -187,20 +179,20 @@ PlanFile read_plan(const std::string& path) {
                           "); the plan was made for another model");
     }
   }
+}
 
+// "hardware": the device, the GPU and the budget.
+void read_plan_hardware(const JsonFields& top, PlanFile& p) {
   const JsonFields hw = top.object("hardware");
   const std::string device = hw.string("device");
   if (device != "cuda" && device != "cpu") hw.fail("device", "must be \"cuda\" or \"cpu\"");
   p.device = device == "cpu" ? Device::kCpu : Device::kCuda;
   p.gpu = p.device == Device::kCuda ? hw.string("gpu") : "";
   p.budget_bytes = hw.integer("budget_bytes", 0, "must be a non-negative integer");
+}
 
-  const JsonFields cf = top.object("config");
-  TrainConfig& c = p.config;
-  c.device = p.device;
-  c.seq_len = cf.positive_int_up_to("seq_len", ConfigLimits::kSeqLen);
-  c.micro_batch = cf.positive_int_up_to("micro_batch", ConfigLimits::kMicroBatch);
-  c.grad_accum = cf.positive_int_up_to("grad_accum", ConfigLimits::kGradAccum);
+// "config.weights" and "config.compute_dtype".
+void read_plan_precision(const JsonFields& cf, TrainConfig& c) {
   const JsonFields w = cf.object("weights");
   const auto format = parse_weight_format(w.string("format"));
   if (!format) w.fail("format", "must be one of " + weight_format_choices(", "));
@@ -213,6 +205,10 @@ PlanFile read_plan(const std::string& path) {
     cf.fail("compute_dtype", "must be bf16, fp16 or fp32");
   }
   c.compute = *compute;
+}
+
+// "config.lora": rank, alpha, dropout and the targets, which must be modules of the model.
+void read_plan_lora(const JsonFields& cf, const ModelDesc& m, TrainConfig& c) {
   const JsonFields lora = cf.object("lora");
   c.lora_rank = lora.positive_int("rank");
   c.lora_alpha = lora.number("alpha", 0);
@@ -224,26 +220,42 @@ PlanFile read_plan(const std::string& path) {
   }
   if (targets.empty()) lora.fail("targets", "must name at least one module");
   try {
-    c.lora_targets = parse_lora_targets(targets, p.model, "targets");
+    c.lora_targets = parse_lora_targets(targets, m, "targets");
   } catch (const InputError& e) {
     lora.fail("targets", std::string("must name modules of the model: ") + e.what());
   }
-  const auto optimizer = parse_optimizer(cf.string("optimizer"));
-  if (!optimizer) cf.fail("optimizer", "must be one of " + optimizer_choices(", "));
-  c.optimizer = *optimizer;
-  c.checkpointed =
-      layer_flags(cf, cf.array("checkpoint_layers"), "checkpoint_layers", p.model.layers);
+}
+
+// "config.checkpoint_layers" and "config.offload" (one "gpu" or "cpu" per layer).
+void read_plan_layers(const JsonFields& cf, int64_t layers, TrainConfig& c) {
+  c.checkpointed = layer_flags(cf, cf.array("checkpoint_layers"), "checkpoint_layers", layers);
   const json& offload = cf.array("offload");
-  if (static_cast<int64_t>(offload.size()) != p.model.layers) {
-    cf.fail("offload", "must give \"gpu\" or \"cpu\" for each of the " +
-                           std::to_string(p.model.layers) + " layers");
+  if (static_cast<int64_t>(offload.size()) != layers) {
+    cf.fail("offload",
+            "must give \"gpu\" or \"cpu\" for each of the " + std::to_string(layers) + " layers");
   }
-  c.offloaded.assign(p.model.layers, false);
+  c.offloaded.assign(layers, false);
   for (size_t l = 0; l < offload.size(); ++l) {
     if (offload[l] != "gpu" && offload[l] != "cpu")
       cf.fail("offload", "must hold only \"gpu\" or \"cpu\"");
     c.offloaded[l] = offload[l] == "cpu";
   }
+}
+
+// "config": every knob, then validated against the model as the flags are.
+void read_plan_config(const JsonFields& top, const std::string& path, PlanFile& p) {
+  const JsonFields cf = top.object("config");
+  TrainConfig& c = p.config;
+  c.device = p.device;
+  c.seq_len = cf.positive_int_up_to("seq_len", ConfigLimits::kSeqLen);
+  c.micro_batch = cf.positive_int_up_to("micro_batch", ConfigLimits::kMicroBatch);
+  c.grad_accum = cf.positive_int_up_to("grad_accum", ConfigLimits::kGradAccum);
+  read_plan_precision(cf, c);
+  read_plan_lora(cf, p.model, c);
+  const auto optimizer = parse_optimizer(cf.string("optimizer"));
+  if (!optimizer) cf.fail("optimizer", "must be one of " + optimizer_choices(", "));
+  c.optimizer = *optimizer;
+  read_plan_layers(cf, p.model.layers, c);
   const std::string attention = cf.string("attention");
   if (attention != "eager" && attention != "efficient")
     cf.fail("attention", "must be \"eager\" or \"efficient\"");
@@ -264,7 +276,25 @@ PlanFile read_plan(const std::string& path) {
   } catch (const InputError& e) {
     throw InputError(located(path, 0, e.what()));
   }
+}
 
+}  // namespace
+
+PlanFile read_plan(const std::string& path) {
+  const std::string text = read_text_file(path);
+  const json j = parse_json(text, path, "plan");
+  if (!j.is_object()) throw InputError(located(path, 0, "a plan must be a JSON object"));
+  const JsonFields top(j, text, path);
+  if (top.string("schema") != "loraplan-plan") top.fail("schema", "must be \"loraplan-plan\"");
+  if (top.integer("version", 1, "must be a positive integer") != kPlanVersion) {
+    top.fail("version", "must be " + std::to_string(kPlanVersion) +
+                            " (this loraplan reads plan version " + std::to_string(kPlanVersion) +
+                            ")");
+  }
+  PlanFile p;
+  read_plan_model(top, p);
+  read_plan_hardware(top, p);
+  read_plan_config(top, path, p);
   const JsonFields prediction = top.object("prediction");
   p.predicted_peak_bytes = prediction.positive_int("peak_bytes");
   p.prediction = j.at("prediction");

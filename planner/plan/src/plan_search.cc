@@ -293,16 +293,13 @@ std::string plan_label(const TrainConfig& c) {
          " | " + weights_text(c.weights) + " | " + std::string(optimizer_name(c.optimizer));
 }
 
-PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d,
-                       const Rates& r, const SearchSpace& space) {
-  if (space.target_batch < 1 || space.target_batch > ConfigLimits::kMicroBatch) {
-    throw InputError("--target-batch: " + std::to_string(space.target_batch) + " is not in 1.." +
-                     std::to_string(ConfigLimits::kMicroBatch) + " sequences");
-  }
-  PlanSearch out;
-  out.limit_bytes = d.budget_bytes - margin_for(space, d.budget_bytes);
-  Searcher searcher(m, d, r, space, out);
+namespace {
 
+// Every combination of micro-batch, attention, loss chunking, weight format and optimizer the
+// space allows, each at its best case (no checkpointing, no offload), fastest first.
+std::vector<Combo> candidate_combos(const ModelDesc& m, const TrainConfig& base,
+                                    const DeviceModel& d, const SearchSpace& space,
+                                    Searcher& searcher) {
   const std::vector<QuantOptions> weights =
       space.weights.empty() ? std::vector<QuantOptions>{base.weights} : space.weights;
   const std::vector<Optimizer> optimizers =
@@ -340,16 +337,21 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   }
   std::stable_sort(combos.begin(), combos.end(),
                    [](const Combo& a, const Combo& b) { return a.best_case > b.best_case; });
+  return combos;
+}
 
-  std::map<Shape, int64_t> infeasible_from;  // shape -> smallest micro-batch known not to fit
-  std::map<Shape, std::map<int64_t, int64_t>>
-      least_position;  // shape -> micro-batch -> least position that fits
-  // The largest micro-batch at which each combination's most frugal plan fits, by bisection over
-  // the micro-batches (a larger one never needs less): the ones above it are rejected unsimulated.
+// Where each combination stops fitting even at its most frugal (every layer checkpointed and, if
+// allowed, offloaded): found by bisection over its micro-batches (a larger one never needs less).
+struct FrugalBounds {
+  std::map<Shape, int64_t> infeasible_from;      // shape -> smallest micro-batch known not to fit
+  std::set<std::pair<Shape, int64_t>> rejected;  // (shape, micro-batch) rejected with its peak
+};
+
+FrugalBounds frugal_bounds(const std::vector<Combo>& combos, const ModelDesc& m,
+                           const SearchSpace& space, Searcher& searcher, PlanSearch& out) {
+  FrugalBounds bounds;
   std::map<Shape, std::vector<const Combo*>> by_shape;  // ascending micro-batch
   for (const Combo& k : combos) by_shape[k.shape].push_back(&k);
-  std::set<std::pair<Shape, int64_t>>
-      rejected_frugal;  // (shape, micro-batch) rejected with its peak
   for (auto& [shape, list] : by_shape) {
     std::sort(list.begin(), list.end(), [](const Combo* a, const Combo* b) {
       return a->config.micro_batch < b->config.micro_batch;
@@ -360,7 +362,7 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       if (!f.fits) {
         PlanCandidate p;
         out.rejected.push_back(searcher.infeasible(*list[i], p, f));
-        rejected_frugal.insert({shape, list[i]->config.micro_batch});
+        bounds.rejected.insert({shape, list[i]->config.micro_batch});
       }
       return f.fits;
     };
@@ -377,15 +379,23 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
           hi = mid;
       }
     }
-    if (hi < list.size()) infeasible_from[shape] = list[hi]->config.micro_batch;
+    if (hi < list.size()) bounds.infeasible_from[shape] = list[hi]->config.micro_batch;
   }
-  const size_t kept =
-      static_cast<size_t>(space.runner_ups) + 1;  // the chosen plan and its runner-ups
+  return bounds;
+}
+
+// Each combination, fastest first, fitted at its least checkpointing and offload; those that
+// cannot beat the fastest plan found so far, or are known not to fit, are rejected unsimulated.
+// Returns the plans that fit, fastest first.
+std::vector<PlanCandidate> fit_combos(const std::vector<Combo>& combos, FrugalBounds& bounds,
+                                      const ModelDesc& m, Searcher& searcher, PlanSearch& out) {
+  std::map<Shape, std::map<int64_t, int64_t>>
+      least_position;  // shape -> micro-batch -> least position that fits
   std::vector<PlanCandidate> feasible;
   for (const Combo& k : combos) {
-    if (auto it = infeasible_from.find(k.shape);
-        it != infeasible_from.end() && k.config.micro_batch >= it->second) {
-      if (rejected_frugal.count({k.shape, k.config.micro_batch}))
+    if (auto it = bounds.infeasible_from.find(k.shape);
+        it != bounds.infeasible_from.end() && k.config.micro_batch >= it->second) {
+      if (bounds.rejected.count({k.shape, k.config.micro_batch}))
         continue;  // rejected already, with its peak
       PlanCandidate p;
       p.config = k.config;
@@ -420,31 +430,22 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
       continue;
     }
     if (!p.fits) {
-      infeasible_from[k.shape] =
-          std::min(infeasible_from.count(k.shape) ? infeasible_from[k.shape] : INT64_MAX,
-                   k.config.micro_batch);
+      bounds.infeasible_from[k.shape] = std::min(
+          bounds.infeasible_from.count(k.shape) ? bounds.infeasible_from[k.shape] : INT64_MAX,
+          k.config.micro_batch);
       out.rejected.push_back(std::move(p));
       continue;
     }
     feasible.insert(std::upper_bound(feasible.begin(), feasible.end(), p, faster), p);
   }
-  if (feasible.empty()) return out;
+  return feasible;
+}
 
-  out.found = true;
-  out.chosen = feasible.front();
-  for (size_t i = 1; i < feasible.size(); ++i) {
-    PlanCandidate p = feasible[i];
-    p.reason = "slower: " + tokens_text(p.cost.tokens_per_s);
-    if (i < kept) out.runner_ups.push_back(p);
-    out.rejected.push_back(std::move(p));
-  }
-  std::stable_sort(out.rejected.begin(), out.rejected.end(),
-                   [](const PlanCandidate& a, const PlanCandidate& b) {
-                     if (a.fits != b.fits) return a.fits;
-                     return a.cost.tokens_per_s > b.cost.tokens_per_s;
-                   });
-  if (!space.explain) return out;
-  // The allocator model capped where the search capped it; with data, at the worst shape.
+// The chosen plan's estimate (the allocator model capped where the search capped it; with data,
+// at the worst shape) and what stopped the next bigger choice: the next micro-batch, one
+// checkpointed or offloaded layer fewer.
+void explain(const ModelDesc& m, const DeviceModel& d, const SearchSpace& space, Searcher& searcher,
+             PlanSearch& out) {
   if (space.data_shapes) {
     out.estimate = searcher.simulate(out.chosen.config, &out.worst_shape);
   } else {
@@ -454,7 +455,6 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
   }
   out.estimate.budget_bytes = d.budget_bytes;
 
-  // The boundaries: the next bigger micro-batch, one checkpointed or offloaded layer fewer.
   const TrainConfig& c = out.chosen.config;
   const std::vector<int64_t> sizes = divisors(space.target_batch);
   const auto next = std::upper_bound(sizes.begin(), sizes.end(), c.micro_batch);
@@ -484,6 +484,40 @@ PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const Device
                      std::to_string(k)) +
         ": needs " + over_limit(e.peak_bytes, out.limit_bytes));
   }
+}
+
+}  // namespace
+
+PlanSearch search_plan(const ModelDesc& m, const TrainConfig& base, const DeviceModel& d,
+                       const Rates& r, const SearchSpace& space) {
+  if (space.target_batch < 1 || space.target_batch > ConfigLimits::kMicroBatch) {
+    throw InputError("--target-batch: " + std::to_string(space.target_batch) + " is not in 1.." +
+                     std::to_string(ConfigLimits::kMicroBatch) + " sequences");
+  }
+  PlanSearch out;
+  out.limit_bytes = d.budget_bytes - margin_for(space, d.budget_bytes);
+  Searcher searcher(m, d, r, space, out);
+  const std::vector<Combo> combos = candidate_combos(m, base, d, space, searcher);
+  FrugalBounds bounds = frugal_bounds(combos, m, space, searcher, out);
+  const std::vector<PlanCandidate> feasible = fit_combos(combos, bounds, m, searcher, out);
+  if (feasible.empty()) return out;
+
+  out.found = true;
+  out.chosen = feasible.front();
+  const size_t kept =
+      static_cast<size_t>(space.runner_ups) + 1;  // the chosen plan and its runner-ups
+  for (size_t i = 1; i < feasible.size(); ++i) {
+    PlanCandidate p = feasible[i];
+    p.reason = "slower: " + tokens_text(p.cost.tokens_per_s);
+    if (i < kept) out.runner_ups.push_back(p);
+    out.rejected.push_back(std::move(p));
+  }
+  std::stable_sort(out.rejected.begin(), out.rejected.end(),
+                   [](const PlanCandidate& a, const PlanCandidate& b) {
+                     if (a.fits != b.fits) return a.fits;
+                     return a.cost.tokens_per_s > b.cost.tokens_per_s;
+                   });
+  if (space.explain) explain(m, d, space, searcher, out);
   return out;
 }
 

@@ -424,211 +424,274 @@ void eval_step(StepBuilder& sb, const ModelDesc& m, const TrainConfig& c, Stage&
   sb.drop(labels);
 }
 
-Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes) {
-  Schedule s;
-  StepBuilder sb(s, last_schedule_size.buffers, last_schedule_size.events);
-  const Dims d = dims_of(m, c);
-  const std::vector<TensorSpec>& tensors = model_inventory(m);
+namespace {
 
-  // Resident state: weights, adapters, optimizer state.
-  sb.phase("setup");
-  std::vector<std::vector<const TensorSpec*>> layer_linears(m.layers);
-  int64_t max_adapter = 0;
-  const OptimizerInfo& opt = optimizer_info(c.optimizer);
-  for (const TensorSpec& t : tensors) {
-    const bool linear = t.is_linear_weight() && t.module != Module::kLmHead;
-    if (linear) layer_linears[t.layer].push_back(&t);
-    if (linear && c.offloaded[t.layer]) {
-      s.host_bytes += linear_weight_bytes(t.shape[0], t.shape[1], c.weights);
-    } else if (linear) {
-      alloc_linear_weight(sb, t.layer, t.shape[0], t.shape[1], c.weights, Category::kWeights,
-                          nullptr);
-    } else {
-      // Embeddings, norms, biases and lm_head stay in the compute dtype.
-      sb.alloc("weight", t.layer, -1, t.numel() * d.a, Category::kWeights);
+// One optimizer step's schedule, built in the order the executor runs it: the resident state
+// (setup), the workspaces and tables every step shares, each simulated micro-batch (batch, embed,
+// the layers forward, the loss, the layers backward), the optimizer update, the evaluation.
+class StepScheduler {
+ public:
+  StepScheduler(Schedule& s, const ModelDesc& m, const TrainConfig& c)
+      : s_(s),
+        sb_(s, last_schedule_size.buffers, last_schedule_size.events),
+        m_(m),
+        c_(c),
+        d_(dims_of(m, c)),
+        layer_linears_(m.layers),
+        layer_(decoder_layer_graph(m, c)),
+        // Efficient attention in windowed layers holds smaller chunks: a graph of its own.
+        split_(attention_kinds(m, d_.T).windowed && c.attention == Attention::kEfficient),
+        windowed_layer_(split_
+                            ? std::optional<GraphPlan>(decoder_layer_graph(m, c, m.sliding_window))
+                            : std::nullopt),
+        head_(head_graph(m, c)),
+        head_run_(head_, -1, 0),
+        fwd_phase_(m.layers, -1),
+        bwd_phase_(m.layers, -1) {}
+
+  void build(int64_t gemm_workspace_bytes) {
+    resident_state();
+    device_workspaces(gemm_workspace_bytes);
+    shared_tables();
+    runs_.reserve(m_.layers);
+    s_.simulated_micro_batches = static_cast<int32_t>(std::min<int64_t>(c_.grad_accum, 2));
+    for (int mb = 0; mb < s_.simulated_micro_batches; ++mb) micro_batch(mb);
+    optimizer_step();
+    if (c_.has_eval()) {
+      auto stage = [this](int l) { return this->stage(l); };
+      auto unstage = [this](const std::vector<int32_t>& staged) { this->unstage(staged); };
+      eval_step(sb_, m_, c_, stage, unstage, last_use_, temp_ids_);
     }
-    if (linear && c.lora_targets.contains(t.module)) {
+    last_schedule_size = {s_.buffers.size(), s_.events.size()};
+    // A hint from a much larger schedule would leave most of the storage unused.
+    if (s_.buffers.capacity() > 2 * s_.buffers.size() + 1024) s_.buffers.shrink_to_fit();
+    if (s_.events.capacity() > 2 * s_.events.size() + 1024) s_.events.shrink_to_fit();
+  }
+
+ private:
+  // Resident state: weights, adapters, optimizer state.
+  void resident_state() {
+    sb_.phase("setup");
+    const OptimizerInfo& opt = optimizer_info(c_.optimizer);
+    for (const TensorSpec& t : model_inventory(m_)) {
+      const bool linear = t.is_linear_weight() && t.module != Module::kLmHead;
+      if (linear) layer_linears_[t.layer].push_back(&t);
+      if (linear && c_.offloaded[t.layer]) {
+        s_.host_bytes += linear_weight_bytes(t.shape[0], t.shape[1], c_.weights);
+      } else if (linear) {
+        alloc_linear_weight(sb_, t.layer, t.shape[0], t.shape[1], c_.weights, Category::kWeights,
+                            nullptr);
+      } else {
+        // Embeddings, norms, biases and lm_head stay in the compute dtype.
+        sb_.alloc("weight", t.layer, -1, t.numel() * d_.a, Category::kWeights);
+      }
+      if (!linear || !c_.lora_targets.contains(t.module)) continue;
       for (int64_t n :
-           {c.lora_rank * t.shape[1], t.shape[0] * c.lora_rank}) {  // A [r, in], B [out, r]
-        sb.alloc("lora", t.layer, -1, 4 * n, Category::kAdapters);
+           {c_.lora_rank * t.shape[1], t.shape[0] * c_.lora_rank}) {  // A [r, in], B [out, r]
+        sb_.alloc("lora", t.layer, -1, 4 * n, Category::kAdapters);
         const int64_t state = opt.state_bytes(n);
         if (opt.paged) {
-          s.host_optimizer_bytes += state;
+          s_.host_optimizer_bytes += state;
         } else if (state > 0) {
-          sb.alloc("optimizer", t.layer, -1, state, Category::kOptimizer);
+          sb_.alloc("optimizer", t.layer, -1, state, Category::kOptimizer);
         }
         // AdamW's update temporaries exist for fp32 state; 8-bit state updates block by block in
         // place (bitsandbytes' kernel, the executor's loop) and leaves none.
-        if (!opt.state_8bit(n)) max_adapter = std::max(max_adapter, n);
+        if (!opt.state_8bit(n)) max_adapter_ = std::max(max_adapter_, n);
       }
     }
   }
-  // PyTorch 2.x takes a cuBLAS workspace from the caching allocator per thread (handle) and stream
-  // at its first GEMM and keeps it: one for the forward, one for the autograd engine's device
-  // thread that runs the backward. Measured on an H200 with LibTorch 2.11: allocated bytes exceed
-  // the tensors by exactly 2 x 32 MiB (docs/accuracy-cuda.md).
-  if (gemm_workspace_bytes > 0) {
-    sb.alloc("cublas_workspace.forward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
-    sb.alloc("cublas_workspace.backward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+
+  // PyTorch 2.x takes a cuBLAS workspace from the caching allocator per thread (handle) and
+  // stream at its first GEMM and keeps it: one for the forward, one for the autograd engine's
+  // device thread that runs the backward. Measured on an H200 with LibTorch 2.11: allocated bytes
+  // exceed the tensors by exactly 2 x 32 MiB (docs/accuracy-cuda.md).
+  void device_workspaces(int64_t gemm_workspace_bytes) {
+    if (gemm_workspace_bytes <= 0) return;
+    sb_.alloc("cublas_workspace.forward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
+    sb_.alloc("cublas_workspace.backward", -1, -1, gemm_workspace_bytes, Category::kWorkspace);
     // A linear with a bias runs as addmm through cuBLASLt, whose 1 MiB workspace is likewise kept
     // per thread: the forward's, and the backward thread's when it recomputes a biased linear
     // (a checkpointed layer). Measured on the H200, LibTorch 2.11 (scripts/cuda_overheads.py).
-    if (m.qkv_bias || m.o_bias || m.mlp_bias) {
-      sb.alloc("cublaslt_workspace.forward", -1, -1, kCublasLtWorkspaceBytes, Category::kWorkspace);
-      if (std::find(c.checkpointed.begin(), c.checkpointed.end(), true) != c.checkpointed.end()) {
-        sb.alloc("cublaslt_workspace.backward", -1, -1, kCublasLtWorkspaceBytes,
-                 Category::kWorkspace);
-      }
+    if (!(m_.qkv_bias || m_.o_bias || m_.mlp_bias)) return;
+    sb_.alloc("cublaslt_workspace.forward", -1, -1, kCublasLtWorkspaceBytes, Category::kWorkspace);
+    if (std::find(c_.checkpointed.begin(), c_.checkpointed.end(), true) != c_.checkpointed.end()) {
+      sb_.alloc("cublaslt_workspace.backward", -1, -1, kCublasLtWorkspaceBytes,
+                Category::kWorkspace);
     }
   }
+
   // Tables every step shares: cos and sin [T, rotary dim / 2] in the compute dtype, and for eager
   // attention the masks [T, T] (bool): causal for the layers that see every earlier token, causal
   // and windowed for those whose window is shorter than the sequence.
   // They cover c.tables() positions (T, or a dataset run's longest T).
-  const int64_t P = c.tables();
-  sb.alloc("rope.cos", -1, -1, P * (m.rotary_dim() / 2) * d.a, Category::kActivations);
-  sb.alloc("rope.sin", -1, -1, P * (m.rotary_dim() / 2) * d.a, Category::kActivations);
-  const AttentionKinds kinds = attention_kinds(m, d.T);
-  if (c.attention == Attention::kEager) {
-    const AttentionKinds table_kinds = attention_kinds(m, P);
-    if (table_kinds.full) sb.alloc("attn.causal_mask", -1, -1, P * P, Category::kActivations);
-    if (table_kinds.windowed) sb.alloc("attn.window_mask", -1, -1, P * P, Category::kActivations);
+  void shared_tables() {
+    const int64_t P = c_.tables();
+    sb_.alloc("rope.cos", -1, -1, P * (m_.rotary_dim() / 2) * d_.a, Category::kActivations);
+    sb_.alloc("rope.sin", -1, -1, P * (m_.rotary_dim() / 2) * d_.a, Category::kActivations);
+    if (c_.attention != Attention::kEager) return;
+    const AttentionKinds table_kinds = attention_kinds(m_, P);
+    if (table_kinds.full) sb_.alloc("attn.causal_mask", -1, -1, P * P, Category::kActivations);
+    if (table_kinds.windowed) sb_.alloc("attn.window_mask", -1, -1, P * P, Category::kActivations);
   }
 
-  const GraphPlan layer(decoder_layer_graph(m, c));
-  // Efficient attention in windowed layers holds smaller chunks: a graph of its own.
-  const bool split = kinds.windowed && c.attention == Attention::kEfficient;
-  const std::optional<GraphPlan> windowed_layer =
-      split ? std::optional<GraphPlan>(decoder_layer_graph(m, c, m.sliding_window)) : std::nullopt;
-  auto plan_for = [&](int l) -> const GraphPlan& {
-    return split && windowed_attention(m, l, d.T) ? *windowed_layer : layer;
-  };
-  const GraphPlan head(head_graph(m, c));
-  std::vector<int> last_use;      // scratch for forward()
-  std::vector<int32_t> temp_ids;  // scratch for forward() and backward()
-  auto stage = [&](int l) {
+  const GraphPlan& plan_for(int l) const {
+    return split_ && windowed_attention(m_, l, d_.T) ? *windowed_layer_ : layer_;
+  }
+
+  // An offloaded layer's frozen weights, staged onto the device for its turn.
+  std::vector<int32_t> stage(int l) {
     std::vector<int32_t> staged;
-    if (c.offloaded[l]) {
-      for (const TensorSpec* t : layer_linears[l]) {
-        alloc_linear_weight(sb, l, t->shape[0], t->shape[1], c.weights, Category::kOffloadStaging,
+    if (c_.offloaded[l]) {
+      for (const TensorSpec* t : layer_linears_[l]) {
+        alloc_linear_weight(sb_, l, t->shape[0], t->shape[1], c_.weights, Category::kOffloadStaging,
                             &staged);
       }
     }
     return staged;
-  };
-  auto unstage = [&](const std::vector<int32_t>& staged) {
-    for (int32_t id : staged) sb.drop(id);
-  };
+  }
+  void unstage(const std::vector<int32_t>& staged) {
+    for (int32_t id : staged) sb_.drop(id);
+  }
 
-  GradState gs;
-  std::vector<GraphRun> runs;  // [layers] this micro-batch's run of each layer
-  std::vector<int32_t> fwd_phase(m.layers, -1), bwd_phase(m.layers, -1);  // their indices
-  runs.reserve(m.layers);
-  GraphRun head_run(head, -1, 0);
-  s.simulated_micro_batches = static_cast<int32_t>(std::min<int64_t>(c.grad_accum, 2));
-  for (int mb = 0; mb < s.simulated_micro_batches; ++mb) {
-    gs.first_micro_batch = mb == 0;
-    sb.phase("batch");
-    const int32_t ids = sb.alloc("input_ids", -1, mb, d.N * 8, Category::kBatch);  // int64 [B, T]
-    const int32_t labels = sb.alloc("labels", -1, mb, d.N * 8, Category::kBatch);  // int64 [B, T]
+  void micro_batch(int mb) {
+    gs_.first_micro_batch = mb == 0;
+    sb_.phase("batch");
+    const int32_t ids = sb_.alloc("input_ids", -1, mb, d_.N * 8, Category::kBatch);  // int64 [B, T]
+    const int32_t labels = sb_.alloc("labels", -1, mb, d_.N * 8, Category::kBatch);  // int64 [B, T]
 
-    sb.phase("embed");
-    int32_t x = sb.alloc("embed.out", -1, mb, d.N * d.C * d.a, Category::kActivations);  // [N, C]
-    if (m.scales_embedding()) {  // h * sqrt(C): a scaled copy
+    sb_.phase("embed");
+    int32_t x =
+        sb_.alloc("embed.out", -1, mb, d_.N * d_.C * d_.a, Category::kActivations);  // [N, C]
+    if (m_.scales_embedding()) {  // h * sqrt(C): a scaled copy
       const int32_t scaled =
-          sb.alloc("embed.scaled", -1, mb, d.N * d.C * d.a, Category::kActivations);
-      sb.drop(x);
+          sb_.alloc("embed.scaled", -1, mb, d_.N * d_.C * d_.a, Category::kActivations);
+      sb_.drop(x);
       x = scaled;
     }
+    x = forward_layers(mb, x);
 
-    for (int l = 0; l < m.layers; ++l) {
-      sb.phase(fwd_phase[l], [l] { return "fwd L" + std::to_string(l); });
-      const std::vector<int32_t> staged = stage(l);
-      if (static_cast<size_t>(l) < runs.size()) {
-        runs[l].restart(l, mb);
-      } else {
-        runs.emplace_back(plan_for(l), l, mb);
-      }
-      if (c.checkpointed[l]) sb.hold(x);  // the checkpoint keeps the layer input
-      // Layer 0's input is the frozen embedding's output: it is not part of the graph.
-      forward(sb, runs[l], x, !c.checkpointed[l], l > 0, last_use, temp_ids);
-      sb.drop(x);
-      unstage(staged);
-      x = runs[l].buf[runs[l].plan->g.output];
-    }
-
-    sb.phase("loss");
-    head_run.restart(-1, mb);
-    forward(sb, head_run, x, true, true, last_use, temp_ids);
-    sb.drop(x);
+    sb_.phase("loss");
+    head_run_.restart(-1, mb);
+    forward(sb_, head_run_, x, true, true, last_use_, temp_ids_);
+    sb_.drop(x);
     // backward() of loss / grad_accum: the quotient and backward's seed (ones) stay until the
     // micro-batch's backward ends, the loss until the micro-batch's end; the division's gradient
     // is grad:loss. Each division by a number wraps it (and its fp32 cast) in CPU tensors.
-    const int32_t loss = head_run.buf[head.g.output];
-    const bool cpu = c.device == Device::kCpu;
-    const int32_t scaled = scalar_quotient(sb, "loss.scaled", mb, Category::kLogits, cpu);
-    const int32_t seed = sb.alloc("grad:loss.scaled", -1, mb, 4, Category::kLogits);
-    int32_t g = backward(sb, head_run, scalar_quotient(sb, "grad:loss", mb, Category::kLogits, cpu),
-                         gs, temp_ids);
+    const int32_t loss = head_run_.buf[head_.g.output];
+    const bool cpu = c_.device == Device::kCpu;
+    const int32_t scaled = scalar_quotient(sb_, "loss.scaled", mb, Category::kLogits, cpu);
+    const int32_t seed = sb_.alloc("grad:loss.scaled", -1, mb, 4, Category::kLogits);
+    const int32_t g =
+        backward(sb_, head_run_, scalar_quotient(sb_, "grad:loss", mb, Category::kLogits, cpu), gs_,
+                 temp_ids_);
+    backward_layers(mb, g);
+    sb_.drop(seed);
+    sb_.drop(scaled);
+    sb_.drop(loss);
+    sb_.drop(ids);
+    sb_.drop(labels);
+  }
 
-    for (int l = static_cast<int>(m.layers) - 1; l >= 0; --l) {
-      sb.phase(bwd_phase[l], [l] { return "bwd L" + std::to_string(l); });
+  // The decoder layers forward from the embedding `x`; returns the last layer's output.
+  int32_t forward_layers(int mb, int32_t x) {
+    for (int l = 0; l < m_.layers; ++l) {
+      sb_.phase(fwd_phase_[l], [l] { return "fwd L" + std::to_string(l); });
       const std::vector<int32_t> staged = stage(l);
-      GraphRun& run = runs[l];
+      if (static_cast<size_t>(l) < runs_.size()) {
+        runs_[l].restart(l, mb);
+      } else {
+        runs_.emplace_back(plan_for(l), l, mb);
+      }
+      if (c_.checkpointed[l]) sb_.hold(x);  // the checkpoint keeps the layer input
+      // Layer 0's input is the frozen embedding's output: it is not part of the graph.
+      forward(sb_, runs_[l], x, !c_.checkpointed[l], l > 0, last_use_, temp_ids_);
+      sb_.drop(x);
+      unstage(staged);
+      x = runs_[l].buf[runs_[l].plan->g.output];
+    }
+    return x;
+  }
+
+  // The decoder layers backward from the gradient `g` of the last layer's output; a checkpointed
+  // layer first recomputes its forward from the input it kept.
+  void backward_layers(int mb, int32_t g) {
+    for (int l = static_cast<int>(m_.layers) - 1; l >= 0; --l) {
+      sb_.phase(bwd_phase_[l], [l] { return "bwd L" + std::to_string(l); });
+      const std::vector<int32_t> staged = stage(l);
+      GraphRun& run = runs_[l];
       int32_t recomputed = kNone;
       const int32_t grad_out = g;
-      if (c.checkpointed[l]) {
+      if (c_.checkpointed[l]) {
         const int32_t input = run.buf[run.plan->g.input];
         run.restart(l, mb);
-        forward(sb, run, input, true, l > 0, last_use, temp_ids);
+        forward(sb_, run, input, true, l > 0, last_use_, temp_ids_);
         recomputed = run.buf[run.plan->g.output];
-        sb.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
+        sb_.hold(grad_out);  // the checkpoint's backward holds its output gradient until it returns
       }
-      gs.hold_adapter_grads = c.checkpointed[l];
-      g = backward(sb, run, g, gs, temp_ids);
+      gs_.hold_adapter_grads = c_.checkpointed[l];
+      g = backward(sb_, run, g, gs_, temp_ids_);
       if (recomputed != kNone) {
-        sb.drop(recomputed);
-        sb.drop(grad_out);
-        for (int32_t id : gs.held) sb.drop(id);
-        gs.held.clear();
-        sb.drop(run.buf[run.plan->g.input]);  // the checkpoint's hold
+        sb_.drop(recomputed);
+        sb_.drop(grad_out);
+        for (int32_t id : gs_.held) sb_.drop(id);
+        gs_.held.clear();
+        sb_.drop(run.buf[run.plan->g.input]);  // the checkpoint's hold
       }
       unstage(staged);
     }
-    sb.drop(seed);
-    sb.drop(scaled);
-    sb.drop(loss);
-    sb.drop(ids);
-    sb.drop(labels);
   }
 
   // Optimizer update: per-tensor temporaries (AdamW: sqrt(v) and its quotient), then the
   // gradients are released (zero_grad with set_to_none).
-  sb.phase("optim");
-  // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor with fp32 state; SGD
-  // updates in place.
-  const int64_t update = optimizer_info(c.optimizer).adam ? 8 : 0;
-  // Gradient clipping (train's default --max-grad-norm 1.0): the fp32 sum of the squared norms and
-  // one tensor's norm, both 0-d, read once.
-  sb.workspace("optimizer.clip_norm", -1, -1, {4, 4});
-  if (c.device == Device::kCpu) {
-    // An in-place multiply by a number (clipping's scale, momentum, weight decay, Adam's betas)
-    // wraps it in CPU tensors; then AdamW's sqrt(v), the wrapped bias correction and the quotient.
-    sb.workspace("optimizer.scalar", -1, -1, {kWrappedScalarBytes, kWrappedScalarCastBytes});
-    if (update > 0 && max_adapter > 0) {
-      sb.workspace(
-          "optimizer.update", -1, -1,
-          {4 * max_adapter, kWrappedScalarBytes, kWrappedScalarCastBytes, 4 * max_adapter});
+  void optimizer_step() {
+    sb_.phase("optim");
+    // AdamW: sqrt(v) and its quotient, fp32 [n], for the largest adapter tensor with fp32 state;
+    // SGD updates in place.
+    const int64_t update = optimizer_info(c_.optimizer).adam ? 8 : 0;
+    // Gradient clipping (train's default --max-grad-norm 1.0): the fp32 sum of the squared norms
+    // and one tensor's norm, both 0-d, read once.
+    sb_.workspace("optimizer.clip_norm", -1, -1, {4, 4});
+    if (c_.device == Device::kCpu) {
+      // An in-place multiply by a number (clipping's scale, momentum, weight decay, Adam's betas)
+      // wraps it in CPU tensors; then AdamW's sqrt(v), the wrapped bias correction and the
+      // quotient.
+      sb_.workspace("optimizer.scalar", -1, -1, {kWrappedScalarBytes, kWrappedScalarCastBytes});
+      if (update > 0 && max_adapter_ > 0) {
+        sb_.workspace(
+            "optimizer.update", -1, -1,
+            {4 * max_adapter_, kWrappedScalarBytes, kWrappedScalarCastBytes, 4 * max_adapter_});
+      }
+    } else {
+      sb_.transient("optimizer.update", -1, -1, update * max_adapter_, Category::kWorkspace);
     }
-  } else {
-    sb.transient("optimizer.update", -1, -1, update * max_adapter, Category::kWorkspace);
+    for (int32_t id : gs_.adapter_grads) sb_.drop(id);
   }
-  for (int32_t id : gs.adapter_grads) sb.drop(id);
-  if (c.has_eval()) eval_step(sb, m, c, stage, unstage, last_use, temp_ids);
-  last_schedule_size = {s.buffers.size(), s.events.size()};
-  // A hint from a much larger schedule would leave most of the storage unused.
-  if (s.buffers.capacity() > 2 * s.buffers.size() + 1024) s.buffers.shrink_to_fit();
-  if (s.events.capacity() > 2 * s.events.size() + 1024) s.events.shrink_to_fit();
+
+  Schedule& s_;
+  StepBuilder sb_;
+  const ModelDesc& m_;
+  const TrainConfig& c_;
+  const Dims d_;
+  std::vector<std::vector<const TensorSpec*>> layer_linears_;  // [layers] their frozen linears
+  int64_t max_adapter_ = 0;  // elements of the largest adapter tensor with fp32 state
+  const GraphPlan layer_;
+  const bool split_;
+  const std::optional<GraphPlan> windowed_layer_;
+  const GraphPlan head_;
+  GraphRun head_run_;
+  std::vector<int> last_use_;      // scratch for forward()
+  std::vector<int32_t> temp_ids_;  // scratch for forward() and backward()
+  GradState gs_;
+  std::vector<GraphRun> runs_;                  // [layers] this micro-batch's run of each layer
+  std::vector<int32_t> fwd_phase_, bwd_phase_;  // [layers] their phases' indices
+};
+
+}  // namespace
+
+Schedule build_schedule(const ModelDesc& m, const TrainConfig& c, int64_t gemm_workspace_bytes) {
+  Schedule s;
+  StepScheduler(s, m, c).build(gemm_workspace_bytes);
   return s;
 }
 
