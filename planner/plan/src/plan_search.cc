@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <compare>
 #include <cstdio>
 #include <functional>
 #include <map>
 #include <set>
 #include <thread>
-#include <tuple>
 
 #include "loraplan/planner/errors.h"
 #include "loraplan/planner/weights.h"
@@ -41,10 +41,15 @@ std::string over_limit(int64_t need, int64_t limit) {
   return a + " > " + b;
 }
 
-// The choices other than micro-batch; a combination is infeasible for every micro-batch at least
-// as large as one that is.
-using Shape = std::tuple<int, int64_t, int,
-                         int>;  // attention, loss chunk (0 or 1 = chunked), weights, optimizer
+// The choices other than micro-batch, as indices into the lists the search tries; a combination is
+// infeasible for every micro-batch at least as large as one that is. Ordered member by member.
+struct Shape {
+  int attention = 0;    // into the attentions searched
+  int64_t chunked = 0;  // 1: the loss in chunks, 0: whole
+  int weights = 0;      // into the weight formats
+  int optimizer = 0;    // into the optimizers
+  auto operator<=>(const Shape&) const = default;
+};
 
 // The data's shapes at micro-batch B, asked of the space once per B.
 const DataShapes& shapes_for(const SearchSpace& space, std::map<int64_t, DataShapes>& cache,

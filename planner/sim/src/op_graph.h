@@ -23,6 +23,10 @@ struct TensorDef {
 // op's k-th allocation (of n), slot n after the last one, slot n + 1 the op's end. It is allocated
 // at slot `from` and freed at slot `to` (from == to: allocated and freed at once). At a slot, the
 // temporaries ending there are freed first, then those starting there are allocated.
+// A temporary of an op, placed among the op's allocations (forward: its outputs; backward: its
+// gradients), numbered 0..n-1: allocated just before allocation `from` and freed just before
+// allocation `to` (`to` = n: after the last; n + 1: after the temporaries placed at n); from == to
+// frees it at once, a peak of its own.
 struct Temp {
   int64_t bytes = 0;
   int from = 0, to = 0;
